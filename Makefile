@@ -1,0 +1,34 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+VENV    ?= .venv
+PYTHON  ?= python3
+BIN     := $(VENV)/bin
+# The demo and the tests are offline by design: embedded model + local data.
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_VERBOSITY=error TOKENIZERS_PARALLELISM=false
+# The demo fine-tunes MiniLM on a documented SST-2 subset so it ends in under 10 minutes on 2 cores.
+DEMO_TRAIN_SAMPLES ?= 20000
+DEMO_METHODS ?= baseline,dynamic_int8,magnitude,head_prune,layer_drop,low_rank
+
+.PHONY: install demo test bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch first, pinned: this resolves to the machine's local CPU wheel instead of CUDA builds.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(OFFLINE) $(BIN)/compbench -m run_name=demo task=sst2 model=minilm_l6 hardware=cpu \
+		method=$(DEMO_METHODS) task.finetune.max_train_samples=$(DEMO_TRAIN_SAMPLES) task.finetune.epochs=1
+	$(OFFLINE) $(BIN)/compbench-report results/demo --out results/demo/report --tasks sst2
+
+test: install
+	$(OFFLINE) $(BIN)/python -m pytest -q
+
+bench: install
+	$(OFFLINE) $(BIN)/python bench/harness_overhead.py
+
+clean:
+	rm -rf $(VENV) results/default results/tmp* .pytest_cache

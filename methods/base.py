@@ -1,0 +1,112 @@
+"""The method protocol: a config dataclass + a class that applies it.
+
+A method YAML (conf/method/<name>.yaml) names its class with `_target_`; the class names its
+config dataclass in `config_class`. Adding a method is one class in methods/<family>.py and one
+YAML: nothing else changes.
+
+    class DynamicInt8(Method):
+        config_class = DynamicInt8Config
+        devices = ("cpu",)
+        def apply(self, model, ctx): ...
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable, ClassVar, Optional
+
+from harness.errors import ConfigError, check
+
+NEEDS = ("nothing", "calibration", "training")
+
+
+@dataclass
+class MethodConfig:
+    _target_: str = "methods.base.Baseline"
+    name: str = "baseline"
+    recover_epochs: float = 0.0  # optional recovery fine-tune after a structural change
+
+    def __post_init__(self):
+        check(self.recover_epochs >= 0, "method.recover_epochs", f"must be >= 0, got {self.recover_epochs}")
+
+
+@dataclass
+class MethodContext:
+    """What a method may use besides the model. Built by the runner; cheap to construct."""
+
+    tokenizer: Any
+    task: Any  # harness.tasks.TaskData: tokenized train/eval splits + task config
+    hardware: Any  # harness.config.HardwareConfig
+    seed: int
+    cache_dir: str
+    calibration_batches: Callable[[int, int], list]  # (num_samples, batch_size) -> list of model-input dicts
+    finetune: Callable[..., Any]  # finetune(model, epochs=..., **overrides) -> model (recovery / training)
+    teacher: Any = None  # the fine-tuned baseline, for distillation-based methods
+
+
+class Method:
+    config_class: ClassVar[type[MethodConfig]] = MethodConfig
+    needs: ClassVar[str] = "nothing"
+    devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+
+    def __init__(self, config: MethodConfig):
+        self.config = config
+        self.info: dict = {}  # what the method did, for the record (backend, achieved sparsity, ...)
+
+    def unsupported_reason(self, hardware) -> Optional[str]:
+        """None when the method can run on `hardware`, else why not (recorded, never silently skipped)."""
+        if hardware.device not in self.devices:
+            return f"unsupported on {hardware.device}: {self.config.name} runs on {', '.join(self.devices)} only"
+        return None
+
+    def apply(self, model, ctx: MethodContext):
+        """Return a model ready to measure. May modify `model` in place."""
+        raise NotImplementedError
+
+    def recover(self, model, ctx: MethodContext):
+        """The shared optional recovery fine-tune for structural methods."""
+        if self.config.recover_epochs > 0:
+            model = ctx.finetune(model, epochs=self.config.recover_epochs)
+            self.info["recovered_epochs"] = self.config.recover_epochs
+        return model
+
+    def save(self, model, directory: str) -> None:
+        """Persist the compressed artifact; its bytes on disk are the record's size.disk_bytes."""
+        model.save_pretrained(directory, safe_serialization=True)
+
+    def describe(self) -> dict:
+        return {"name": self.config.name, "needs": self.needs, "config": asdict(self.config), **self.info}
+
+
+class Baseline(Method):
+    """The fine-tuned, uncompressed model: the reference every other cell is compared with."""
+
+    def apply(self, model, ctx):
+        return model
+
+
+def method_class(target: str) -> type[Method]:
+    module_name, _, class_name = target.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError):
+        raise ConfigError("method._target_", f"cannot import {target!r}") from None
+    check(isinstance(cls, type) and issubclass(cls, Method), "method._target_", f"{target!r} is not a Method")
+    return cls
+
+
+def build_method_config(raw: dict) -> MethodConfig:
+    raw = dict(raw)
+    cls = method_class(raw.get("_target_", "methods.base.Baseline"))
+    known = {f.name for f in fields(cls.config_class)}
+    for key in raw:
+        check(key in known, f"method.{key}", f"is not a parameter of {raw.get('name', cls.__name__)}", sorted(known - {"_target_"}))
+    try:
+        return cls.config_class(**raw)
+    except TypeError as err:
+        raise ConfigError("method", str(err)) from None
+
+
+def build_method(config: MethodConfig) -> Method:
+    return method_class(config._target_)(config)
