@@ -51,19 +51,21 @@ def compose_cell(overrides: list[str]):
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose("config", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as err:
-        raise ConfigError("overrides", " ".join(str(err).split())) from None
+        message = str(err) or str(err.__cause__) or err.__class__.__name__
+        raise ConfigError("overrides", " ".join(message.split())) from None
     return to_cell_config(cfg)
 
 
 def validate(argv: list[str]) -> int:
     """Compose and validate every cell, checking data files and model directories (cheap)."""
     from harness.models import resolve_location
+    from harness.runner import needs_train_data
     from harness.tasks import check_task_data
 
     cells = sweep_cells(argv)
     for overrides in cells:
         cell = compose_cell(overrides)
-        check_task_data(cell.task, cell.paths.data_root)
+        check_task_data(cell.task, cell.paths.data_root, need_train=needs_train_data(cell))
         resolve_location(cell.model)
     return len(cells)
 

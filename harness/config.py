@@ -64,6 +64,7 @@ class HubData:
     train_split: str = "train"
     eval_splits: dict = field(default_factory=dict)  # our split name -> hub split name
     columns: dict = field(default_factory=dict)
+    revision: Optional[str] = None  # pin a Hub dataset commit; recorded in the data fingerprints
 
 
 @dataclass

@@ -55,7 +55,7 @@ def train(model, tokenizer, train_dataset, finetune_cfg, seed: int, device: str,
             per_device_train_batch_size=finetune_cfg.batch_size,
             learning_rate=finetune_cfg.learning_rate,
             weight_decay=finetune_cfg.weight_decay,
-            warmup_ratio=finetune_cfg.warmup_ratio,
+            warmup_steps=finetune_cfg.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of total steps
             seed=seed,
             data_seed=seed,
             use_cpu=device == "cpu",

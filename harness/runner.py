@@ -26,6 +26,14 @@ def config_dict(cell: CellConfig) -> dict:
     return dataclasses.asdict(cell)
 
 
+def needs_train_data(cell: CellConfig) -> bool:
+    """Decided from config alone, so the pre-flight check and the run fingerprint the same files."""
+    from methods.base import method_class
+
+    finetunes = cell.model.init == "pretrained" and cell.model.finetuned_task != cell.task.name
+    return finetunes or method_class(cell.method._target_).needs != "nothing"
+
+
 def config_hash(cell: CellConfig, fingerprints: dict) -> str:
     """What makes a measurement different. Paths and run flags do not; data contents and
     CACHE_VERSION do. The project's git commit is recorded but deliberately not hashed, so a
@@ -97,7 +105,7 @@ def run_cell(cell: CellConfig, chash: str, fingerprints: dict) -> dict:
     with timer("load_model"):
         loaded = steps.load(cell)
     with timer("load_data"):
-        task_data = steps.load_data(cell, loaded.tokenizer, need_train=loaded.needs_finetune or method.needs != "nothing")
+        task_data = steps.load_data(cell, loaded.tokenizer, need_train=needs_train_data(cell))
     record["data"].update(counts=task_data.counts, notes=task_data.notes, subset=steps.is_subset(cell, task_data))
     with timer("finetune"):
         model, record["training"] = steps.finetune_baseline(cell, loaded, task_data)

@@ -9,13 +9,13 @@ from pathlib import Path
 
 from harness.config import CellConfig
 from harness.record import record_path, write_json_atomic
-from harness.runner import cell_names, config_hash, execute, existing_success, failed_record
+from harness.runner import cell_names, config_hash, execute, existing_success, failed_record, needs_train_data
 
 
 def run_and_record(cell: CellConfig) -> Path:
     from harness.tasks import check_task_data
 
-    fingerprints = check_task_data(cell.task, cell.paths.data_root)
+    fingerprints = check_task_data(cell.task, cell.paths.data_root, need_train=needs_train_data(cell))
     chash = config_hash(cell, fingerprints)
     path = record_path(cell.paths.results_dir, cell_names(cell), chash)
     if existing_success(path) and not cell.force:

@@ -37,6 +37,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "torchao_int8": ("Quantization", "S"),
     "weight_only_int8": ("Quantization", "S"),
     "weight_only_int4": ("Quantization", "S"),
+    "int4_weight_only": ("Quantization", "S"),
     "fp16": ("Quantization", "S"),
     "bf16": ("Quantization", "S"),
     "fp8": ("Quantization", "S"),

@@ -7,6 +7,7 @@ gold answer and the best score counts, and both metrics are averaged over all re
 """
 
 import collections
+import functools
 import re
 import string
 
@@ -51,17 +52,23 @@ def best_over_golds(score_fn, prediction: str, golds: list) -> float:
     return max(score_fn(prediction, gold) for gold in golds)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _pair_scores(prediction: str, golds: tuple) -> tuple[float, float]:
+    # Bootstrap resampling scores the same (prediction, golds) pairs over and over: memoize them.
+    return best_over_golds(exact_match_score, prediction, golds), best_over_golds(f1_score, prediction, golds)
+
+
 def squad_metrics(predictions: list, references: list) -> dict:
     """The pure computation, reusable without evaluate's caching (e.g. for bootstrap resampling)."""
     prediction_by_id = {p["id"]: p["prediction_text"] for p in predictions}
     exact_total = f1_total = 0.0
     for ref in references:
-        golds = list(ref["answers"]["text"])
+        golds = tuple(ref["answers"]["text"])
         if ref["id"] not in prediction_by_id or not golds:
             continue  # counts as 0, like an unanswered question in the official script
-        prediction = prediction_by_id[ref["id"]]
-        exact_total += best_over_golds(exact_match_score, prediction, golds)
-        f1_total += best_over_golds(f1_score, prediction, golds)
+        exact, f1 = _pair_scores(prediction_by_id[ref["id"]], golds)
+        exact_total += exact
+        f1_total += f1
     count = max(len(references), 1)
     return {"exact_match": 100.0 * exact_total / count, "f1": 100.0 * f1_total / count}
 

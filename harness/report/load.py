@@ -1,0 +1,70 @@
+"""Find record files, validate them with `harness.record.load_record`, and flatten them to rows.
+
+A bad file never stops the report: it is named in `problems` and skipped. One row per cell and
+machine; when a cell was re-run on the same machine the newest record wins (the older one is
+named in `problems` too, so a silently shadowed result is impossible).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from harness.record import load_record
+from harness.report.flatten import COLUMNS, flatten_record
+
+
+def find_record_files(patterns: list[str]) -> tuple[list[Path], list[str]]:
+    """Expand directories and globs to JSON files; a pattern matching nothing is a problem."""
+    found: dict[str, Path] = {}
+    problems: list[str] = []
+    for pattern in patterns:
+        pattern = os.path.expanduser(str(pattern))
+        matches = [pattern] if os.path.exists(pattern) else sorted(glob.glob(pattern, recursive=True))
+        files: list[str] = []
+        for match in matches:
+            if os.path.isdir(match):
+                files += glob.glob(os.path.join(match, "**", "records", "*.json"), recursive=True)
+                files += glob.glob(os.path.join(match, "*.json"))
+            elif match.endswith(".json") or match == pattern:
+                files.append(match)
+        files = [f for f in files if not os.path.basename(f).startswith(".")]  # atomic-write temp files
+        if not files:
+            problems.append(f"{pattern}: no record files found")
+        for name in files:
+            found.setdefault(os.path.realpath(name), Path(name))
+    return sorted(found.values()), problems
+
+
+def load_records(patterns: list[str] | str) -> tuple[pd.DataFrame, list[str]]:
+    """All valid records under `patterns` as one flat DataFrame (see flatten.COLUMNS) + problems."""
+    if isinstance(patterns, (str, os.PathLike)):
+        patterns = [patterns]
+    files, problems = find_record_files(list(patterns))
+    rows = []
+    for path in files:
+        try:
+            record = load_record(path)
+            rows.append(flatten_record(record, path))
+        except ValueError as err:
+            problems.append(str(err))
+        except (AttributeError, KeyError, TypeError, IndexError) as err:
+            # Valid envelope, unexpected inner shape: still one skipped file, not a crash.
+            problems.append(f"{path}: malformed record ({err.__class__.__name__}: {err})")
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    df, superseded = _newest_per_cell(df)
+    return df, problems + superseded
+
+
+def _newest_per_cell(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    if df.empty:
+        return df.reset_index(drop=True), []
+    key = ["task", "model", "method", "hardware", "fingerprint"]
+    df = df.sort_values(["created_at", "path"], na_position="first", kind="stable")
+    dup = df.duplicated(key, keep="last")
+    notes = [f"{p}: superseded by a newer record of the same cell on the same machine" for p in df.loc[dup, "path"]]
+    kept = df.loc[~dup].sort_values(["task", "model", "method", "hardware", "fingerprint"], kind="stable")
+    return kept.reset_index(drop=True), notes

@@ -1,0 +1,105 @@
+"""Table 1 of Ganesh et al. (2021), regenerated from measured cells: one row per (model, method).
+
+`table1_numeric` gives numbers (NaN where not measured); `table1` gives the display strings.
+Accuracy columns are on the survey's 0-100 scale; sizes are % of the baseline of the same model;
+speedups come from `speedup.add_speedups` (same model, task, hardware and machine).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from harness.report.method_catalog import category_rank
+from harness.report.speedup import add_speedups, geometric_mean, is_baseline
+
+DEFAULT_TASKS = ("mnli", "qqp", "sst2", "squad_v1.1")
+# A variant task measured instead of the survey's: shown in the survey's column, with a marker.
+TASK_ALIASES = {"squad_v1.1_devsplit": "squad_v1.1"}
+MARK_SUBSET, MARK_RANDOM, MARK_VARIANT, MARK_SPARSE = "ˢ", "ʳ", "ᵈ", "ⁿ"
+MEASURED = "measured"
+LEAD_COLUMNS = ["category", "method", "model", "source", "provenance", "target_device",
+                "size_w_emb_pct", "size_wo_emb_pct", "speedup_gpu", "speedup_cpu"]
+
+
+def table1_numeric(df: pd.DataFrame, tasks=DEFAULT_TASKS, extra_tasks=(), published=False) -> pd.DataFrame:
+    """Numeric Table 1. Per task column `t` also `t_ci_lo`, `t_ci_hi`, `t_marks`; `avg_drop` is over `tasks` only."""
+    columns = list(tasks) + [t for t in extra_tasks if t not in tasks]
+    ok = add_speedups(df[df["status"].eq("ok")])
+    # A variant goes to its survey column unless the caller asked for the variant's own column.
+    ok = ok.assign(column=ok["task"].map(lambda t: t if t in columns else TASK_ALIASES.get(t, t)))
+    rows = [_row(group, ok, columns, tasks) for _, group in ok.groupby(["model", "method"], sort=False)]
+    table = pd.DataFrame(rows, columns=_all_columns(columns))
+    if not table.empty:
+        order = table["category"].map(category_rank)
+        table = table.assign(_rank=order).sort_values(["_rank", "model", "method"], kind="stable").drop(columns="_rank")
+    if published:
+        from harness.report.published import interleave_published
+
+        table = interleave_published(table, columns, include_all=(published == "all"))
+    return table.reset_index(drop=True)
+
+
+def failed_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """Cells that produced no measurement, with the recorded reason."""
+    bad = df[df["status"].isin(["failed", "unsupported"])]
+    cols = ["task", "model", "method", "hardware", "status", "reason"]
+    return bad[cols].fillna({"reason": "(no reason recorded)"}).sort_values(cols[:4]).reset_index(drop=True)
+
+
+def _all_columns(columns: list[str]) -> list[str]:
+    per_task = [c + suffix for c in columns for suffix in ("", "_ci_lo", "_ci_hi", "_marks")]
+    return LEAD_COLUMNS + ["size_marks"] + per_task + ["avg_drop", "avg_drop_marks", "notes"]
+
+
+def _row(group: pd.DataFrame, ok: pd.DataFrame, columns: list[str], drop_tasks) -> dict:
+    first = group.iloc[0]
+    devices = [d for d in pd.concat([group.loc[group["device"].eq("cuda"), "gpu_name"],
+                                     group.loc[group["device"].eq("cpu"), "cpu_model"]]).dropna().unique()]
+    row = {
+        "category": first["category"], "method": first["method"], "model": first["model"],
+        "source": MEASURED, "provenance": first["provenance"], "target_device": "; ".join(devices),
+        "size_w_emb_pct": group["size_pct_with_emb"].median(), "size_wo_emb_pct": group["size_pct_without_emb"].median(),
+        "size_marks": MARK_SPARSE if group["size_sparse"].astype(bool).any() else "",
+        "speedup_gpu": geometric_mean(group.loc[group["device"].eq("cuda"), "speedup"]),
+        "speedup_cpu": geometric_mean(group.loc[group["device"].eq("cpu"), "speedup"]),
+        "notes": "",
+    }
+    baselines = ok[is_baseline(ok) & ok["model"].eq(first["model"])]
+    drops, drop_marks = [], set()
+    for column in columns:
+        cell = _pick(group[group["column"].eq(column)])
+        marks = _marks(cell, column)
+        row.update({column: np.nan, column + "_ci_lo": np.nan, column + "_ci_hi": np.nan, column + "_marks": marks})
+        if cell is None or pd.isna(cell["score"]):
+            continue
+        row.update({column: cell["score"], column + "_ci_lo": cell["ci_lo"], column + "_ci_hi": cell["ci_hi"]})
+        base = _pick(baselines[baselines["task"].eq(cell["task"])], prefer=cell)
+        if column in drop_tasks and base is not None and pd.notna(base["score"]) and not cell["random_init"]:
+            drops.append(cell["score"] - base["score"])
+            drop_marks |= set(marks) | set(_marks(base, column))
+    row["avg_drop"] = float(np.mean(drops)) if drops else np.nan
+    row["avg_drop_marks"] = "".join(sorted(drop_marks - {MARK_RANDOM}))
+    return row
+
+
+def _pick(cells: pd.DataFrame, prefer=None):
+    """The record to show: a real score first, then full eval, pretrained, exact task, then the same machine."""
+    if cells.empty:
+        return None
+    rank = pd.DataFrame({
+        "no_score": cells["score"].isna(), "random": cells["random_init"], "subset": cells["subset"],
+        "variant": cells["task"].ne(cells["column"]),
+        "elsewhere": (cells["hardware"].ne(prefer["hardware"]) | cells["fingerprint"].ne(prefer["fingerprint"]))
+        if prefer is not None else False,
+        "age": cells["created_at"].fillna("").rank(ascending=False, method="first"),
+    }, index=cells.index)
+    best = rank.sort_values(list(rank.columns), kind="stable").index[0]
+    return cells.loc[best]
+
+
+def _marks(cell, column: str) -> str:
+    if cell is None:
+        return ""
+    return (MARK_VARIANT if cell["task"] != column else "") + (MARK_SUBSET if cell["subset"] else "") + (
+        MARK_RANDOM if cell["random_init"] else "")

@@ -1,0 +1,152 @@
+"""Readers for the official local formats: GLUE TSV files and SQuAD v1.1 JSON.
+
+Both raise a one-line ConfigError naming the file (relative to the data root) when the file does
+not look like what the task YAML promises, so a bad file fails before any tokenizer or model loads.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import os
+from pathlib import Path
+
+from harness.config import TaskConfig
+from harness.errors import ConfigError
+from harness.tasks.labels import parse_label
+
+csv.field_size_limit(2**31 - 1)  # a few GLUE rows exceed the default 128 KiB field limit
+SAMPLE_ROWS = 200  # rows the fast check parses; labels must mostly map within them
+
+
+def _tsv_rows(path: Path, encoding: str):
+    # QUOTE_NONE: several GLUE files contain unbalanced '"' that would otherwise swallow lines.
+    with open(path, encoding=encoding, newline="") as handle:
+        for row in csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE):
+            yield row
+
+
+def _resolve_columns(task: TaskConfig, header: list | None, rel: str) -> dict[str, int]:
+    """Our column names (text_a, text_b, label) -> index in each row."""
+    columns = task.local.columns
+    if "text_a" not in columns or "label" not in columns:
+        raise ConfigError("task.local.columns", "needs at least text_a and label", ["text_a", "text_b", "label"])
+    expected = [c for c in columns.values() if isinstance(c, str)]
+    if header is None:
+        if expected:
+            raise ConfigError("task.local.columns", f"{rel} has no header (local.header=false), so columns must be indices")
+        return dict(columns)
+    missing = [c for c in expected if c not in header]
+    if missing:
+        raise ConfigError("task.local", f"{rel}: wrong header {header}; expected columns {expected} (missing {missing})")
+    return {key: header.index(c) if isinstance(c, str) else c for key, c in columns.items()}
+
+
+def _parse_row(row: list, index: dict[str, int], width: int | None, task: TaskConfig):
+    """(example, problem): problem is 'malformed' (wrong field count) or 'label' (unusable label)."""
+    needed = max(index.values()) + 1
+    if (width is not None and len(row) != width) or len(row) < needed:
+        return None, "malformed"
+    label = parse_label(row[index["label"]], task)
+    if label is None:
+        return None, "label"
+    text_b = row[index["text_b"]] if "text_b" in index else None
+    return {"text_a": row[index["text_a"]], "text_b": text_b, "label": label}, None
+
+
+def _open_layout(path: Path, rel: str, task: TaskConfig):
+    """(row iterator positioned after the header, column index, expected field count or None)."""
+    rows = _tsv_rows(path, task.local.encoding)
+    header = None
+    if task.local.header:
+        header = next(rows, None)
+        if header is None:
+            raise ConfigError("task.local", f"{rel}: file is empty (truncated download?)")
+        header = [header[0].lstrip("\ufeff")] + header[1:]  # tolerate a BOM even with encoding=utf-8
+    index = _resolve_columns(task, header, rel)
+    return rows, index, (len(header) if header else None)
+
+
+def check_glue_tsv(path: Path, rel: str, task: TaskConfig) -> None:
+    """Header, first rows and last line only: enough to catch wrong files fast, even on MNLI's 400 MB."""
+    try:
+        rows, index, width = _open_layout(path, rel, task)
+        sample = [_parse_row(row, index, width, task) for _, row in zip(range(SAMPLE_ROWS), rows)]
+    except UnicodeDecodeError as err:
+        raise ConfigError("task.local", f"{rel}: cannot be decoded as {task.local.encoding} ({err.reason}); unparseable file") from None
+    if not sample:
+        raise ConfigError("task.local", f"{rel}: has no data rows (empty or truncated file)")
+    bad_labels = [problem for _, problem in sample if problem == "label"]
+    if len(bad_labels) * 2 > len(sample):
+        raise ConfigError("task.label_names", f"{rel}: most labels in the first rows are neither in {task.label_names} nor ids below {task.num_labels}")
+    # A download cut short leaves a partial last row: too few fields or a half-written label.
+    fields = _last_line(path, task.local.encoding).split("\t")
+    if _parse_row(fields, index, width, task)[1]:
+        raise ConfigError("task.local", f"{rel}: last line does not parse ({len(fields)} fields, expected {width or max(index.values()) + 1}); the file looks truncated")
+
+
+def _last_line(path: Path, encoding: str) -> str:
+    with open(path, "rb") as handle:
+        handle.seek(max(0, os.path.getsize(path) - 65536))
+        tail = handle.read().decode(encoding, errors="replace")
+    lines = [line for line in tail.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def read_glue_tsv(path: Path, rel: str, task: TaskConfig) -> tuple[list[dict], dict[str, int]]:
+    """All usable rows as {text_a, text_b, label}, plus counts of skipped rows by reason."""
+    rows, index, width = _open_layout(path, rel, task)
+    examples, skipped = [], {"malformed": 0, "label": 0}
+    try:
+        for row in rows:
+            if not row:
+                continue
+            example, problem = _parse_row(row, index, width, task)
+            if problem:
+                skipped[problem] += 1
+            else:
+                examples.append(example)
+    except UnicodeDecodeError as err:  # past the rows the fast check samples
+        raise ConfigError("task.local", f"{rel}: cannot be decoded as {task.local.encoding} ({err.reason}) after row {len(examples)}; unparseable file") from None
+    return examples, skipped
+
+
+def _require(node: dict, key: str, where: str, rel: str):
+    if not isinstance(node, dict) or key not in node:
+        raise ConfigError("task.local", f"{rel}: {where} is missing field {key!r}; not a SQuAD v1.1 file")
+    return node[key]
+
+
+@functools.lru_cache(maxsize=4)
+def _read_squad_cached(path: str, rel: str, size: int, mtime_ns: int) -> tuple:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError("task.local", f"{rel}: not valid JSON ({str(err).splitlines()[0]}); truncated or unparseable file") from None
+    examples = []
+    for a, article in enumerate(_require(document, "data", "the top level", rel)):
+        title = _require(article, "title", f"data[{a}]", rel)
+        for p, paragraph in enumerate(_require(article, "paragraphs", f"data[{a}]", rel)):
+            context = _require(paragraph, "context", f"data[{a}].paragraphs[{p}]", rel)
+            for q, qa in enumerate(_require(paragraph, "qas", f"data[{a}].paragraphs[{p}]", rel)):
+                where = f"data[{a}].paragraphs[{p}].qas[{q}]"
+                answers = _require(qa, "answers", where, rel)
+                for n, answer in enumerate(answers):
+                    _require(answer, "text", f"{where}.answers[{n}]", rel)
+                    _require(answer, "answer_start", f"{where}.answers[{n}]", rel)
+                examples.append({
+                    "id": str(_require(qa, "id", where, rel)),
+                    "title": title,
+                    "context": context,
+                    "question": _require(qa, "question", where, rel),
+                    "answers": {"text": [x["text"] for x in answers], "answer_start": [int(x["answer_start"]) for x in answers]},
+                })
+    return tuple(examples)
+
+
+def read_squad_json(path: Path, rel: str) -> list[dict]:
+    """Flat SQuAD examples in the Hub's column layout (id, title, context, question, answers)."""
+    stat = os.stat(path)
+    return list(_read_squad_cached(str(path), rel, stat.st_size, stat.st_mtime_ns))

@@ -1,0 +1,424 @@
+"""Post-training quantization and reduced-precision casts.
+
+Only the Linear layers of the base model (encoder + pooler) are quantized; the task head
+(classifier / qa_outputs) stays in float because its tiny, odd-shaped matmuls gain nothing and
+some backends reject them.
+
+int8 on CPU has three backends (`method.backend`), measured by bench/int8_backends.py:
+    torch_ao  torch.ao.quantization.quantize_dynamic (deprecated in torch 2.x, still works); eager
+              FBGEMM kernels, no compile needed
+    torchao   torchao quantize_(Int8DynamicActivationInt8WeightConfig()); slower than fp32 in eager,
+              needs torch.compile for Inductor's int8 GEMM
+    pt2e      torch.export -> X86InductorQuantizer -> prepare/convert_pt2e -> torch.compile(freezing)
+When `method.compile` is true the method compiles the model in place (`nn.Module.compile`) so the
+record measures the backend as it is meant to run; info["compiled"] says so.
+
+Artifacts: quantized weights cannot go through safetensors, so `save` writes config.json + a
+torch.save'd state_dict (reloaded with weights_only=True onto a skeleton quantized the same way),
+or a torch.export program for pt2e; see methods/artifacts.py.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Optional
+
+import torch
+from torch import nn
+
+from harness.errors import check
+from methods.artifacts import write_marker
+from methods.base import Method, MethodConfig
+from methods.structured import base_linear_names
+
+INT8_BACKENDS = ("torch_ao", "torchao", "pt2e")
+# chosen from bench/int8_backends.py on the 2-core AVX-512 VNNI dev box (see its docstring)
+DEFAULT_INT8_BACKEND = "torch_ao"
+
+
+# ----------------------------------------------------------------------------------------------
+# Backends
+# ----------------------------------------------------------------------------------------------
+
+
+def _base_linear_filter(model):
+    names = set(base_linear_names(model))
+    return lambda module, fqn: isinstance(module, nn.Linear) and fqn in names
+
+
+def quantize_torch_ao(model):
+    """Legacy eager dynamic int8 (per-channel weights, per-batch activations), in place."""
+    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+
+    spec = {name: default_dynamic_qconfig for name in base_linear_names(model)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return quantize_dynamic(model, qconfig_spec=spec, dtype=torch.qint8, inplace=True)
+
+
+def torchao_config(scheme: str, **options):
+    from torchao.quantization import (
+        Float8DynamicActivationFloat8WeightConfig,
+        Int4WeightOnlyConfig,
+        Int8DynamicActivationInt8WeightConfig,
+        Int8WeightOnlyConfig,
+    )
+
+    if scheme == "int8_dynamic":
+        return Int8DynamicActivationInt8WeightConfig()
+    if scheme == "int8_weight_only":
+        return Int8WeightOnlyConfig()
+    if scheme == "int4_weight_only":
+        from torchao.quantization.quantize_.workflows import Int4PackingFormat
+
+        # tile_packed_to_4d is the CUDA tinygemm layout; the default 'plain' needs extra kernels
+        return Int4WeightOnlyConfig(group_size=options.get("group_size", 128), int4_packing_format=Int4PackingFormat.TILE_PACKED_TO_4D)
+    if scheme == "fp8":
+        from torchao.quantization import PerRow, PerTensor
+
+        granularity = PerRow() if options.get("granularity", "row") == "row" else PerTensor()
+        return Float8DynamicActivationFloat8WeightConfig(granularity=granularity)
+    raise ValueError(f"unknown torchao scheme {scheme!r}")
+
+
+def quantize_torchao(model, scheme: str, **options):
+    from torchao.quantization import quantize_
+
+    quantize_(model, torchao_config(scheme, **options), filter_fn=_base_linear_filter(model))
+    return model
+
+
+class ExportedModel(nn.Module):
+    """A torch.export graph behind the usual `model(**inputs)` call, with the HF config attached.
+
+    Extra keys (labels) are dropped; the graph only takes the inputs it was exported with.
+    """
+
+    def __init__(self, graph_module: nn.Module, config, input_names: list[str]):
+        super().__init__()
+        self.graph_module = graph_module
+        self.config = config
+        self.input_names = list(input_names)
+
+    def forward(self, **inputs):
+        missing = [k for k in self.input_names if k not in inputs]
+        if missing:
+            raise TypeError(f"exported model needs inputs {self.input_names}, missing {missing}")
+        return self.graph_module(**{k: inputs[k] for k in self.input_names})
+
+
+def _export_inputs(batch: dict) -> dict:
+    """Model inputs only, at least 2x2 so torch.export keeps batch and sequence dims symbolic."""
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "start_positions", "end_positions")}
+    batch_size, seq_len = next(iter(inputs.values())).shape[:2]
+    if batch_size < 2:
+        inputs = {k: v.repeat(2, *([1] * (v.dim() - 1))) for k, v in inputs.items()}
+    if seq_len < 2:
+        inputs = {k: torch.cat([v, v], dim=1) for k, v in inputs.items()}
+    return inputs
+
+
+def _export(model, inputs: dict):
+    dims = {k: {0: torch.export.Dim.AUTO, 1: torch.export.Dim.AUTO} for k in inputs}
+    return torch.export.export(model, (), inputs, dynamic_shapes=dims, strict=False)
+
+
+def quantize_pt2e(model, batches: list[dict], dynamic: bool) -> ExportedModel:
+    """pt2e X86InductorQuantizer flow; `batches` calibrate static activation scales."""
+    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86  # also registers Inductor int8 passes
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    model.eval()
+    inputs = _export_inputs(batches[0])
+    quantizer = x86.X86InductorQuantizer().set_global(x86.get_default_x86_inductor_quantization_config(is_dynamic=dynamic))
+    head = [n for n, _ in model.named_children() if n != model.base_model_prefix]
+    for name in head:  # keep the task head in float
+        quantizer.set_module_name_qconfig(name, None)
+    prepared = prepare_pt2e(_export(model, inputs).module(), quantizer)
+    with torch.no_grad():
+        for batch in batches:
+            prepared(**{k: batch[k] for k in inputs})
+    return ExportedModel(convert_pt2e(prepared), model.config, list(inputs))
+
+
+def compile_in_place(model, freezing: bool = False):
+    # nn.Module.compile keeps the module object (config, parameters, save) and compiles its forward;
+    # freezing lets Inductor constant-fold and prepack the int8 weights of pt2e graphs
+    model.compile(options={"freezing": True} if freezing else None)
+    return model
+
+
+def cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+# ----------------------------------------------------------------------------------------------
+# Saving / reloading quantized artifacts
+# ----------------------------------------------------------------------------------------------
+
+
+def _save_state(model, directory: str, quantization: dict) -> None:
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(directory)
+    torch.save(model.state_dict(), Path(directory, "quantized_state.pt"))
+    write_marker(directory, format="torch_state", quantization=quantization)
+
+
+def quantize_skeleton(model, quantization: dict) -> None:
+    """Quantize a float skeleton the way the artifact was, so its state_dict can be loaded."""
+    if quantization.get("dtype"):
+        model.to(getattr(torch, quantization["dtype"]))
+    if quantization["backend"] == "torch_ao":
+        quantize_torch_ao(model)
+    elif quantization["backend"] == "torchao":
+        quantize_torchao(model, quantization["scheme"], **quantization.get("options", {}))
+    else:
+        raise ValueError(f"cannot rebuild quantization backend {quantization['backend']!r}")
+
+
+def save_exported(model: ExportedModel, directory: str, example_inputs: dict, quantization: dict) -> None:
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(directory)
+    torch.export.save(_export(model.graph_module, example_inputs), str(Path(directory, "model.pt2")))
+    write_marker(directory, format="exported", quantization=quantization, input_names=model.input_names)
+
+
+def load_exported(directory: str, config) -> ExportedModel:
+    from methods.artifacts import read_marker
+
+    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer  # noqa: F401  registers the quantized ops' lowering
+
+    marker = read_marker(directory)
+    program = torch.export.load(str(Path(directory, "model.pt2")))
+    return ExportedModel(program.module(), config, marker["input_names"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Methods
+# ----------------------------------------------------------------------------------------------
+
+
+class _QuantMethod(Method):
+    """Quantization produces the final form of a model: pipelines fine-tune before it, never after."""
+
+    final_form: ClassVar[bool] = True
+    quantization: dict = None  # how to rebuild the skeleton; set by apply
+
+    def _finish(self, model, freezing: bool = False):
+        compiled = bool(getattr(self.config, "compile", False))
+        if compiled:
+            compile_in_place(model, freezing=freezing)
+        self.info["compiled"] = compiled
+        return model
+
+    def save(self, model, directory: str) -> None:
+        if isinstance(model, ExportedModel):
+            save_exported(model, directory, self._example_inputs, self.quantization)
+        else:
+            _save_state(model, directory, self.quantization)
+
+
+@dataclass
+class DynamicInt8Config(MethodConfig):
+    _target_: str = "methods.quantization.DynamicInt8"
+    name: str = "dynamic_int8"
+    backend: str = DEFAULT_INT8_BACKEND
+    compile: bool = True  # torchao / pt2e only: their int8 kernels come from Inductor
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(self.backend in INT8_BACKENDS, "method.backend", f"unknown backend {self.backend!r}", INT8_BACKENDS)
+
+
+class DynamicInt8(_QuantMethod):
+    """int8 weights, activations quantized per batch/token at run time. No calibration."""
+
+    config_class = DynamicInt8Config
+    devices = ("cpu",)
+
+    def apply(self, model, ctx):
+        backend = self.config.backend
+        model.eval()
+        self.info.update(backend=backend, quantized_linears=len(base_linear_names(model)))
+        if backend == "torch_ao":
+            self.quantization = {"backend": "torch_ao", "scheme": "int8_dynamic"}
+            self.info["compiled"] = False  # FBGEMM eager kernels; compile adds nothing
+            return quantize_torch_ao(model)
+        if backend == "torchao":
+            self.quantization = {"backend": "torchao", "scheme": "int8_dynamic"}
+            return self._finish(quantize_torchao(model, "int8_dynamic"))
+        batches = ctx.calibration_batches(2, 2)  # dynamic: one pass only to trace
+        self._example_inputs = _export_inputs(batches[0])
+        self.quantization = {"backend": "pt2e", "scheme": "int8_dynamic"}
+        return self._finish(quantize_pt2e(model, batches[:1], dynamic=True), freezing=True)
+
+
+@dataclass
+class StaticInt8Config(MethodConfig):
+    _target_: str = "methods.quantization.StaticInt8"
+    name: str = "static_int8"
+    backend: str = "pt2e"
+    calibration_samples: int = 256
+    batch_size: int = 32
+    compile: bool = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(self.backend == "pt2e", "method.backend", f"unknown backend {self.backend!r}", ("pt2e",))
+        check(self.calibration_samples >= 1, "method.calibration_samples", f"must be >= 1, got {self.calibration_samples}")
+        check(self.batch_size >= 1, "method.batch_size", f"must be >= 1, got {self.batch_size}")
+
+
+class StaticInt8(_QuantMethod):
+    """int8 weights and activations with scales calibrated offline (pt2e X86InductorQuantizer)."""
+
+    config_class = StaticInt8Config
+    needs = "calibration"
+    devices = ("cpu",)
+
+    def apply(self, model, ctx):
+        cfg = self.config
+        batches = ctx.calibration_batches(cfg.calibration_samples, cfg.batch_size)
+        self._example_inputs = _export_inputs(batches[0])
+        self.quantization = {"backend": "pt2e", "scheme": "int8_static"}
+        self.info.update(backend="pt2e", calibration_samples=sum(len(next(iter(b.values()))) for b in batches))
+        return self._finish(quantize_pt2e(model, batches, dynamic=False), freezing=True)
+
+
+@dataclass
+class Fp16Config(MethodConfig):
+    _target_: str = "methods.quantization.Fp16"
+    name: str = "fp16"
+
+
+class Fp16(Method):
+    """Cast the whole model to float16 (GPU: CPUs have no fast fp16 GEMM)."""
+
+    config_class = Fp16Config
+    devices = ("cuda",)
+    final_form: ClassVar[bool] = True
+
+    def apply(self, model, ctx):
+        self.info["dtype"] = "float16"
+        return model.to(torch.float16)
+
+
+@dataclass
+class Bf16Config(MethodConfig):
+    _target_: str = "methods.quantization.Bf16"
+    name: str = "bf16"
+
+
+class Bf16(Method):
+    """Cast the whole model to bfloat16. On CPU only with native bf16 math (AVX512-BF16 or AMX)."""
+
+    config_class = Bf16Config
+    final_form: ClassVar[bool] = True
+
+    def unsupported_reason(self, hardware) -> Optional[str]:
+        reason = super().unsupported_reason(hardware)
+        if reason is None and hardware.device == "cpu":
+            flags = cpu_flags()
+            if not flags & {"avx512_bf16", "amx_bf16"}:
+                return "unsupported on cpu: bf16 needs avx512_bf16 or amx_bf16, this CPU has neither (it would emulate bf16 and run slower than fp32)"
+        if reason is None and hardware.device == "cuda" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+            return "unsupported on cuda: this GPU has no bf16 support"
+        return reason
+
+    def apply(self, model, ctx):
+        self.info["dtype"] = "bfloat16"
+        if ctx is not None and ctx.hardware.device == "cpu":
+            self.info["cpu_bf16_flags"] = sorted(cpu_flags() & {"avx512_bf16", "amx_bf16", "amx_tile"})
+        return model.to(torch.bfloat16)
+
+
+@dataclass
+class WeightOnlyInt8Config(MethodConfig):
+    _target_: str = "methods.quantization.WeightOnlyInt8"
+    name: str = "weight_only_int8"
+    compile: bool = True  # eager dequantizes the whole weight every call
+
+
+class WeightOnlyInt8(_QuantMethod):
+    """int8 weights, float activations (torchao Int8WeightOnlyConfig). Helps memory-bound shapes only."""
+
+    config_class = WeightOnlyInt8Config
+
+    def apply(self, model, ctx):
+        self.quantization = {"backend": "torchao", "scheme": "int8_weight_only"}
+        self.info.update(backend="torchao", quantized_linears=len(base_linear_names(model)))
+        return self._finish(quantize_torchao(model.eval(), "int8_weight_only"))
+
+
+INT4_GROUP_SIZES = (32, 64, 128, 256)
+
+
+@dataclass
+class Int4WeightOnlyConfig(MethodConfig):
+    _target_: str = "methods.quantization.Int4WeightOnly"
+    name: str = "int4_weight_only"
+    group_size: int = 128
+    compile: bool = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(self.group_size in INT4_GROUP_SIZES, "method.group_size", f"must be one of {list(INT4_GROUP_SIZES)}, got {self.group_size}")
+
+
+class Int4WeightOnly(_QuantMethod):
+    """int4 group-wise weights in the CUDA tinygemm layout; the model runs in bf16."""
+
+    config_class = Int4WeightOnlyConfig
+    devices = ("cuda",)
+
+    def apply(self, model, ctx):
+        group = self.config.group_size
+        for name in base_linear_names(model):
+            in_features = model.get_submodule(name).in_features
+            check(in_features % group == 0, "method.group_size", f"must divide every Linear's input size; {name} has {in_features}")
+        model = model.eval().to(torch.bfloat16)
+        self.quantization = {"backend": "torchao", "scheme": "int4_weight_only", "dtype": "bfloat16", "options": {"group_size": group}}
+        self.info.update(backend="torchao", dtype="bfloat16", group_size=group)
+        return self._finish(quantize_torchao(model, "int4_weight_only", group_size=group))
+
+
+@dataclass
+class Fp8Config(MethodConfig):
+    _target_: str = "methods.quantization.Fp8"
+    name: str = "fp8"
+    granularity: str = "row"  # row: per-row scales; tensor: one scale per tensor
+    compile: bool = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(self.granularity in ("row", "tensor"), "method.granularity", f"unknown granularity {self.granularity!r}", ("row", "tensor"))
+
+
+class Fp8(_QuantMethod):
+    """float8 e4m3 dynamic activations and weights (torchao); needs compute capability >= 8.9."""
+
+    config_class = Fp8Config
+    devices = ("cuda",)
+
+    def unsupported_reason(self, hardware) -> Optional[str]:
+        reason = super().unsupported_reason(hardware)
+        if reason is None and torch.cuda.is_available() and torch.cuda.get_device_capability() < (8, 9):
+            major, minor = torch.cuda.get_device_capability()
+            return f"unsupported on cuda: fp8 needs compute capability >= 8.9, this GPU has {major}.{minor}"
+        return reason
+
+    def apply(self, model, ctx):
+        model = model.eval().to(torch.bfloat16)
+        options = {"granularity": self.config.granularity}
+        self.quantization = {"backend": "torchao", "scheme": "fp8", "dtype": "bfloat16", "options": options}
+        self.info.update(backend="torchao", dtype="bfloat16", granularity=self.config.granularity)
+        return self._finish(quantize_torchao(model, "fp8", **options))

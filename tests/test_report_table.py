@@ -1,0 +1,148 @@
+"""Table 1 against values computed by hand from the fixture records (see fixtures/records/make_records.py)."""
+
+import math
+from pathlib import Path
+
+import pytest
+
+from harness.report import failed_cells, load_records, table1, table1_numeric
+from harness.report.published import SOURCE, survey_table
+from harness.report.render import latex_escape, to_latex, to_markdown
+
+FIXTURES = Path(__file__).parent / "fixtures" / "records"
+EXPECTED_COLUMNS = [
+    "Category", "Method", "Model", "Source", "Prov.", "Target device", "Size w/ emb (%)", "Size w/o emb (%)",
+    "GPU speedup", "CPU speedup", "MNLI", "QQP", "SST-2", "SQuAD v1.1 (F1)", "Avg. drop", "Notes",
+]
+
+
+@pytest.fixture(scope="module")
+def records():
+    df, problems = load_records([str(FIXTURES)])
+    assert problems == []
+    return df
+
+
+def _row(table, method, source="measured"):
+    column = "method" if "method" in table.columns else "Method"
+    source_column = "source" if "source" in table.columns else "Source"
+    rows = table[(table[column] == method) & (table[source_column] == source)]
+    assert len(rows) == 1, rows
+    return rows.iloc[0]
+
+
+def test_columns_follow_the_survey(records):
+    assert list(table1(records).columns) == EXPECTED_COLUMNS
+    extra = table1(records, tasks=("sst2",), extra_tasks=("mrpc", "rte"))
+    assert list(extra.columns)[10:13] == ["SST-2", "MRPC", "RTE"]
+
+
+def test_rows_in_survey_category_order(records):
+    table = table1(records)
+    assert list(table["Method"]) == ["baseline", "dynamic_int8", "magnitude_prune", "head_prune", "layer_drop", "svd"]
+    assert list(table["Category"])[:3] == ["Baseline", "Quantization", "Unstructured Pruning"]
+
+
+def test_speedups_against_the_same_machine_baseline(records):
+    numeric = table1_numeric(records)
+    assert _row(numeric, "baseline").speedup_cpu == pytest.approx(1.0)
+    assert _row(numeric, "dynamic_int8").speedup_cpu == pytest.approx(2.0)  # 20/10, 24/12, 70/35
+    assert _row(numeric, "layer_drop").speedup_cpu == pytest.approx(math.sqrt(2.5 * 1.5))  # geometric mean
+    assert _row(numeric, "layer_drop").speedup_gpu == pytest.approx(2.0)  # 4 ms / 2 ms on machine B
+    assert _row(numeric, "svd").speedup_gpu == pytest.approx(4 / 3)
+    assert math.isnan(_row(numeric, "dynamic_int8").speedup_gpu)  # unsupported on cuda
+
+
+def test_no_speedup_across_machines(records):
+    # head_prune ran on machine B's CPU; the only CPU baseline is on machine A.
+    assert math.isnan(_row(table1_numeric(records), "head_prune").speedup_cpu)
+    assert _row(table1(records), "head_prune")["CPU speedup"] == "–"
+    # The fingerprint alone is what prevents it: on machine A it would be 20 ms / 5 ms.
+    same_machine = records.copy()
+    same_machine.loc[same_machine.method.eq("head_prune"), "fingerprint"] = "fpA-0001"
+    assert _row(table1_numeric(same_machine), "head_prune").speedup_cpu == pytest.approx(4.0)
+
+
+def test_average_drops(records):
+    numeric = table1_numeric(records)
+    assert _row(numeric, "baseline").avg_drop == pytest.approx(0.0)
+    assert _row(numeric, "dynamic_int8").avg_drop == pytest.approx(-1.0)  # (-1 -1 -1) / 3
+    assert _row(numeric, "layer_drop").avg_drop == pytest.approx(-2.25)  # (-2 - 2.5) / 2, SQuAD failed
+    assert _row(numeric, "head_prune").avg_drop == pytest.approx(-0.5)
+    assert math.isnan(_row(numeric, "svd").avg_drop)  # random init: no accuracy
+    shown = table1(records)
+    assert _row(shown, "dynamic_int8")["Avg. drop"] == "-1.00ᵈ"
+    assert _row(shown, "layer_drop")["Avg. drop"] == "-2.25ˢ"
+
+
+def test_extra_tasks_are_shown_but_not_averaged(records):
+    numeric = table1_numeric(records, tasks=("sst2",), extra_tasks=("mnli",))
+    assert _row(numeric, "layer_drop").avg_drop == pytest.approx(-2.0)
+    assert _row(numeric, "layer_drop").mnli == pytest.approx(81.5)
+
+
+def test_a_variant_task_asked_for_by_name_gets_its_own_column(records):
+    numeric = table1_numeric(records, tasks=("sst2", "squad_v1.1_devsplit"))
+    assert _row(numeric, "dynamic_int8")["squad_v1.1_devsplit"] == pytest.approx(87.0)
+    assert _row(numeric, "dynamic_int8")["squad_v1.1_devsplit_marks"] == ""
+
+
+def test_missing_is_a_dash_never_zero(records):
+    table = table1(records)
+    assert set(table["QQP"]) == {"–"}
+    assert _row(table, "layer_drop")["SQuAD v1.1 (F1)"] == "–"
+    assert _row(table, "dynamic_int8")["GPU speedup"] == "–"
+    assert not any(cell in ("0", "0.0", "nan", "NaN") for cell in table.to_numpy().ravel())
+
+
+def test_markers_and_confidence_intervals(records):
+    table = table1(records)
+    assert _row(table, "baseline")["SST-2"] == "92.0 ±1.8"
+    assert _row(table, "layer_drop")["MNLI"] == "81.5ˢ"  # subset-evaluated
+    assert _row(table, "svd")["SST-2"] == "–ʳ"  # random init: not measured
+    assert _row(table, "dynamic_int8")["SQuAD v1.1 (F1)"] == "87.0ᵈ"  # squad_v1.1_devsplit in the SQuAD column
+    assert _row(table, "layer_drop")["Size w/ emb (%)"] == "60.7"
+    # Sparse storage is the survey's size for pruned weights: used when smaller than dense, and marked.
+    assert _row(table, "magnitude_prune")["Size w/ emb (%)"] == "30.0ⁿ"
+    assert _row(table, "magnitude_prune")["Size w/o emb (%)"] == "100.0"
+    assert _row(table, "magnitude_prune")["CPU speedup"] == "1.00×"
+    assert _row(table, "layer_drop")["CPU speedup"] == "1.94×"
+    assert table1(records, show_ci=False).loc[0, "SST-2"] == "92.0"
+
+
+def test_failed_and_unsupported_cells_are_listed_with_reasons(records):
+    failed = failed_cells(records)
+    assert list(failed.status) == ["failed", "unsupported"]
+    assert "fixture failure" in failed.reason.iloc[0]
+    assert "runs on cpu only" in failed.reason.iloc[1]
+
+
+def test_published_rows_sit_beside_the_same_method_only(records):
+    table = table1(records, published=True)
+    assert list(table["Source"]).count(SOURCE) == 1  # only the baseline maps (model bert_base)
+    position = list(table["Method"]).index("BERT-base")
+    assert table.loc[position - 1, "Method"] == "baseline"
+    bert = table.loc[position]
+    assert (bert["MNLI"], bert["QQP"], bert["SST-2"], bert["SQuAD v1.1 (F1)"]) == ("84.6", "89.2", "93.5", "88.5")
+    # Different methods under similar names are not matched (see published.py).
+    assert "Q-BERT" not in set(table["Method"]) and "Lin et al., 2020" not in " ".join(table["Notes"])
+    everything = table1(records, published="all")
+    assert list(everything["Source"]).count(SOURCE) == 26
+
+
+def test_packaged_survey_table():
+    survey = survey_table()
+    assert len(survey) == 26 and {"confidence", "citation", "markers"} <= set(survey.columns)
+    bert = survey.iloc[0]
+    assert (bert.mnli, bert.qqp, bert.sst2, bert.squad_f1) == (84.6, 89.2, 93.5, 88.5)
+    assert set(survey.confidence) <= {"high", "medium"}
+
+
+def test_markdown_and_latex_renderers(records):
+    table = table1(records)
+    markdown = to_markdown(table).splitlines()
+    assert markdown[0].startswith("| Category |") and len(markdown) == 2 + len(table)
+    assert markdown[1].count("---") == len(table.columns)
+    latex = to_latex(table, caption="50% of BERT_base")
+    assert r"\begin{tabular}" in latex and r"50\% of BERT\_base" in latex
+    assert latex_escape("81.5ˢ ±1.0") == r"81.5\textsuperscript{s} $\pm$1.0"
