@@ -180,3 +180,15 @@ def test_nvml_energy_counter():
     x = torch.randn(4096, 4096, device="cuda")
     r = measure_energy(lambda: x @ x, 1, "cuda", min_duration_s=1.0, sources=[source])
     assert r["provenance"] == "measured:nvml" and r["joules_total"] > 0
+
+
+def test_codecarbon_init_failure_is_reported_not_raised(monkeypatch):
+    source = CodecarbonSource()
+
+    def broken():
+        raise RuntimeError("no CPU power data")
+
+    monkeypatch.setattr(source, "_new_tracker", broken)
+    r = measure_energy(lambda: None, 1, "cpu", min_duration_s=0.0, sources=[source])
+    assert r["joules_total"] is None
+    assert "failed to initialise" in r["sources"]["codecarbon"]["reason"]

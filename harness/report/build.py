@@ -57,6 +57,8 @@ def build_report(patterns: list[str], out_dir: str | Path | None = None, tasks=D
     records.to_csv(out / "cells.csv", index=False)
     report.failed.to_csv(out / "failed_cells.csv", index=False)
     (out / "table1.tex").write_text(to_latex(report.table, caption=CAPTION), encoding="utf-8")
+    for stale in [*out.glob("pareto_*.png"), *out.glob("pareto_*.svg")]:  # a plot whose axis lost its data
+        stale.unlink()
     figures = write_pareto_plots(records, out, tasks + extra_tasks) if plots else []
     html_path = write_html_report(out / "report.html", report.table, report.notes, report.failed,
                                   [p for p in figures if p.suffix == ".png"], problems,

@@ -28,8 +28,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--tasks", type=_task_list, default=DEFAULT_TASKS,
                         help="task columns that enter Avg. drop (default: %(default)s, the survey's)")
     parser.add_argument("--extra-tasks", type=_task_list, default=(), help="more task columns, not in Avg. drop")
-    parser.add_argument("--published", nargs="?", const="mapped", choices=["mapped", "all"],
-                        help="add Ganesh et al. 2021 rows beside measured rows of the same method ('all': every survey row)")
+    parser.add_argument("--published", action="store_true",
+                        help="add the Ganesh et al. 2021 row beside a measured row of the same method")
+    parser.add_argument("--published-all", action="store_true", help="also append every other survey row")
     parser.add_argument("--no-plots", action="store_true", help="skip the Pareto plots")
     parser.add_argument("--embed-images", action="store_true", help="inline the plots into report.html (base64)")
     return parser.parse_args(argv)
@@ -38,7 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     out = Path(args.out) if args.out else _default_out(args.paths[0])
-    published = {"mapped": True, "all": "all"}.get(args.published, False)
+    published = "all" if args.published_all else args.published
     report = build_report(args.paths, out, args.tasks, args.extra_tasks, published,
                           plots=not args.no_plots, embed_images=args.embed_images)
     if report.records.empty:  # one line: say why, and how many files were unreadable
