@@ -1,12 +1,13 @@
 """Which CPU int8 backend should `dynamic_int8` use by default? Measure them on MiniLM-L6.
 
-    .venv/bin/python bench/int8_backends.py [--threads 2] [--iters 20]
+    .venv/bin/python bench/int8_backends.py [--threads 2] [--iters 16] [--rounds 5]
 
 Rows: fp32 eager, fp32 + torch.compile (to separate compile gains from int8 gains), torch.ao
 quantize_dynamic (eager), torchao Int8DynamicActivationInt8WeightConfig + torch.compile, and pt2e
-X86InductorQuantizer (dynamic) + torch.compile(freezing). Each compiled model is warmed on both
-shapes first, as the runner would use one model for every batch size. Prints a Markdown table of
-median latency and speedup vs fp32 eager, plus the largest logit difference vs fp32.
+X86InductorQuantizer (dynamic) + torch.compile with Inductor freezing. Each model is warmed on
+both shapes first, as the runner uses one model for every batch size; backends are then timed in
+interleaved rounds. Prints a Markdown table of median latency and speedup vs fp32 eager, plus the
+largest logit difference vs fp32 (random-init classifier head, so only relative drift matters).
 """
 
 from __future__ import annotations
@@ -54,26 +55,32 @@ def build(backend: str, fp32, example: dict):
     if backend == "torchao+compile":
         return compile_in_place(quantize_torchao(model, "int8_dynamic"))
     if backend == "pt2e+compile":
-        return compile_in_place(quantize_pt2e(model, [example], dynamic=True), freezing=True)
+        return compile_in_place(quantize_pt2e(model, [example], dynamic=True))
     raise ValueError(backend)
 
 
-def median_ms(model, inputs: dict, iters: int, min_s: float = 1.0) -> float:
-    times = []
-    start = time.perf_counter()
-    while len(times) < iters or time.perf_counter() - start < min_s:
-        t0 = time.perf_counter()
-        model(**inputs)
-        times.append(time.perf_counter() - t0)
-        if len(times) >= 5 * iters:
-            break
-    return statistics.median(times) * 1e3
+def time_interleaved(models: dict, inputs: dict, rounds: int, iters: dict) -> dict:
+    """Median ms per (backend, shape), alternating backends round by round.
+
+    On a shared machine the background load drifts; interleaving spreads it over every backend
+    instead of penalising whichever ran during a busy minute.
+    """
+    samples = {(b, s): [] for b in models for s in inputs}
+    for _ in range(rounds):
+        for backend, model in models.items():
+            for shape, batch in inputs.items():
+                for _ in range(iters[shape]):
+                    t0 = time.perf_counter()
+                    model(**batch)
+                    samples[backend, shape].append(time.perf_counter() - t0)
+    return {key: statistics.median(values) * 1e3 for key, values in samples.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--iters", type=int, default=16, help="batch-1 calls per backend per round (batch 32: iters/8)")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--backends", default="fp32,fp32+compile,torch_ao,torchao+compile,pt2e+compile")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -82,37 +89,36 @@ def main() -> None:
 
     fp32 = load_minilm()
     inputs = {shape: make_inputs(*shape, fp32.config.vocab_size) for shape in SHAPES}
-    results, drift, setup = {}, {}, {}
+    models, drift, setup = {}, {}, {}
     with torch.inference_mode():
         reference = {shape: fp32(**inputs[shape]).logits for shape in SHAPES}
-    for backend in args.backends.split(","):
-        t0 = time.perf_counter()
-        try:
-            model = build(backend, fp32, make_inputs(2, 128, fp32.config.vocab_size, seed=1))
-            with torch.inference_mode():
-                for shape in SHAPES:  # warm-up and compile for every shape before timing
+        for backend in args.backends.split(","):
+            t0 = time.perf_counter()
+            try:
+                model = build(backend, fp32, make_inputs(2, 128, fp32.config.vocab_size, seed=1))
+                for shape in SHAPES:  # compile and warm every shape before any timing
                     model(**inputs[shape])
                     model(**inputs[shape])
-                setup[backend] = time.perf_counter() - t0
-                results[backend] = {shape: median_ms(model, inputs[shape], args.iters if shape[0] == 1 else max(3, args.iters // 4)) for shape in SHAPES}
                 drift[backend] = max((model(**inputs[s]).logits.float() - reference[s]).abs().max().item() for s in SHAPES)
-        except Exception as err:  # a failing backend is a result, not a crash
-            results[backend] = None
-            drift[backend] = f"failed: {type(err).__name__}: {str(err).splitlines()[0][:120]}"
-        print(f"# {backend}: done in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+                models[backend] = model
+            except Exception as err:  # a failing backend is a result, not a crash
+                drift[backend] = f"failed: {type(err).__name__}: {str(err).splitlines()[0][:120]}"
+            setup[backend] = time.perf_counter() - t0
+            print(f"# {backend}: ready in {setup[backend]:.0f}s", file=sys.stderr)
+        iters = {SHAPES[0]: args.iters, SHAPES[1]: max(2, args.iters // 8)}
+        times = time_interleaved(models, inputs, args.rounds, iters)
 
     print(f"\nMiniLM-L6-H384 sequence classification, seq 128, torch {torch.__version__}, {args.threads} threads\n")
     print("| backend | bs1 median ms | bs1 speedup | bs32 median ms | bs32 speedup | max logit diff | setup+warm-up s |")
     print("|---|---|---|---|---|---|---|")
-    base = results.get("fp32")
-    for backend, times in results.items():
-        if times is None:
-            print(f"| {backend} | – | – | – | – | {drift[backend]} | – |")
+    for backend in drift:
+        if backend not in models:
+            print(f"| {backend} | – | – | – | – | {drift[backend]} | {setup[backend]:.0f} |")
             continue
         cells = []
         for shape in SHAPES:
-            speedup = f"{base[shape] / times[shape]:.2f}x" if base else "–"
-            cells += [f"{times[shape]:.1f}", speedup]
+            speedup = f"{times['fp32', shape] / times[backend, shape]:.2f}x" if "fp32" in models else "–"
+            cells += [f"{times[backend, shape]:.1f}", speedup]
         print(f"| {backend} | {' | '.join(cells)} | {drift[backend]:.4f} | {setup[backend]:.0f} |")
 
 

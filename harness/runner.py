@@ -122,6 +122,7 @@ def run_cell(cell: CellConfig, chash: str, fingerprints: dict) -> dict:
         record["size"] = steps.measure_artifact(method, model, baseline_size)
     model = steps.to_device(model, cell.hardware)
     # Accuracy and latency are measured on this same object (MLPerf TEST01's idea).
+    record["artifact"] = {"digest_before_accuracy": steps.model_digest(model)}
     with timer("accuracy"):
         record["metrics"], record["metrics_notes"] = steps.accuracy(cell, model, loaded, task_data)
     record["metrics_notes"] += loaded.notes
@@ -137,6 +138,7 @@ def run_cell(cell: CellConfig, chash: str, fingerprints: dict) -> dict:
     if cell.measure.flops:
         with timer("flops"):
             record["flops"] = steps.flops(cell, model, loaded.tokenizer, task_data)
+    record["artifact"]["digest_after_measurement"] = steps.model_digest(model)
     record["timings"] = timer.seconds
     return record
 

@@ -88,7 +88,36 @@ def measure_artifact(method, model, baseline_size: dict) -> dict:
 
 
 def to_device(model, hardware):
-    return model.to(hardware.device) if hardware.device != "cpu" else model
+    """Move to the device and cast float weights to hardware.dtype (the GPU baseline is bf16)."""
+    import torch
+
+    if hardware.device != "cpu":
+        model = model.to(hardware.device)
+    dtype = getattr(torch, hardware.dtype)
+    float_params = [p for p in model.parameters() if p.is_floating_point()]
+    if dtype != torch.float32 and float_params and all(p.dtype == torch.float32 for p in float_params):
+        model = model.to(dtype)
+    return model
+
+
+def model_digest(model) -> str:
+    """sha256 over every tensor in the state dict: proves the timed model is the scored one."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for name, value in model.state_dict().items():
+        for tensor in value if isinstance(value, tuple) else (value,):  # torch.ao packs (weight, bias)
+            if not isinstance(tensor, torch.Tensor):
+                continue
+            tensor = tensor.int_repr() if tensor.is_quantized else tensor
+            digest.update(name.encode())
+            if type(tensor) is torch.Tensor:
+                digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+            else:  # tensor subclasses (torchao) expose no flat byte view
+                digest.update(str((tuple(tensor.shape), tensor.dtype)).encode())
+    return digest.hexdigest()[:16]
 
 
 def accuracy(cell: CellConfig, model, loaded: LoadedModel, task_data):

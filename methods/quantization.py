@@ -9,7 +9,8 @@ int8 on CPU has three backends (`method.backend`), measured by bench/int8_backen
               FBGEMM kernels, no compile needed
     torchao   torchao quantize_(Int8DynamicActivationInt8WeightConfig()); slower than fp32 in eager,
               needs torch.compile for Inductor's int8 GEMM
-    pt2e      torch.export -> X86InductorQuantizer -> prepare/convert_pt2e -> torch.compile(freezing)
+    pt2e      torch.export -> X86InductorQuantizer -> prepare/convert_pt2e -> torch.compile with
+              Inductor freezing (int8 weights prepacked for oneDNN)
 When `method.compile` is true the method compiles the model in place (`nn.Module.compile`) so the
 record measures the backend as it is meant to run; info["compiled"] says so.
 
@@ -102,11 +103,25 @@ class ExportedModel(nn.Module):
         self.config = config
         self.input_names = list(input_names)
 
+    def compile_frozen(self) -> None:
+        # Inductor prepacks the int8 weights only with config.freezing on while it compiles; the
+        # compile options route fails (onednn.qlinear_prepack has no fake kernel), and a global
+        # switch would leak into other models, so every call runs inside the patch instead.
+        # Kept out of the module tree so state_dict / save see the plain graph.
+        self.__dict__["_compiled"] = torch.compile(self.graph_module)
+
     def forward(self, **inputs):
         missing = [k for k in self.input_names if k not in inputs]
         if missing:
             raise TypeError(f"exported model needs inputs {self.input_names}, missing {missing}")
-        return self.graph_module(**{k: inputs[k] for k in self.input_names})
+        inputs = {k: inputs[k] for k in self.input_names}
+        compiled = self.__dict__.get("_compiled")
+        if compiled is None:
+            return self.graph_module(**inputs)
+        import torch._inductor.config as inductor_config
+
+        with inductor_config.patch(freezing=True):
+            return compiled(**inputs)
 
 
 def _export_inputs(batch: dict) -> dict:
@@ -143,10 +158,12 @@ def quantize_pt2e(model, batches: list[dict], dynamic: bool) -> ExportedModel:
     return ExportedModel(convert_pt2e(prepared), model.config, list(inputs))
 
 
-def compile_in_place(model, freezing: bool = False):
-    # nn.Module.compile keeps the module object (config, parameters, save) and compiles its forward;
-    # freezing lets Inductor constant-fold and prepack the int8 weights of pt2e graphs
-    model.compile(options={"freezing": True} if freezing else None)
+def compile_in_place(model):
+    """Compile without changing the object the runner holds (config, parameters, save stay)."""
+    if isinstance(model, ExportedModel):
+        model.compile_frozen()
+    else:
+        model.compile()
     return model
 
 
@@ -213,10 +230,10 @@ class _QuantMethod(Method):
     final_form: ClassVar[bool] = True
     quantization: dict = None  # how to rebuild the skeleton; set by apply
 
-    def _finish(self, model, freezing: bool = False):
+    def _finish(self, model):
         compiled = bool(getattr(self.config, "compile", False))
         if compiled:
-            compile_in_place(model, freezing=freezing)
+            compile_in_place(model)
         self.info["compiled"] = compiled
         return model
 
@@ -259,7 +276,7 @@ class DynamicInt8(_QuantMethod):
         batches = ctx.calibration_batches(2, 2)  # dynamic: one pass only to trace
         self._example_inputs = _export_inputs(batches[0])
         self.quantization = {"backend": "pt2e", "scheme": "int8_dynamic"}
-        return self._finish(quantize_pt2e(model, batches[:1], dynamic=True), freezing=True)
+        return self._finish(quantize_pt2e(model, batches[:1], dynamic=True))
 
 
 @dataclass
@@ -291,7 +308,7 @@ class StaticInt8(_QuantMethod):
         self._example_inputs = _export_inputs(batches[0])
         self.quantization = {"backend": "pt2e", "scheme": "int8_static"}
         self.info.update(backend="pt2e", calibration_samples=sum(len(next(iter(b.values()))) for b in batches))
-        return self._finish(quantize_pt2e(model, batches, dynamic=False), freezing=True)
+        return self._finish(quantize_pt2e(model, batches, dynamic=False))
 
 
 @dataclass

