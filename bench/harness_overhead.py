@@ -125,6 +125,7 @@ def main() -> None:
     print(f"| CV of p50 across {args.repeats} repeats, measure_latency | {cv_pct(harness):.2f} % |")
     print(f"| CV of p50 across {args.repeats} repeats, bare loop | {cv_pct(bare):.2f} % |")
     print(f"| timer floor (no-op run, p50 of {floor['count']} calls) | {floor['p50_ms'] * 1e3:.2f} us |")
+    print(f"| harness loop cost per call (no-op run, wall / calls) | {floor['duration_s'] / floor['count'] * 1e6:.2f} us |")
     print(f"| tqdm bar | {'on' if args.progress else 'off'} |")
 
 

@@ -1,6 +1,6 @@
 """Which CPU int8 backend should `dynamic_int8` use by default? Measure them on MiniLM-L6.
 
-    .venv/bin/python bench/int8_backends.py [--threads 2] [--iters 16] [--rounds 5]
+    .venv/bin/python bench/int8_backends.py [--threads 2] [--iters 16] [--rounds 5] [--warm-cache]
 
 Rows: fp32 eager, fp32 + torch.compile (to separate compile gains from int8 gains), torch.ao
 quantize_dynamic (eager), torchao Int8DynamicActivationInt8WeightConfig + torch.compile, and pt2e
@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import statistics
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -81,8 +83,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--iters", type=int, default=16, help="batch-1 calls per backend per round (batch 32: iters/8)")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--warm-cache", action="store_true", help="reuse the Inductor cache (default: a fresh one, so setup times include cold compiles)")
     parser.add_argument("--backends", default="fp32,fp32+compile,torch_ao,torchao+compile,pt2e+compile")
     args = parser.parse_args()
+    if not args.warm_cache:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="int8_bench_inductor_")
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -56,30 +56,56 @@ def compose_cell(overrides: list[str]):
     return to_cell_config(cfg)
 
 
-def validate(argv: list[str]) -> int:
-    """Compose and validate every cell, checking data files and model directories (cheap)."""
+def validate(argv: list[str]) -> list:
+    """Compose and validate every cell, checking data files and model directories (cheap), then the
+    launcher and output directories (harness.preflight). Returns each cell's planned record path."""
+    from harness import preflight
     from harness.models import resolve_location
     from harness.runner import needs_train_data
+    from harness.sweep import measures_timing, planned_record
     from harness.tasks import check_task_data
 
     cells = sweep_cells(argv)
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    launcher = preflight.describe_launcher(cells[0])
+    composed, planned = [], []
     for overrides in cells:
         cell = compose_cell(overrides)
-        check_task_data(cell.task, cell.paths.data_root, need_train=needs_train_data(cell))
+        fingerprints = check_task_data(cell.task, cell.paths.data_root, need_train=needs_train_data(cell))
         resolve_location(cell.model)
-    return len(cells)
+        if not multirun:
+            preflight.check_supported(cell)
+        composed.append(cell)
+        planned.append(planned_record(cell, fingerprints))
+    preflight.check_launcher(launcher, composed, measures_timing)
+    preflight.check_output_dirs(composed)
+    return planned
 
 
 def main() -> None:
+    import time
+
     register_configs()
     argv = sys.argv[1:]
+    planned = None
     if not any(flag in argv for flag in HYDRA_INFO_FLAGS):
         try:
-            validate(argv)
+            planned = validate(argv)
         except ConfigError as err:
             print(f"compbench: error: {err}", file=sys.stderr)
             sys.exit(2)
-    hydra_main()
+    started = time.time()
+    code = 0
+    try:
+        hydra_main()
+    finally:  # also after a failure or Ctrl-C: which cells are done, failed, or not run
+        if planned is not None:
+            from harness.sweep import sweep_report
+
+            lines, code = sweep_report(planned, started)
+            if any(a in ("-m", "--multirun") for a in argv):
+                print("\n".join(lines), flush=True)
+    sys.exit(code)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")

@@ -175,6 +175,7 @@ class CellConfig:
     force: bool = False  # re-run a cell even if a successful record exists
     isolate: bool = True  # run the cell in a fresh spawned process
     run_name: str = "default"
+    allow_concurrent_latency: bool = False  # let latency/energy cells share the machine (harness.sweep leases)
 
 
 def _build(cls, node: Any, prefix: str):
@@ -214,7 +215,9 @@ def to_cell_config(cfg: DictConfig | dict) -> CellConfig:
         force=bool(raw.get("force", False)),
         isolate=bool(raw.get("isolate", True)),
         run_name=str(raw.get("run_name", "default")),
+        allow_concurrent_latency=raw.get("allow_concurrent_latency", False),
     )
+    check(isinstance(cell.allow_concurrent_latency, bool), "allow_concurrent_latency", f"must be true or false, got {cell.allow_concurrent_latency!r}")
     if cell.hardware.device == "cuda":
         _require_cuda()
     return cell

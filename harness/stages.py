@@ -178,10 +178,10 @@ def latency(cell: CellConfig, model, tokenizer, task_data) -> dict:
     result = {"fixed": [], "real_length": [], "mode": mode, "notes": []}
     for batch_size in hw.batch_sizes:
         batches = fixed_batches(tokenizer, task_data, batch_size, seq_len, hw.device)
-        result["fixed"].append(measure.measure_latency(run, batches, hw, batch_size, seq_len, label=f"fixed bs={batch_size} n={seq_len}"))
+        result["fixed"].append(measure.measure_latency(run, batches, hw, batch_size, seq_len, label=f"fixed bs={batch_size} n={seq_len}", n_bootstrap=cell.measure.bootstrap))
         if cell.measure.real_length_latency:
             batches = real_batches(tokenizer, task_data, batch_size, hw.device)
-            result["real_length"].append(measure.measure_latency(run, batches, hw, batch_size, None, label=f"real-length bs={batch_size}"))
+            result["real_length"].append(measure.measure_latency(run, batches, hw, batch_size, None, label=f"real-length bs={batch_size}", n_bootstrap=cell.measure.bootstrap))
     return result
 
 

@@ -12,7 +12,9 @@ from harness.measure import memory as memory_mod
 from harness.measure.energy import CodecarbonSource, EnergyMeter, RaplEnergySource, measure_energy, rapl_delta_uj
 from harness.measure.memory import measure_memory
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)")
+def needs_cuda(test):
+    skip = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)")
+    return pytest.mark.gpu(skip(test))
 MB = 2**20
 
 

@@ -12,7 +12,9 @@ from harness.errors import UnsupportedError
 from harness.measure.latency import cold_start_ms, configure_threads, measure_latency, prepare_model
 from harness.measure.stats import bootstrap_ci, bootstrap_metric_ci, mean_std, summarize_ms
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)")
+def needs_cuda(test):
+    skip = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)")
+    return pytest.mark.gpu(skip(test))
 
 
 def hw(**overrides) -> HardwareConfig:

@@ -1,0 +1,257 @@
+"""Pruning during fine-tuning: movement pruning (Sanh et al. 2020) and gradual magnitude pruning
+(Zhu & Gupta 2017), both on a cubic sparsity schedule.
+
+Every Linear inside the encoder blocks (not embeddings, pooler or task head, as in both papers)
+is swapped for a `MaskedLinear` that multiplies its weight by a binary mask:
+
+    movement   mask = TopK(S): S are learned scores, one per weight, updated through a
+               straight-through estimator (dL/dS = dL/dW' * W), so S accumulates -W * dL/dW: the
+               weights moving away from zero are kept ("hard" movement pruning; the soft
+               sigmoid-threshold + L1 variant is not implemented). Scores get their own learning
+               rate (`score_learning_rate`, Sanh: 1e-2) and no weight decay.
+    magnitude  mask = TopK(|W|), recomputed at every step while the target sparsity rises;
+               pruned weights get no gradient (W' = W * M), so they stay pruned.
+
+Sparsity follows s_t = s_f + (s_0 - s_f) (1 - (t - t_0) / (t_1 - t_0))^3 between
+t_0 = initial_warmup x steps and t_1 = (1 - final_warmup) x steps; 0 before, s_f after. Masks are
+per matrix (local top-k). Optional distillation from the fine-tuned baseline (`distill`, the
+DistillationTrainer of methods/distillation.py) is what Sanh et al. report.
+
+At the end the final masks (exactly s_f per matrix) are multiplied into the weights and the
+Linears swapped back: the artifact is a plain model with zeros, cached and saved with
+save_pretrained. Dense kernels gain nothing; the record's `size.bytes_sparse` (bitmask + non-zeros)
+is the figure that shrinks (info["sparse"] = True).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.errors import check
+from methods.base import Method
+from methods.distillation import DistillLoss, TrainingMethodConfig, cached_training, load_float_model, train_with_distillation
+
+# ----------------------------------------------------------------------------------------------
+# Schedule and masks
+# ----------------------------------------------------------------------------------------------
+
+
+def cubic_sparsity(step: int, total_steps: int, final: float, initial_warmup: float, final_warmup: float, initial: float = 0.0) -> float:
+    """Zhu & Gupta's cubic schedule, with warmups given as fractions of the total steps."""
+    start = initial_warmup * total_steps
+    end = (1.0 - final_warmup) * total_steps
+    if step < start:
+        return initial
+    if step >= end or end <= start:
+        return final
+    progress = (step - start) / (end - start)
+    return final + (initial - final) * (1.0 - progress) ** 3
+
+
+def topk_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """Exactly round((1 - sparsity) * n) ones, at the largest scores (ties broken by index)."""
+    n = scores.numel()
+    keep = int(round((1.0 - sparsity) * n))
+    mask = torch.zeros(n, dtype=scores.dtype, device=scores.device)
+    if keep > 0:
+        mask[torch.topk(scores.detach().flatten(), keep, sorted=False).indices] = 1
+    return mask.view_as(scores)
+
+
+def threshold_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """Fast per-step mask: scores >= the k-th largest (kthvalue is O(n); ties may keep a few more)."""
+    n = scores.numel()
+    keep = int(round((1.0 - sparsity) * n))
+    if keep >= n:
+        return torch.ones_like(scores)
+    if keep <= 0:
+        return torch.zeros_like(scores)
+    flat = scores.detach().flatten()
+    threshold = flat.kthvalue(n - keep + 1).values
+    return (scores.detach() >= threshold).to(scores.dtype)
+
+
+class _StraightThroughTopK(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, scores, sparsity):
+        return threshold_mask(scores, sparsity)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return grad_output, None  # straight-through: dL/dS = dL/dM
+
+
+class MaskedLinear(nn.Module):
+    """A Linear (same weight/bias Parameters) whose weight is masked in forward."""
+
+    def __init__(self, linear: nn.Linear, mode: str):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.weight = linear.weight
+        self.bias = linear.bias
+        self.mode = mode
+        self.sparsity = 0.0
+        if mode == "movement":
+            self.mask_scores = nn.Parameter(torch.zeros_like(linear.weight))  # Sanh: constant init, warmup lets them move
+        else:
+            self.register_buffer("mask", torch.ones_like(linear.weight), persistent=False)
+
+    def current_mask(self) -> torch.Tensor:
+        if self.mode == "movement":
+            return _StraightThroughTopK.apply(self.mask_scores, self.sparsity)
+        return self.mask
+
+    @torch.no_grad()
+    def update_magnitude_mask(self) -> None:
+        self.mask.copy_(threshold_mask(self.weight.abs(), self.sparsity))
+
+    def forward(self, x):
+        return F.linear(x, self.weight * self.current_mask(), self.bias)
+
+    @torch.no_grad()
+    def final_mask(self, sparsity: float) -> torch.Tensor:
+        importance = self.mask_scores if self.mode == "movement" else self.weight.abs()
+        return topk_mask(importance.float(), sparsity).to(self.weight.dtype)
+
+    @torch.no_grad()
+    def to_linear(self, sparsity: float) -> nn.Linear:
+        linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None, device=self.weight.device, dtype=self.weight.dtype)
+        linear.weight.copy_(self.weight * self.final_mask(sparsity))
+        if self.bias is not None:
+            linear.bias.copy_(self.bias)
+        return linear
+
+
+def wrap_linears(model: nn.Module, mode: str) -> dict[str, MaskedLinear]:
+    from methods.structured import encoder_linear_names
+
+    wrapped = {}
+    for name in encoder_linear_names(model):
+        module = MaskedLinear(model.get_submodule(name), mode)
+        model.set_submodule(name, module)
+        wrapped[name] = module
+    return wrapped
+
+
+def unwrap_linears(model: nn.Module, wrapped: dict[str, MaskedLinear], sparsity: float) -> None:
+    for name, module in wrapped.items():
+        model.set_submodule(name, module.to_linear(sparsity))
+
+
+def set_sparsity(wrapped: dict[str, MaskedLinear], sparsity: float) -> None:
+    for module in wrapped.values():
+        module.sparsity = sparsity
+        if module.mode == "magnitude":
+            module.update_magnitude_mask()
+
+
+def sparsity_report(model: nn.Module, names) -> dict:
+    zeros = total = 0
+    per_matrix = {}
+    for name in names:
+        weight = model.get_submodule(name).weight
+        z = int((weight == 0).sum())
+        zeros, total = zeros + z, total + weight.numel()
+        per_matrix[name] = round(z / weight.numel(), 4)
+    values = list(per_matrix.values())
+    return {"sparsity": zeros / total if total else 0.0, "pruned_weights": zeros, "prunable_weights": total,
+            "min_matrix_sparsity": min(values) if values else None, "max_matrix_sparsity": max(values) if values else None}
+
+
+def _schedule_callback(wrapped: dict[str, MaskedLinear], cfg, trace: list):
+    from transformers import TrainerCallback
+
+    class SparsitySchedule(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            sparsity = cubic_sparsity(state.global_step, state.max_steps, cfg.sparsity, cfg.initial_warmup, cfg.final_warmup)
+            set_sparsity(wrapped, sparsity)
+            trace.append(sparsity)
+
+    return SparsitySchedule()
+
+
+# ----------------------------------------------------------------------------------------------
+# Methods
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class GradualMagnitudeConfig(TrainingMethodConfig):
+    _target_: str = "methods.movement.GradualMagnitude"
+    name: str = "gradual_magnitude"
+    sparsity: float = 0.5  # final share of zeroed weights in every encoder Linear
+    initial_warmup: float = 0.1  # share of the steps before pruning starts
+    final_warmup: float = 0.2  # share of the steps at the final sparsity (masks fixed)
+    distill: bool = False  # add the KD loss from the fine-tuned baseline
+    alpha: float = 0.5  # with distill: weight of the soft loss
+    temperature: float = 2.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(0 <= self.sparsity < 1, "method.sparsity", f"must be in [0, 1), got {self.sparsity}")
+        check(0 <= self.initial_warmup < 1, "method.initial_warmup", f"must be in [0, 1), got {self.initial_warmup}")
+        check(0 <= self.final_warmup < 1, "method.final_warmup", f"must be in [0, 1), got {self.final_warmup}")
+        check(self.initial_warmup + self.final_warmup < 1, "method.final_warmup", "initial_warmup + final_warmup must leave steps to prune in (< 1)")
+        check(0 <= self.alpha <= 1, "method.alpha", f"must be in [0, 1], got {self.alpha}")
+        check(self.temperature > 0, "method.temperature", f"must be > 0, got {self.temperature}")
+
+
+@dataclass
+class MovementPruneConfig(GradualMagnitudeConfig):
+    _target_: str = "methods.movement.MovementPrune"
+    name: str = "movement_prune"
+    score_learning_rate: float = 1.0e-2  # Sanh et al.: scores learn much faster than weights
+    distill: bool = True  # Sanh et al. report movement pruning with distillation
+    alpha: float = 0.9
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(self.score_learning_rate > 0, "method.score_learning_rate", f"must be > 0, got {self.score_learning_rate}")
+
+
+class GradualMagnitude(Method):
+    config_class = GradualMagnitudeConfig
+    needs: ClassVar[str] = "training"
+    mode: ClassVar[str] = "magnitude"
+
+    def apply(self, model, ctx):
+        import copy
+
+        from methods.structured import encoder_linear_names
+
+        cfg = self.config
+        teacher = ctx.teacher if (cfg.distill and ctx.teacher is not None) else (model if cfg.distill else None)
+        names = encoder_linear_names(model)
+
+        def build():
+            student = copy.deepcopy(model).train()
+            wrapped = wrap_linears(student, self.mode)
+            trace: list[float] = []
+            groups = None
+            if self.mode == "movement":
+                groups = [{"params": [m.mask_scores for m in wrapped.values()], "lr": cfg.score_learning_rate, "weight_decay": 0.0}]
+            distill = DistillLoss(alpha=cfg.alpha if cfg.distill else 0.0, temperature=cfg.temperature, regression=ctx.task.config.is_regression)
+            student, losses = train_with_distillation(self, ctx, model, student, distill, teacher=teacher,
+                                                      callbacks=[_schedule_callback(wrapped, cfg, trace)], param_groups=groups)
+            unwrap_linears(student, wrapped, cfg.sparsity)
+            schedule = {"steps": len(trace), "first": trace[:1], "at_quarter": trace[len(trace) // 4: len(trace) // 4 + 1],
+                        "at_half": trace[len(trace) // 2: len(trace) // 2 + 1], "last": trace[-1:]}
+            return student.eval(), {"losses": losses, "schedule": schedule}
+
+        pruned = cached_training(self, ctx, model, build, lambda d: load_float_model(d, model), teacher=teacher)
+        report = sparsity_report(pruned, names)
+        self.info.update(sparse=True, target_sparsity=cfg.sparsity, scope="per_matrix", pruned_modules=len(names), **report,
+                         distilled=teacher is not None, schedule=self.info["training"].get("schedule"), losses=self.info["training"].get("losses"))
+        return pruned.eval()
+
+
+class MovementPrune(GradualMagnitude):
+    """Sanh et al. 2020, hard (top-k) movement pruning with a cubic schedule and distillation."""
+
+    config_class = MovementPruneConfig
+    mode: ClassVar[str] = "movement"

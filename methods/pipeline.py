@@ -1,0 +1,109 @@
+"""Several methods applied in order, e.g. `method.steps=[layer_drop,head_prune,dynamic_int8]`.
+
+A step is either the name of a conf/method/<name>.yaml (its defaults), or a dict
+`{name: <yaml name>, params: {...}}` / `{_target_: ..., name: ..., params: {...}}` overriding them.
+Every step config is built (and validated) when the pipeline config is, so a bad step fails
+before any model is loaded with a ConfigError naming `method.steps[i].<field>`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from harness.errors import ConfigError, check
+from methods.base import NEEDS, Method, MethodConfig, build_method, build_method_config
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "method"
+
+
+def _plain(value):
+    """OmegaConf containers (what Hydra passes) -> plain Python."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(value, (DictConfig, ListConfig)):
+            return OmegaConf.to_container(value, resolve=True)
+    except ImportError:
+        pass
+    return value
+
+
+def _yaml_defaults(name: str, where: str) -> dict:
+    from omegaconf import OmegaConf
+
+    path = CONF_DIR / f"{name}.yaml"
+    available = sorted(p.stem for p in CONF_DIR.glob("*.yaml") if p.stem != "pipeline")
+    check(path.is_file() and name != "pipeline", where, f"unknown method {name!r}", available)
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+
+
+def step_config(step, index: int) -> MethodConfig:
+    where = f"method.steps[{index}]"
+    step = _plain(step)
+    if isinstance(step, str):
+        raw = _yaml_defaults(step, where)
+    elif isinstance(step, dict):
+        unknown = set(step) - {"_target_", "name", "params"}
+        check(not unknown, where, f"unknown keys {sorted(unknown)}", ["_target_", "name", "params"])
+        check("_target_" in step or "name" in step, where, "needs a name (a conf/method yaml) or a _target_")
+        raw = _yaml_defaults(step["name"], where) if "_target_" not in step else {"_target_": step["_target_"], "name": step.get("name", step["_target_"].rpartition(".")[2])}
+        raw.update(step.get("params") or {})
+    else:
+        raise ConfigError(where, f"must be a method name or a dict, got {type(step).__name__}")
+    check(not raw.get("_target_", "").endswith(".Pipeline"), where, "pipelines cannot be nested")
+    try:
+        return build_method_config(raw)
+    except ConfigError as err:
+        problem = str(err)[len(err.field) + 2 :]
+        field_name = where if err.field == "method" else f"{where}.{err.field.removeprefix('method.')}"
+        raise ConfigError(field_name, problem) from None
+
+
+@dataclass
+class PipelineConfig(MethodConfig):
+    _target_: str = "methods.pipeline.Pipeline"
+    name: str = "pipeline"
+    steps: list = field(default_factory=lambda: ["layer_drop", "head_prune", "dynamic_int8"])
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.steps = _plain(self.steps)
+        check(isinstance(self.steps, list) and len(self.steps) > 0, "method.steps", "must be a non-empty list of method names or dicts")
+        self.step_configs = [step_config(step, i) for i, step in enumerate(self.steps)]
+
+
+class Pipeline(Method):
+    config_class = PipelineConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.steps: list[Method] = [build_method(c) for c in config.step_configs]
+        devices = [d for d in ("cpu", "cuda") if all(d in s.devices for s in self.steps)]
+        self.devices = tuple(devices)
+        self.needs = max((s.needs for s in self.steps), key=NEEDS.index)
+        if config.recover_epochs > 0:
+            self.needs = "training"
+
+    def unsupported_reason(self, hardware) -> Optional[str]:
+        for i, step in enumerate(self.steps):
+            reason = step.unsupported_reason(hardware)
+            if reason:
+                return f"step {i} ({step.config.name}): {reason}"
+        return None
+
+    def apply(self, model, ctx):
+        recovered = False
+        for step in self.steps:
+            if getattr(step, "final_form", False) and not recovered:
+                model, recovered = self.recover(model, ctx), True  # fine-tune before weights freeze
+            model = step.apply(model, ctx)
+        if not recovered:
+            model = self.recover(model, ctx)
+        self.info["steps"] = [step.describe() for step in self.steps]
+        return model
+
+    def save(self, model, directory: str) -> None:
+        # the last step knows the final tensor format; structural records travel in model.config
+        self.steps[-1].save(model, directory)

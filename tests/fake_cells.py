@@ -1,0 +1,64 @@
+"""TEST-ONLY synthetic cell executor for the sweep tests (harness.sweep's COMPBENCH_TEST_EXECUTOR hook).
+
+`execute(cell, chash, fingerprints)` stands in for `harness.runner.execute`: it loads no model and
+returns a schema-valid record in milliseconds, so the tests can run, kill and resume many cells.
+What a cell does is chosen per task (or "task/seed") by the JSON in COMPBENCH_FAKE_PLAN:
+
+    ok (default) | raise | memoryerror | oom (SIGKILLs its own process, as the OOM killer would)
+
+COMPBENCH_FAKE_SLEEP: seconds each cell sleeps (default 0). COMPBENCH_FAKE_LOG: a file to which
+every finished execution appends one line (task, seed, run id), to count executions.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import signal
+import time
+import uuid
+
+
+def _behaviour(cell) -> str:
+    plan = json.loads(os.environ.get("COMPBENCH_FAKE_PLAN", "{}"))
+    return plan.get(f"{cell.task.name}/{cell.seed}", plan.get(cell.task.name, "ok"))
+
+
+def record(cell, chash: str, fingerprints: dict, status: str, reason=None, started=None) -> dict:
+    from harness.record import SCHEMA_VERSION
+    from harness.runner import cell_names, config_dict
+
+    now = time.time()
+    return {
+        "schema_version": SCHEMA_VERSION, "status": status, "reason": reason, "cell": cell_names(cell),
+        "config": config_dict(cell), "config_hash": chash,
+        "metrics": {cell.task.primary_metric: 0.5} if status == "ok" else None, "metrics_notes": ["synthetic test cell"],
+        "size": None, "latency": {"fixed": [], "real_length": [], "notes": []} if status == "ok" and cell.measure.latency else None,
+        "memory": None, "energy": None, "flops": None, "method": None, "training": None,
+        "timings": {"fake": round(now - (started or now), 3)}, "data": {"fingerprints": fingerprints},
+        "environment": {"synthetic": True, "affinity": sorted(os.sched_getaffinity(0))},
+        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "fake": {"run_id": uuid.uuid4().hex, "pid": os.getpid(), "started": started, "ended": now},
+    }
+
+
+def execute(cell, chash: str, fingerprints: dict) -> dict:
+    started = time.time()
+    behaviour = _behaviour(cell)
+    time.sleep(float(os.environ.get("COMPBENCH_FAKE_SLEEP", "0")))
+    try:
+        if behaviour == "raise":
+            raise RuntimeError(f"synthetic failure in {cell.task.name}")
+        if behaviour == "memoryerror":
+            raise MemoryError("synthetic: CUDA out of memory")
+        if behaviour == "oom":
+            os.kill(os.getpid(), signal.SIGKILL)
+        result = record(cell, chash, fingerprints, "ok", started=started)
+    except Exception as err:  # noqa: BLE001 - as harness.runner.execute does
+        result = record(cell, chash, fingerprints, "failed", f"{err.__class__.__name__}: {err}", started=started)
+    log = os.environ.get("COMPBENCH_FAKE_LOG")
+    if log:
+        with open(log, "a") as handle:  # one short O_APPEND write per line: atomic between processes
+            handle.write(f"{cell.task.name} {cell.seed} {result['fake']['run_id']}\n")
+    return result
