@@ -28,6 +28,7 @@ sweep tests run many synthetic cells without loading a model. Records made under
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib
 import json
@@ -95,7 +96,7 @@ def run_and_record(cell: CellConfig) -> Path:
 
 
 def annotate(record: dict, lease: "MachineLease") -> None:
-    environment = record.setdefault("environment", {}) or {}
+    environment = record.get("environment") or {}
     record["environment"] = environment
     environment["concurrent_cells"] = lease.peak
     environment["concurrency"] = lease.describe()
@@ -134,13 +135,29 @@ def _child(cell: CellConfig, chash: str, fingerprints: dict, out_path: str, pare
     write_json_atomic(out_path, _executor()(cell, chash, fingerprints))
 
 
+@contextlib.contextmanager
+def _standard_start_method():
+    """A spawned child re-applies its parent's *default* start method. Inside a joblib (loky)
+    worker that is 'loky', which a fresh interpreter does not know: make it 'spawn' meanwhile."""
+    method = multiprocessing.get_start_method(allow_none=True)
+    if method in (None, "spawn", "fork", "forkserver"):
+        yield
+        return
+    multiprocessing.set_start_method("spawn", force=True)
+    try:
+        yield
+    finally:
+        multiprocessing.set_start_method(method, force=True)
+
+
 def run_isolated(cell: CellConfig, chash: str, fingerprints: dict) -> dict:
     """A fresh spawned process per cell: a crash or OOM-kill becomes a failed record."""
     context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="compbench-cell-") as scratch:
         out_path = os.path.join(scratch, "record.json")
         process = context.Process(target=_child, args=(cell, chash, fingerprints, out_path, os.getpid()))
-        process.start()
+        with _standard_start_method():
+            process.start()
         process.join()
         if os.path.exists(out_path):
             with open(out_path) as handle:
@@ -214,7 +231,8 @@ class MachineLease:
         self.seen = {other["cell"] for other in others}
         self._stop = threading.Event()
         self._thread = None
-        self._affinity = None
+        self._affinity = None  # the affinity to restore after the cell
+        self.cores = None  # the core block this cell was pinned to
 
     @classmethod
     def acquire(cls, cell: CellConfig):
@@ -280,7 +298,8 @@ class MachineLease:
         self._affinity = sorted(os.sched_getaffinity(0))
         per_slot = max(1, len(self._affinity) // self.slots)
         start = (self.lease["slot"] * per_slot) % len(self._affinity)
-        os.sched_setaffinity(0, self._affinity[start:start + per_slot])
+        self.cores = self._affinity[start:start + per_slot]
+        os.sched_setaffinity(0, self.cores)
 
     def describe(self) -> dict:
         return {
@@ -289,7 +308,7 @@ class MachineLease:
             "exclusive": self.lease["exclusive"],
             "workers": self.slots,
             "slot": self.lease["slot"],
-            "cpu_affinity": sorted(os.sched_getaffinity(0)) if self._affinity is not None else None,
+            "cpu_affinity": self.cores,  # None: not pinned (one worker per machine)
             "sampled": f"at start, every {LEASE_POLL_S:g} s, at end",
         }
 

@@ -146,3 +146,23 @@ def test_markdown_and_latex_renderers(records):
     latex = to_latex(table, caption="50% of BERT_base")
     assert r"\begin{tabular}" in latex and r"50\% of BERT\_base" in latex
     assert latex_escape("81.5ˢ ±1.0") == r"81.5\textsuperscript{s} $\pm$1.0"
+
+
+def test_seed_repeats_are_summarised_as_mean_and_std():
+    import pandas as pd
+
+    from harness.report.seeds import seed_summary
+
+    base = {"task": "sst2", "model": "m", "method": "baseline", "hardware": "cpu", "fingerprint": "f", "status": "ok"}
+    frame = pd.DataFrame([
+        {**base, "seed": 1, "score": 90.0, "latency_p50_ms": 10.0},
+        {**base, "seed": 2, "score": 92.0, "latency_p50_ms": 12.0},
+        {**base, "seed": 3, "score": 94.0, "latency_p50_ms": 14.0},
+        {**base, "method": "magnitude", "seed": 1, "score": 80.0, "latency_p50_ms": 9.0},
+    ])
+    summary = seed_summary(frame)
+    assert len(summary) == 1  # a cell with one seed is not a repeat
+    row = summary.iloc[0]
+    assert row["seeds"] == "1,2,3"
+    assert row["score"] == "92.00 ± 2.00"  # sample std of 90, 92, 94
+    assert row["p50 bs=1 (ms)"] == "12.00 ± 2.00"

@@ -12,6 +12,7 @@ from harness.report.html import write_html_report
 from harness.report.load import load_records
 from harness.report.plots import write_pareto_plots
 from harness.report.render import to_latex, to_markdown
+from harness.report.seeds import seed_summary
 from harness.report.table import DEFAULT_TASKS, failed_cells, table1_numeric
 
 CAPTION = ("Compression methods measured with compbench, in the layout of Table 1 of Ganesh et al. (2021), "
@@ -26,10 +27,13 @@ class Report:
     table: pd.DataFrame = None
     notes: list[str] = field(default_factory=list)
     failed: pd.DataFrame = None
+    seeds: pd.DataFrame = None
     files: list[Path] = field(default_factory=list)
 
     def markdown(self) -> str:
         text = to_markdown(self.table) + "\n" + "\n".join(f"- {n}" for n in self.notes) + "\n"
+        if self.seeds is not None and not self.seeds.empty:
+            text += "\n**Repeated over seeds (mean ± std)**\n\n" + to_markdown(self.seeds) + "\n"
         if not self.failed.empty:
             text += "\n**Failed / unsupported cells**\n\n" + to_markdown(self.failed)
         return text
@@ -47,6 +51,7 @@ def build_report(patterns: list[str], out_dir: str | Path | None = None, tasks=D
     report.table = format_table1(report.numeric)
     report.notes = footnotes(report.numeric, tasks)
     report.failed = failed_cells(records)
+    report.seeds = seed_summary(records)
     if out_dir is None:
         return report
     out = Path(out_dir)

@@ -14,7 +14,7 @@ from typing import Any, Optional
 from harness.report.method_catalog import method_category
 
 COLUMNS = [
-    "path", "task", "model", "method", "hardware", "device", "status", "reason",
+    "path", "task", "model", "method", "hardware", "device", "status", "reason", "seed",
     "category", "provenance", "config_hash", "created_at",
     "fingerprint", "cpu_model", "gpu_name",
     "primary_metric", "metric_value", "score", "ci_lo", "ci_hi",
@@ -45,6 +45,7 @@ def flatten_record(record: dict, path: str | Path) -> dict:
         "device": hw_cfg.get("device") or ("cuda" if "cuda" in str(cell.get("hardware", "")) else "cpu"),
         "status": record.get("status"),
         "reason": record.get("reason"),
+        "seed": config.get("seed"),
         "category": category,
         "provenance": provenance,
         "config_hash": record.get("config_hash"),
