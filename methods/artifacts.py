@@ -12,6 +12,8 @@ Formats, named in `compbench_artifact.json` (absent: a plain `save_pretrained` d
     torch_state  config.json + quantized_state.pt (torch.save of a state_dict of quantized tensors,
                  reloaded with weights_only=True onto a skeleton quantized the same way)
     exported     config.json + model.pt2 (torch.export program, for pt2e-quantized graphs)
+    <other>      another family's format: the marker's "loader" ("module.function") or, by
+                 convention, methods.<format>.load_<format>(directory)
 """
 
 from __future__ import annotations
@@ -95,4 +97,17 @@ def load_artifact(directory: str):
         state = torch.load(Path(directory, "quantized_state.pt"), weights_only=True, map_location="cpu")
         load_weights(model, state)
         return model.eval()
-    raise ValueError(f"{directory}: unknown artifact format {marker['format']!r}")
+    return _external_loader(marker)(directory)
+
+
+def _external_loader(marker: dict):
+    """Formats owned by other method families: the marker's `loader` ("module.function"), or by
+    convention methods.<format>.load_<format> (e.g. early_exit -> methods.early_exit.load_early_exit)."""
+    import importlib
+
+    target = marker.get("loader") or f"methods.{marker['format']}.load_{marker['format']}"
+    module_name, _, function = target.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), function)
+    except (ImportError, AttributeError):
+        raise ValueError(f"unknown artifact format {marker['format']!r}: no loader {target}") from None

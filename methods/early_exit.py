@@ -289,9 +289,11 @@ class EarlyExit(Method):
             torch.manual_seed(ctx.seed)
             ramps = RampSet.from_model(model)
             flags = {p: p.requires_grad for p in model.parameters()}
+            device = next(model.parameters()).device
             try:
                 trained = run_training(self, ctx, model, student=RampTrainingModel(model, ramps))
-            finally:
+            finally:  # the backbone is the runner's model: give it back as it was (device, gradients)
+                model.to(device)
                 for p, flag in flags.items():
                     p.requires_grad_(flag)
             return trained.ramps.to("cpu").eval(), {"ramps": ramps.meta["num_ramps"]}

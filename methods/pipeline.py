@@ -76,6 +76,8 @@ class PipelineConfig(MethodConfig):
 
 class Pipeline(Method):
     config_class = PipelineConfig
+    # the class-level value is what a caller sees before building the steps: assume the most
+    needs = "training"
 
     def __init__(self, config):
         super().__init__(config)

@@ -10,8 +10,9 @@ trained weights are robust to exactly the rounding they will see:
               configs have no per-tensor granularity, so this scheme is a small module here
               (torch.fake_quantize_per_tensor_affine, straight-through gradients).
     torchao   (CUDA default; CPU with torch.compile) torchao QATConfig with
-              IntxFakeQuantizeConfig: int8 symmetric per-token activations + int8 symmetric
-              per-channel weights = Int8DynamicActivationInt8WeightConfig; after training
+              IntxFakeQuantizeConfig: int8 per-token activations (asymmetric: torchao 0.18 has no
+              symmetric per-token fake quant, the converted model's are symmetric) + int8
+              symmetric per-channel weights ~ Int8DynamicActivationInt8WeightConfig; after training
               QATConfig(step="convert") swaps the fake-quantized Linears back.
 
 Only the base model's Linears (encoder + pooler) are fake-quantized, the same set dynamic_int8
@@ -100,7 +101,9 @@ def prepare(model: nn.Module, backend: str) -> None:
 
     wanted = set(names)
     config = QATConfig(
-        activation_config=IntxFakeQuantizeConfig(torch.int8, "per_token", is_symmetric=True),
+        # torchao 0.18 fake-quantizes per-token activations asymmetrically only ("Symmetric per token is
+        # not supported yet"); the converted model quantizes them symmetrically: a small mismatch
+        activation_config=IntxFakeQuantizeConfig(torch.int8, "per_token", is_symmetric=False),
         weight_config=IntxFakeQuantizeConfig(torch.int8, "per_channel", is_symmetric=True),
         step="prepare",
     )

@@ -97,11 +97,18 @@ class ExportedModel(nn.Module):
     Extra keys (labels) are dropped; the graph only takes the inputs it was exported with.
     """
 
-    def __init__(self, graph_module: nn.Module, config, input_names: list[str]):
+    def __init__(self, graph_module: nn.Module, config, input_names: list[str], architecture: str):
         super().__init__()
         self.graph_module = graph_module
         self.config = config
         self.input_names = list(input_names)
+        self.architecture = architecture
+
+    def train(self, mode: bool = True):
+        # graphs from convert_pt2e refuse .train()/.eval(); they have no dropout or batch-norm state
+        # left to switch, so the runner's model.eval() only flips the flag here
+        self.training = mode
+        return self
 
     def compile_frozen(self) -> None:
         # Inductor prepacks the int8 weights only with config.freezing on while it compiles; the
@@ -155,7 +162,7 @@ def quantize_pt2e(model, batches: list[dict], dynamic: bool) -> ExportedModel:
     with torch.no_grad():
         for batch in batches:
             prepared(**{k: batch[k] for k in inputs})
-    return ExportedModel(convert_pt2e(prepared), model.config, list(inputs))
+    return ExportedModel(convert_pt2e(prepared), model.config, list(inputs), type(model).__name__)
 
 
 def compile_in_place(model):
@@ -183,9 +190,16 @@ def cpu_flags() -> set[str]:
 # ----------------------------------------------------------------------------------------------
 
 
-def _save_state(model, directory: str, quantization: dict) -> None:
+def _save_config(model, directory: str, architecture: str) -> None:
     Path(directory).mkdir(parents=True, exist_ok=True)
+    # save_pretrained would record the class; config.save_pretrained alone keeps whatever the
+    # checkpoint said (sentence-transformers MiniLM says BertModel), which build_skeleton reads
+    model.config.architectures = [architecture]
     model.config.save_pretrained(directory)
+
+
+def _save_state(model, directory: str, quantization: dict) -> None:
+    _save_config(model, directory, type(model).__name__)
     torch.save(model.state_dict(), Path(directory, "quantized_state.pt"))
     write_marker(directory, format="torch_state", quantization=quantization)
 
@@ -203,8 +217,7 @@ def quantize_skeleton(model, quantization: dict) -> None:
 
 
 def save_exported(model: ExportedModel, directory: str, example_inputs: dict, quantization: dict) -> None:
-    Path(directory).mkdir(parents=True, exist_ok=True)
-    model.config.save_pretrained(directory)
+    _save_config(model, directory, model.architecture)
     torch.export.save(_export(model.graph_module, example_inputs), str(Path(directory, "model.pt2")))
     write_marker(directory, format="exported", quantization=quantization, input_names=model.input_names)
 
@@ -216,7 +229,7 @@ def load_exported(directory: str, config) -> ExportedModel:
 
     marker = read_marker(directory)
     program = torch.export.load(str(Path(directory, "model.pt2")))
-    return ExportedModel(program.module(), config, marker["input_names"])
+    return ExportedModel(program.module(), config, marker["input_names"], config.architectures[0])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -227,9 +227,10 @@ def _accumulate_gradient_scores(model, batches, score_fn) -> list[torch.Tensor]:
         p.requires_grad_(True)
     try:
         with torch.enable_grad():
+            device = next(model.parameters()).device
             for batch in batches:
                 model.zero_grad(set_to_none=True)
-                output = model(**batch)
+                output = model(**{k: v.to(device) for k, v in batch.items()})
                 if getattr(output, "loss", None) is None:
                     raise ConfigError("method", "importance scores need calibration batches with labels")
                 output.loss.backward()

@@ -4,10 +4,12 @@
 returns a schema-valid record in milliseconds, so the tests can run, kill and resume many cells.
 What a cell does is chosen per task (or "task/seed") by the JSON in COMPBENCH_FAKE_PLAN:
 
-    ok (default) | raise | memoryerror | oom (SIGKILLs its own process, as the OOM killer would)
+    ok (default) | unsupported | raise | memoryerror | oom (SIGKILLs its own process, as the OOM killer would)
 
 COMPBENCH_FAKE_SLEEP: seconds each cell sleeps (default 0). COMPBENCH_FAKE_LOG: a file to which
 every finished execution appends one line (task, seed, run id), to count executions.
+
+`make_data(root)` writes a valid tiny data root (SST-2 and RTE TSVs, a SQuAD v1.1 dev file).
 """
 
 from __future__ import annotations
@@ -18,6 +20,23 @@ import os
 import signal
 import time
 import uuid
+from pathlib import Path
+
+SST2_TSV = "sentence\tlabel\nit 's a charming journey . \t1\nunflinchingly bleak \t0\na gorgeous film \t1\n"
+RTE_HEADER = "index\tsentence1\tsentence2\tlabel\n"
+RTE_ROWS = "".join(f"{i}\tA man walks {i}.\tA person moves.\t{'entailment' if i % 2 else 'not_entailment'}\n" for i in range(6))
+SQUAD = {"version": "1.1", "data": [{"title": f"T{a}", "paragraphs": [{"context": "Denver Broncos won the game.", "qas": [
+    {"id": f"q{a}", "question": "Who won?", "answers": [{"answer_start": 0, "text": "Denver Broncos"}]}]}]} for a in range(10)]}
+
+
+def make_data(root: Path) -> Path:
+    for task, text in (("sst2", SST2_TSV), ("rte", RTE_HEADER + RTE_ROWS)):
+        (root / "glue" / task).mkdir(parents=True)
+        (root / "glue" / task / "train.tsv").write_text(text)
+        (root / "glue" / task / "dev.tsv").write_text(text)
+    (root / "squad_v1.1").mkdir()
+    (root / "squad_v1.1" / "dev-v1.1.json").write_text(json.dumps(SQUAD))
+    return root
 
 
 def _behaviour(cell) -> str:
@@ -54,7 +73,10 @@ def execute(cell, chash: str, fingerprints: dict) -> dict:
             raise MemoryError("synthetic: CUDA out of memory")
         if behaviour == "oom":
             os.kill(os.getpid(), signal.SIGKILL)
-        result = record(cell, chash, fingerprints, "ok", started=started)
+        if behaviour == "unsupported":
+            result = record(cell, chash, fingerprints, "unsupported", "synthetic: no kernel for this hardware", started=started)
+        else:
+            result = record(cell, chash, fingerprints, "ok", started=started)
     except Exception as err:  # noqa: BLE001 - as harness.runner.execute does
         result = record(cell, chash, fingerprints, "failed", f"{err.__class__.__name__}: {err}", started=started)
     log = os.environ.get("COMPBENCH_FAKE_LOG")

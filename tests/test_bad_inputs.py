@@ -1,0 +1,328 @@
+"""The bad-input catalogue: every kind of bad input fails with exactly one line, exit code 2, and
+leaves nothing behind (no results directory, no cache directory, no report folder).
+
+Each case runs the real CLI in a fresh process (as tests/test_cli.py does) against a tiny synthetic
+data root, so nothing here depends on the shared GLUE/SQuAD copies. The cases in test_cli.py
+count too; this file is the complete list in one place:
+
+  config     unknown method / model / task / hardware / launcher, unknown field, unknown method
+             parameter, wrong value type, malformed override, non-boolean flag, out-of-range
+             parameters (sparsity 1.5, rank 0, negative batch sizes, max_seq_length 4, epochs 0,
+             negative recover_epochs, devsplit every=1), SQuAD doc_stride too large
+  hardware   GPU-only method on CPU (single cell), CUDA requested without a GPU, latency cells
+             under a parallel launcher without allow_concurrent_latency=true
+  data       missing file, truncated TSV, TSV with a wrong header, empty TSV, undecodable TSV,
+             SQuAD JSON with a missing field, truncated SQuAD JSON
+  model      model.path missing, directory without config.json, without weights, pickle-only weights
+  output     unwritable results directory, results path under a file, unwritable cache directory,
+             disk full (simulated at pre-flight and during the atomic write)
+  report     corrupt record as the only report input
+  caches     interrupted fine-tune cache entry (never trusted: rebuilt; not an error)
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fake_cells import RTE_HEADER, RTE_ROWS, SQUAD, make_data
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPBENCH = [sys.executable, "-c", "from harness.cli import main; main()"]
+# Simulated full disk: the OS reports 1 MiB free wherever compbench looks.
+DISK_FULL = [sys.executable, "-c", (
+    "import collections, shutil; usage = collections.namedtuple('usage', 'total used free');"
+    "shutil.disk_usage = lambda path: usage(2**40, 2**40 - 2**20, 2**20);"
+    "from harness.cli import main; main()")]
+
+@pytest.fixture
+def data(tmp_path) -> Path:
+    return make_data(tmp_path / "data")
+
+
+def run_cli(args, tmp_path, data_root, command=COMPBENCH, timeout=120):
+    env = {**os.environ, "COMPBENCH_DATA_ROOT": str(data_root), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "COMPBENCH_CACHE": str(tmp_path / "cache")}
+    env.pop("COMPBENCH_TEST_EXECUTOR", None)
+    results = tmp_path / "results"
+    return subprocess.run(command + [f"paths.results_dir={results}", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout), results
+
+
+def run_main(args, tmp_path, data_root, monkeypatch, capsys):
+    """The same CLI in this process (config errors only: ~50 ms instead of a 0.8 s interpreter start)."""
+    from harness import cli
+
+    for key, value in {"COMPBENCH_DATA_ROOT": str(data_root), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+                       "COMPBENCH_CACHE": str(tmp_path / "cache")}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("COMPBENCH_TEST_EXECUTOR", raising=False)
+    monkeypatch.setattr(sys, "argv", ["compbench", f"paths.results_dir={tmp_path / 'results'}", *args])
+    monkeypatch.setattr(cli, "hydra_main", lambda: pytest.fail("the bad input passed validation"))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    return subprocess.CompletedProcess(args, exit_info.value.code, "", capsys.readouterr().err)
+
+
+def assert_one_line(proc, tmp_path, message, exact=True, code=2):
+    """Exit `code`, exactly one error line (the last line of stderr), nothing written."""
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == code, proc.stderr[-3000:]
+    assert len([line for line in lines if line.startswith("compbench")]) == 1, proc.stderr[-3000:]
+    if exact:
+        assert lines[-1] == message, lines[-1]
+    else:
+        assert lines[-1].startswith(message), lines[-1]
+    assert not (tmp_path / "results").exists()
+    assert not (tmp_path / "cache").exists()
+
+
+def allowed(group: str) -> str:
+    from harness.cli import available
+
+    return ", ".join(available(group))
+
+
+# (id, overrides, exact message); the message is the whole last line of stderr.
+CONFIG_CASES = [
+    ("unknown method", ["method=nope"], f"compbench: error: method: unknown choice 'nope' (allowed: {allowed('method')})"),
+    ("unknown model", ["model=gpt9"], f"compbench: error: model: unknown choice 'gpt9' (allowed: {allowed('model')})"),
+    ("unknown task", ["task=imdb"], f"compbench: error: task: unknown choice 'imdb' (allowed: {allowed('task')})"),
+    ("unknown hardware", ["hardware=tpu"], f"compbench: error: hardware: unknown choice 'tpu' (allowed: {allowed('hardware')})"),
+    ("unknown choice inside a sweep", ["-m", "task=sst2,imdb"], f"compbench: error: task: unknown choice 'imdb' (allowed: {allowed('task')})"),
+    ("sparsity 1.5", ["method=magnitude", "method.sparsity=1.5"], "compbench: error: method.sparsity: must be in [0, 1), got 1.5"),
+    ("rank 0", ["method=low_rank", "method.rank=0"], "compbench: error: method.rank: must be an integer >= 1, got 0"),
+    ("negative latency batch", ["hardware.batch_sizes=[1,-4]"], "compbench: error: hardware.batch_sizes: every batch size must be a positive integer, got -4"),
+    ("negative fine-tune batch", ["task.finetune.batch_size=-1"], "compbench: error: task.finetune.batch_size: must be a positive integer, got -1"),
+    ("zero epochs", ["task.finetune.epochs=0"], "compbench: error: task.finetune.epochs: must be > 0, got 0.0"),
+    ("max_seq_length 4", ["task.max_seq_length=4"], "compbench: error: task.max_seq_length: must be in [8, 512], got 4"),
+    ("negative recover_epochs", ["method.recover_epochs=-1"], "compbench: error: method.recover_epochs: must be >= 0, got -1"),
+    ("unknown model field", ["+model.foo=1"],
+     "compbench: error: model.foo: is not a known field (allowed: ['allow_pickle', 'architecture', 'finetuned_task', 'hub_id', 'init', 'name', 'path', 'source'])"),
+    ("unknown method parameter", ["+method.bogus=1"], "compbench: error: method.bogus: is not a parameter of baseline (allowed: ['name', 'recover_epochs'])"),
+    ("wrong value type", ["hardware.warmup=abc"], "compbench: error: overrides: Error merging override hardware.warmup=abc"),
+    ("malformed override", ["task.max_eval_samples=["],
+     "compbench: error: overrides: no viable alternative at input '[' See https://hydra.cc/docs/1.2/advanced/override_grammar/basic for details"),
+    ("non-boolean flag", ["allow_concurrent_latency=maybe"], "compbench: error: allow_concurrent_latency: must be true or false, got 'maybe'"),
+    ("unknown device", ["hardware.device=tpu"], "compbench: error: hardware.device: unknown device 'tpu' (allowed: ('cpu', 'cuda'))"),
+    ("local model without path", ["model=local"], "compbench: error: model.path: is required when model.source=local"),
+    ("devsplit every=1", ["task=squad_v1.1_devsplit", "task.devsplit.every=1"], "compbench: error: task.devsplit.every: must be an integer >= 2, got 1"),
+    ("squad doc_stride too large", ["task=squad_v1.1_devsplit", "task.doc_stride=200"],
+     "compbench: error: task.doc_stride: must be below half of max_seq_length (384), got 200"),
+    ("GPU-only method on CPU (single cell)", ["method=fp16", "hardware=cpu"],
+     "compbench: error: method: unsupported on cpu: fp16 runs on cuda only; pick another method or hardware (a -m sweep records this cell as unsupported)"),
+    ("GPU-only 2:4 sparsity on CPU (single cell)", ["method=sparse_2of4", "hardware=cpu"],
+     "compbench: error: method: unsupported on cpu: no 2:4 sparse kernels on CPU; pick another method or hardware (a -m sweep records this cell as unsupported)"),
+    ("latency cells under a parallel launcher", ["-m", "hydra/launcher=joblib_local", "task=sst2,rte"],
+     "compbench: error: hydra/launcher: joblib_local runs up to 2 cells at once on this machine, which distorts latency and energy; "
+     "add measure.latency=false measure.energy=false for a parallel accuracy sweep, or allow_concurrent_latency=true to measure anyway "
+     "(records then say how many cells shared the machine)"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", [c[1:] for c in CONFIG_CASES], ids=[c[0] for c in CONFIG_CASES])
+def test_config_errors(overrides, message, tmp_path, data, monkeypatch, capsys):
+    proc = run_main(overrides, tmp_path, data, monkeypatch, capsys)
+    assert_one_line(proc, tmp_path, message)
+
+
+def test_config_error_in_a_fresh_process(tmp_path, data):
+    """The in-process cases above behave exactly like the installed entry point."""
+    proc, _ = run_cli(["-m", "task=sst2,imdb"], tmp_path, data)
+    assert_one_line(proc, tmp_path, f"compbench: error: task: unknown choice 'imdb' (allowed: {allowed('task')})")
+
+
+def test_unknown_launcher(tmp_path, data, monkeypatch, capsys):
+    proc = run_main(["hydra/launcher=nope"], tmp_path, data, monkeypatch, capsys)
+    assert_one_line(proc, tmp_path, "compbench: error: overrides: In 'hydra/config': Could not find 'hydra/launcher/nope' Available options in 'hydra/launcher': ", exact=False)
+
+
+def test_cuda_without_gpu(tmp_path, data, monkeypatch, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible")
+    proc = run_main(["hardware=cuda"], tmp_path, data, monkeypatch, capsys)
+    assert_one_line(proc, tmp_path, "compbench: error: hardware.device: cuda was requested but no CUDA device is visible (allowed: cpu)")
+
+
+# ---------------------------------------------------------------------------------------- data
+def test_missing_data_file(tmp_path, data):
+    (data / "glue" / "rte" / "dev.tsv").unlink()
+    proc, _ = run_cli(["task=rte"], tmp_path, data)
+    assert_one_line(proc, tmp_path, f"compbench: error: task.local: {data}/glue/rte/dev.tsv not found; set paths.data_root or "
+                    "COMPBENCH_DATA_ROOT to the folder holding glue/ and squad_v1.1/; the Hub fallback is unavailable (HF_HUB_OFFLINE is set)")
+
+
+def test_truncated_tsv(tmp_path, data):
+    text = RTE_HEADER + RTE_ROWS
+    (data / "glue" / "rte" / "dev.tsv").write_text(text[: text.rindex("\t") - 3])  # cut inside the last row
+    proc, _ = run_cli(["task=rte"], tmp_path, data)
+    assert_one_line(proc, tmp_path, "compbench: error: task.local: glue/rte/dev.tsv: last line does not parse (3 fields, expected 4); the file looks truncated")
+
+
+def test_tsv_with_wrong_header(tmp_path, data):
+    (data / "glue" / "rte" / "train.tsv").write_text("idx\tpremise\thypothesis\tlabel\n" + RTE_ROWS)
+    proc, _ = run_cli(["task=rte"], tmp_path, data)
+    assert_one_line(proc, tmp_path, "compbench: error: task.local: glue/rte/train.tsv: wrong header ['idx', 'premise', 'hypothesis', 'label']; "
+                    "expected columns ['sentence1', 'sentence2', 'label'] (missing ['sentence1', 'sentence2'])")
+
+
+def test_empty_tsv(tmp_path, data):
+    (data / "glue" / "sst2" / "dev.tsv").write_text("")
+    proc, _ = run_cli(["task=sst2"], tmp_path, data)
+    assert_one_line(proc, tmp_path, "compbench: error: task.local: glue/sst2/dev.tsv: file is empty (truncated download?)")
+
+
+def test_undecodable_tsv(tmp_path, data):
+    (data / "glue" / "sst2" / "dev.tsv").write_bytes(b"sentence\tlabel\n\xff\xfe caf\xe9 \t1\n")
+    proc, _ = run_cli(["task=sst2"], tmp_path, data)
+    assert_one_line(proc, tmp_path, "compbench: error: task.local: glue/sst2/dev.tsv: cannot be decoded as utf-8 (invalid start byte); unparseable file")
+
+
+def test_squad_json_with_a_missing_field(tmp_path, data):
+    broken = json.loads(json.dumps(SQUAD))
+    del broken["data"][3]["paragraphs"][0]["qas"][0]["question"]
+    (data / "squad_v1.1" / "dev-v1.1.json").write_text(json.dumps(broken))
+    proc, _ = run_cli(["task=squad_v1.1_devsplit"], tmp_path, data)
+    assert_one_line(proc, tmp_path, "compbench: error: task.local: squad_v1.1/dev-v1.1.json: data[3].paragraphs[0].qas[0] is missing field 'question'; not a SQuAD v1.1 file")
+
+
+def test_truncated_squad_json(tmp_path, data):
+    text = json.dumps(SQUAD)
+    (data / "squad_v1.1" / "dev-v1.1.json").write_text(text[: len(text) // 2])
+    proc, _ = run_cli(["task=squad_v1.1_devsplit"], tmp_path, data)
+    assert_one_line(proc, tmp_path, "compbench: error: task.local: squad_v1.1/dev-v1.1.json: not valid JSON (", exact=False)
+    assert proc.stderr.strip().splitlines()[-1].endswith("); truncated or unparseable file")
+
+
+# --------------------------------------------------------------------------------------- model
+def test_model_path_missing(tmp_path, data):
+    proc, _ = run_cli([f"model.path={tmp_path / 'nowhere'}"], tmp_path, data)
+    assert_one_line(proc, tmp_path, f"compbench: error: model.path: {tmp_path / 'nowhere'} is not a directory")
+
+
+def test_model_directory_without_config(tmp_path, data):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    proc, _ = run_cli(["model=local", f"model.path={model_dir}"], tmp_path, data)
+    assert_one_line(proc, tmp_path, f"compbench: error: model.path: {model_dir} has no config.json")
+
+
+def test_model_directory_without_weights(tmp_path, data):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    proc, _ = run_cli(["model=local", f"model.path={model_dir}"], tmp_path, data)
+    assert_one_line(proc, tmp_path, f"compbench: error: model.path: {model_dir} has no weights (model.safetensors or pytorch_model.bin)")
+
+
+def test_pickle_only_weights_are_refused(tmp_path, data):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    (model_dir / "pytorch_model.bin").write_bytes(b"\x80\x02 a pickle could run code on load")
+    proc, _ = run_cli(["model=local", f"model.path={model_dir}"], tmp_path, data)
+    assert_one_line(proc, tmp_path, f"compbench: error: model.allow_pickle: {model_dir} holds only pickle weights (pytorch_model.bin); "
+                    "convert to safetensors or set model.allow_pickle=true")
+
+
+# -------------------------------------------------------------------------------------- output
+def _unwritable_dir(tmp_path: Path) -> tuple[Path, Path]:
+    """(a results dir that cannot be created, the existing directory that refuses files)."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        (locked / "probe").touch()  # root ignores the mode bits: use a kernel directory instead
+        (locked / "probe").unlink()
+        locked.chmod(0o700)
+        return Path("/sys/compbench-results"), Path("/sys")
+    except PermissionError:
+        return locked / "results", locked
+
+
+def test_unwritable_results_directory(tmp_path, data):
+    target, anchor = _unwritable_dir(tmp_path)
+    proc, _ = run_cli([f"paths.results_dir={target}"], tmp_path, data)
+    (tmp_path / "locked").chmod(0o700)
+    assert_one_line(proc, tmp_path, f"compbench: error: paths.results_dir: {target} is not writable (Permission denied in {anchor})")
+    assert not target.exists()
+
+
+def test_results_path_under_a_file(tmp_path, data):
+    (tmp_path / "file").write_text("not a directory")
+    proc, _ = run_cli([f"paths.results_dir={tmp_path / 'file' / 'results'}"], tmp_path, data)
+    assert_one_line(proc, tmp_path, f"compbench: error: paths.results_dir: {tmp_path / 'file' / 'results'} cannot be created: {tmp_path / 'file'} is not a directory")
+
+
+def test_unwritable_cache_directory(tmp_path, data):
+    target, anchor = _unwritable_dir(tmp_path)
+    proc, _ = run_cli([f"paths.cache_dir={target}"], tmp_path, data)
+    (tmp_path / "locked").chmod(0o700)
+    assert_one_line(proc, tmp_path, f"compbench: error: paths.cache_dir: {target} is not writable (Permission denied in {anchor})")
+
+
+def test_disk_full_at_preflight(tmp_path, data):
+    proc, results = run_cli([], tmp_path, data, command=DISK_FULL)
+    assert_one_line(proc, tmp_path, f"compbench: error: paths.results_dir: only 1 MiB free on the disk holding {results} (disk full?); "
+                    "compbench needs at least 64 MiB")
+
+
+def test_disk_full_while_writing_a_record_leaves_no_file(tmp_path, monkeypatch):
+    """ENOSPC in the middle of the atomic write: no record, no temp file, the error propagates."""
+    from harness import record
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(record.os, "fsync", full)
+    target = tmp_path / "records" / "cell.json"
+    with pytest.raises(OSError, match="No space left on device"):
+        record.write_json_atomic(target, {"status": "ok", "payload": "x" * 10_000})
+    assert list(target.parent.iterdir()) == []
+
+
+# -------------------------------------------------------------------------------------- report
+def test_corrupt_record_as_the_only_report_input(tmp_path):
+    records = tmp_path / "results" / "records"
+    records.mkdir(parents=True)
+    (records / "sst2__minilm_l6__baseline__cpu__0123456789ab.json").write_text('{"schema_version": "1.0", "status": "ok", "config"')
+    out = tmp_path / "report"
+    proc = subprocess.run([sys.executable, "-c", "import sys; from harness.report.cli import main; sys.exit(main())",
+                           str(tmp_path / "results"), "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [f"compbench-report: no records found in {tmp_path / 'results'} (1 unreadable, e.g. "
+                     f"{records / 'sst2__minilm_l6__baseline__cpu__0123456789ab.json'}: not a readable JSON record (JSONDecodeError))"]
+    assert not out.exists()
+
+
+# -------------------------------------------------------------------------------------- caches
+def test_interrupted_finetune_cache_entry_is_never_trusted(tmp_path):
+    """A fine-tune killed while saving leaves a directory without meta.json: it is rebuilt, not loaded."""
+    from harness.finetune import cached_finetune
+
+    entry = tmp_path / "finetuned" / "abc123"
+    entry.mkdir(parents=True)
+    (entry / "model.safetensors").write_bytes(b"half a file")
+    built, loaded = [], []
+
+    class Saved:
+        def save_pretrained(self, directory, **kwargs):
+            (Path(directory) / "model.safetensors").write_bytes(b"complete")
+
+    def build():
+        built.append(1)
+        return Saved(), Saved(), {}
+
+    model, info = cached_finetune("abc123", str(tmp_path), build, lambda d: loaded.append(d))
+    assert built == [1] and loaded == [] and info["cache_hit"] is False
+    assert (entry / "meta.json").is_file() and (entry / "model.safetensors").read_bytes() == b"complete"
+    _, info = cached_finetune("abc123", str(tmp_path), build, lambda d: loaded.append(d) or "reloaded")
+    assert built == [1] and loaded == [str(entry)] and info["cache_hit"] is True

@@ -1,0 +1,103 @@
+from pathlib import Path
+
+import pytest
+import torch
+from methods_helpers import HEADS, LAYERS, FakeFinetune, eval_batch, fake_ctx, logits, saved_and_reloaded, tiny_model
+from omegaconf import OmegaConf
+
+from harness.config import HardwareConfig
+from harness.errors import ConfigError
+from methods.base import build_method, build_method_config
+from methods.structured import encoder_layers, layer_parts
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def pipeline(steps, **params):
+    return build_method(build_method_config({"_target_": "methods.pipeline.Pipeline", "name": "pipeline", "steps": steps, **params}))
+
+
+def small(name, **params):
+    # the YAML defaults calibrate on 256 samples; 8 keep the test fast
+    return {"name": name, "params": {"calibration_samples": 8, "batch_size": 4, **params}}
+
+
+def test_default_yaml_steps_apply_and_reload(tmp_path):
+    method = pipeline(["layer_drop", small("head_prune", fraction=0.5), "dynamic_int8"])
+    model = method.apply(tiny_model(), fake_ctx())
+    assert [s["name"] for s in method.info["steps"]] == ["layer_drop", "head_prune", "dynamic_int8"]
+    assert method.info["steps"][0]["kept_layers"] == [0, 1]
+    assert method.info["steps"][2]["backend"] == "torch_ao"
+    assert len(encoder_layers(model)) == LAYERS - 2
+    assert method.needs == "calibration" and method.devices == ("cpu",)
+    reloaded = saved_and_reloaded(method, model, tmp_path)
+    assert torch.equal(logits(reloaded, eval_batch()), logits(model, eval_batch()))
+
+
+def test_every_structural_record_survives_one_reload(tmp_path):
+    steps = ["vocab_prune", small("ffn_prune", fraction=0.25), small("head_prune", fraction=0.25), "low_rank", {"name": "layer_drop", "params": {"drop": 1, "strategy": "alternate"}}, {"name": "low_rank", "params": {"rank": 4}}]
+    method = pipeline(steps)
+    model = method.apply(tiny_model(), fake_ctx())
+    reloaded = saved_and_reloaded(method, model, tmp_path)
+    assert torch.equal(logits(reloaded, eval_batch()), logits(model, eval_batch()))
+
+
+def test_hydra_list_of_names_and_dict_params():
+    steps = OmegaConf.create(["layer_drop", {"name": "magnitude", "params": {"sparsity": 0.9}}])
+    method = pipeline(steps)
+    assert [s.config.name for s in method.steps] == ["layer_drop", "magnitude"]
+    assert method.steps[1].config.sparsity == 0.9
+
+
+def test_command_line_override_composes():
+    from hydra import compose, initialize_config_dir
+
+    from harness.config import register_configs, to_cell_config
+
+    register_configs()  # the hardware yaml extends a ConfigStore schema
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        cfg = compose("config", overrides=["method=pipeline", "method.steps=[layer_drop,head_prune,dynamic_int8]"])
+    cell = to_cell_config(cfg)
+    assert [c.name for c in cell.method.step_configs] == ["layer_drop", "head_prune", "dynamic_int8"]
+
+
+def test_unsupported_when_any_step_is():
+    method = pipeline(["head_prune", "sparse_2of4"])
+    assert method.unsupported_reason(HardwareConfig(device="cpu")) == "step 1 (sparse_2of4): unsupported on cpu: no 2:4 sparse kernels on CPU"
+
+
+def test_recovery_runs_before_quantization():
+    finetune = FakeFinetune(steps=1)
+    method = pipeline(["layer_drop", "dynamic_int8"], recover_epochs=2)
+    assert method.needs == "training"
+    method.apply(tiny_model(), fake_ctx(finetune=finetune))  # FakeFinetune would fail on int8 weights
+    assert finetune.calls == [2]
+
+
+@pytest.mark.parametrize(
+    "steps,message",
+    [
+        (["layer_drop", "nope"], "method.steps[1]: unknown method 'nope' (allowed: "),
+        ([{"name": "magnitude", "params": {"sparsity": 1.5}}], "method.steps[0].sparsity: must be in [0, 1), got 1.5"),
+        ([{"name": "magnitude", "sparsity": 0.5}], "method.steps[0]: unknown keys ['sparsity'] (allowed: ['_target_', 'name', 'params'])"),
+        ([], "method.steps: must be a non-empty list of method names or dicts"),
+        (["pipeline"], "method.steps[0]: unknown method 'pipeline' (allowed: "),
+    ],
+)
+def test_config_errors(steps, message):
+    with pytest.raises(ConfigError) as err:
+        pipeline(steps)
+    assert str(err.value).startswith(message)
+
+
+def test_head_prune_after_low_rank_is_refused():
+    with pytest.raises(ConfigError, match="run low_rank after it"):
+        pipeline([{"name": "low_rank", "params": {"rank": 4}}, small("head_prune")]).apply(tiny_model(), fake_ctx())
+
+
+def test_heads_kept_after_pipeline_are_original_ids():
+    method = pipeline([small("head_prune", fraction=0.25), small("head_prune", fraction=0.25)])
+    model = method.apply(tiny_model(), fake_ctx())
+    kept = model.config.compbench_kept_heads
+    assert all(set(k) <= set(range(HEADS)) for k in kept)
+    assert [len(k) for k in kept] == [layer_parts(l).num_heads for l in encoder_layers(model)]
