@@ -17,8 +17,11 @@ from pathlib import Path
 from harness.errors import ConfigError
 
 MIN_FREE_MB = 64  # below this a sweep would fail writing records or caches: call the disk full
-LAUNCHER_PLUGINS = {"joblib_local": "hydra_plugins.hydra_joblib_launcher", "slurm": "hydra_plugins.hydra_submitit_launcher",
-                         "slurm_local": "hydra_plugins.hydra_submitit_launcher"}
+LAUNCHER_PLUGINS = {  # our conf/hydra/launcher/*.yaml -> (plugin module, pip package)
+    "joblib_local": ("hydra_plugins.hydra_joblib_launcher", "hydra-joblib-launcher"),
+    "slurm": ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher"),
+    "slurm_local": ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher"),
+}
 
 
 def nearest_existing(path: Path) -> Path:
@@ -28,10 +31,11 @@ def nearest_existing(path: Path) -> Path:
     return path
 
 
-def check_writable(directory: str, field: str) -> None:
-    """`directory` exists and takes files, or can be created; its disk has MIN_FREE_MB free."""
+def check_writable(directory: str, field: str, subdir: str = "") -> None:
+    """`directory` (and its `subdir`, where files go) takes files or can be created; its disk has
+    MIN_FREE_MB free."""
     target = Path(directory)
-    anchor = nearest_existing(target)
+    anchor = nearest_existing(target / subdir)
     if not anchor.is_dir():
         raise ConfigError(field, f"{directory} cannot be created: {anchor} is not a directory")
     try:
@@ -48,10 +52,10 @@ def check_output_dirs(cells) -> None:
     """Every distinct results and cache directory of the sweep."""
     checked = set()
     for cell in cells:
-        for directory, field in ((cell.paths.results_dir, "paths.results_dir"), (cell.paths.cache_dir, "paths.cache_dir")):
+        for directory, field, subdir in ((cell.paths.results_dir, "paths.results_dir", "records"), (cell.paths.cache_dir, "paths.cache_dir", "")):
             if (directory, field) not in checked:
                 checked.add((directory, field))
-                check_writable(directory, field)
+                check_writable(directory, field, subdir)
 
 
 def check_supported(cell) -> None:
@@ -89,9 +93,8 @@ def describe_launcher(overrides: list[str]) -> LauncherInfo:
     from harness.cli import CONF_DIR
 
     name = launcher_choice(overrides)
-    plugin = LAUNCHER_PLUGINS.get(name)
+    plugin, package = LAUNCHER_PLUGINS.get(name, (None, None))
     if plugin and not _importable(plugin):
-        package = "hydra-joblib-launcher" if "joblib" in plugin else "hydra-submitit-launcher"
         raise ConfigError("hydra/launcher", f"{name} needs the {package} plugin: pip install -e '.[cluster]'")
     hydra_overrides = [o for o in overrides if o.lstrip("+~").startswith(("hydra/", "hydra."))]
     try:

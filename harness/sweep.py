@@ -75,7 +75,7 @@ def run_and_record(cell: CellConfig) -> Path:
     path = record_path(cell.paths.results_dir, cell_names(cell), chash)
     previous = previous_status(path)
     if previous in FINAL_STATUSES and not cell.force:
-        print(f"[skip] {_label(cell)}: a successful record exists ({path}, status {previous}); force=true re-runs it", flush=True)
+        print(f"[skip] {_label(cell)}: already recorded as {previous} ({path}); force=true re-runs it", flush=True)
         return path
     if previous == "failed" and not cell.force:
         print(f"[rerun] {_label(cell)}: the previous attempt failed; running it again", flush=True)

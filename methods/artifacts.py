@@ -75,6 +75,8 @@ def load_artifact(directory: str):
     """Rebuild any artifact written by a compbench method's `save`; returns an eval-mode model."""
     directory = str(directory)
     marker = read_marker(directory)
+    if marker["format"] not in ("safetensors", "torch_state", "exported"):
+        return _external_loader(marker)(directory)
     config = transformers.AutoConfig.from_pretrained(directory)
     if marker["format"] == "exported":
         from methods.quantization import load_exported
@@ -88,16 +90,14 @@ def load_artifact(directory: str):
         state = {}
         for file in files:
             state.update(load_file(str(file)))
-        load_weights(model, state)
-        return model.eval()
-    if marker["format"] == "torch_state":
+    else:  # torch_state: quantized tensors onto a skeleton quantized the same way
         from methods.quantization import quantize_skeleton
 
         quantize_skeleton(model, marker["quantization"])
-        state = torch.load(Path(directory, "quantized_state.pt"), weights_only=True, map_location="cpu")
-        load_weights(model, state)
-        return model.eval()
-    return _external_loader(marker)(directory)
+        device = marker["quantization"].get("device", "cpu")
+        state = torch.load(Path(directory, "quantized_state.pt"), weights_only=True, map_location=device)
+    load_weights(model, state)
+    return model.eval()
 
 
 def _external_loader(marker: dict):

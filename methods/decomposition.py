@@ -16,8 +16,8 @@ from torch import nn
 
 from harness.errors import check
 from methods.artifacts import LOW_RANK_KEY
-from methods.base import Method, MethodConfig
-from methods.structured import encoder_linear_names
+from methods.base import MethodConfig
+from methods.structured import RecoverableMethod, encoder_linear_names
 
 
 class LowRankLinear(nn.Module):
@@ -79,13 +79,8 @@ class LowRankConfig(MethodConfig):
             check(0 < self.energy <= 1, "method.energy", f"must be in (0, 1], got {self.energy}")
 
 
-class LowRank(Method):
+class LowRank(RecoverableMethod):
     config_class = LowRankConfig
-
-    def __init__(self, config):
-        super().__init__(config)
-        if config.recover_epochs > 0:
-            self.needs = "training"
 
     def apply(self, model, ctx):
         cfg = self.config

@@ -15,7 +15,8 @@ from torch import nn
 
 from harness.errors import ConfigError, check
 from methods.artifacts import VOCAB_KEY
-from methods.base import Method, MethodConfig
+from methods.base import MethodConfig
+from methods.structured import RecoverableMethod
 
 
 class RemappedEmbedding(nn.Embedding):
@@ -58,7 +59,7 @@ class VocabPruneConfig(MethodConfig):
         check(isinstance(self.min_count, int) and self.min_count >= 1, "method.min_count", f"must be an integer >= 1, got {self.min_count}")
 
 
-class VocabPrune(Method):
+class VocabPrune(RecoverableMethod):
     config_class = VocabPruneConfig
     needs = "calibration"  # reads the training split's token ids
 

@@ -89,7 +89,7 @@ class _StraightThroughTopK(torch.autograd.Function):
 class MaskedLinear(nn.Module):
     """A Linear (same weight/bias Parameters) whose weight is masked in forward."""
 
-    def __init__(self, linear: nn.Linear, mode: str):
+    def __init__(self, linear: nn.Linear, mode: str, score_init: str = "constant"):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.weight = linear.weight
@@ -97,7 +97,12 @@ class MaskedLinear(nn.Module):
         self.mode = mode
         self.sparsity = 0.0
         if mode == "movement":
-            self.mask_scores = nn.Parameter(torch.zeros_like(linear.weight))  # Sanh: constant init, warmup lets them move
+            if score_init == "constant":  # Sanh et al.: constant init, the warmup lets the scores move
+                scores = torch.zeros_like(linear.weight)
+            else:  # magnitude: start from |W| (per-matrix mean 1); movement re-ranks around the threshold
+                magnitude = linear.weight.detach().abs()
+                scores = magnitude / magnitude.mean().clamp_min(1e-12)
+            self.mask_scores = nn.Parameter(scores)
         else:
             self.register_buffer("mask", torch.ones_like(linear.weight), persistent=False)
 
@@ -127,12 +132,12 @@ class MaskedLinear(nn.Module):
         return linear
 
 
-def wrap_linears(model: nn.Module, mode: str) -> dict[str, MaskedLinear]:
+def wrap_linears(model: nn.Module, mode: str, score_init: str = "constant") -> dict[str, MaskedLinear]:
     from methods.structured import encoder_linear_names
 
     wrapped = {}
     for name in encoder_linear_names(model):
-        module = MaskedLinear(model.get_submodule(name), mode)
+        module = MaskedLinear(model.get_submodule(name), mode, score_init)
         model.set_submodule(name, module)
         wrapped[name] = module
     return wrapped
@@ -179,6 +184,12 @@ def _schedule_callback(wrapped: dict[str, MaskedLinear], cfg, trace: list):
 # Methods
 # ----------------------------------------------------------------------------------------------
 
+# constant: Sanh et al.'s init; scores need thousands of steps to rank weights (on a 63-step CPU slice
+# they are still Adam noise and the pruned model falls apart). magnitude: scores start at |W| / mean|W|
+# per matrix, so a short run starts from magnitude pruning and movement re-ranks weights near the
+# threshold (a hybrid, recorded as info["score_init"]).
+SCORE_INITS = ("constant", "magnitude")
+
 
 @dataclass
 class GradualMagnitudeConfig(TrainingMethodConfig):
@@ -206,12 +217,14 @@ class MovementPruneConfig(GradualMagnitudeConfig):
     _target_: str = "methods.movement.MovementPrune"
     name: str = "movement_prune"
     score_learning_rate: float = 1.0e-2  # Sanh et al.: scores learn much faster than weights
+    score_init: str = "constant"  # constant: Sanh et al. (scores start at 0); magnitude: start at |W| (see SCORE_INITS)
     distill: bool = True  # Sanh et al. report movement pruning with distillation
     alpha: float = 0.9
 
     def __post_init__(self):
         super().__post_init__()
         check(self.score_learning_rate > 0, "method.score_learning_rate", f"must be > 0, got {self.score_learning_rate}")
+        check(self.score_init in SCORE_INITS, "method.score_init", f"unknown init {self.score_init!r}", SCORE_INITS)
 
 
 class GradualMagnitude(Method):
@@ -230,7 +243,7 @@ class GradualMagnitude(Method):
 
         def build():
             student = copy.deepcopy(model).train()
-            wrapped = wrap_linears(student, self.mode)
+            wrapped = wrap_linears(student, self.mode, getattr(cfg, "score_init", "constant"))
             trace: list[float] = []
             groups = None
             if self.mode == "movement":
@@ -245,6 +258,8 @@ class GradualMagnitude(Method):
 
         pruned = cached_training(self, ctx, model, build, lambda d: load_float_model(d, model), teacher=teacher)
         report = sparsity_report(pruned, names)
+        if self.mode == "movement":
+            self.info["score_init"] = cfg.score_init
         self.info.update(sparse=True, target_sparsity=cfg.sparsity, scope="per_matrix", pruned_modules=len(names), **report,
                          distilled=teacher is not None, schedule=self.info["training"].get("schedule"), losses=self.info["training"].get("losses"))
         return pruned.eval()

@@ -15,8 +15,8 @@ from torch import nn
 from torch.nn.utils import prune
 
 from harness.errors import check
-from methods.base import Method, MethodConfig
-from methods.structured import encoder_linear_names
+from methods.base import MethodConfig
+from methods.structured import RecoverableMethod, encoder_linear_names
 
 SCOPES = ("global", "per_layer")
 
@@ -51,15 +51,10 @@ class MagnitudeConfig(MethodConfig):
         check(self.scope in SCOPES, "method.scope", f"unknown scope {self.scope!r}", SCOPES)
 
 
-class Magnitude(Method):
+class Magnitude(RecoverableMethod):
     """One-shot L1 magnitude pruning (torch.nn.utils.prune), masks baked into the weights."""
 
     config_class = MagnitudeConfig
-
-    def __init__(self, config):
-        super().__init__(config)
-        if config.recover_epochs > 0:
-            self.needs = "training"
 
     def apply(self, model, ctx):
         cfg = self.config
@@ -139,16 +134,11 @@ class Sparse2of4Config(MethodConfig):
         check(self.dtype in SPARSE_DTYPES, "method.dtype", f"unknown dtype {self.dtype!r}", SPARSE_DTYPES)
 
 
-class Sparse2of4(Method):
+class Sparse2of4(RecoverableMethod):
     """2:4 semi-structured sparsity on the encoder Linears, run by sparse tensor cores (sm >= 8.0)."""
 
     config_class = Sparse2of4Config
     devices = ("cuda",)
-
-    def __init__(self, config):
-        super().__init__(config)
-        if config.recover_epochs > 0:
-            self.needs = "training"
 
     def unsupported_reason(self, hardware) -> Optional[str]:
         if hardware.device == "cpu":
@@ -164,7 +154,8 @@ class Sparse2of4(Method):
         model = self.recover(model, ctx)  # masks stay applied while fine-tuning
         for name in masked:
             prune.remove(model.get_submodule(name), "weight")
-        model = model.eval().to(getattr(torch, self.config.dtype))
+        # the runner moves models after apply; the sparse kernels and their packing need CUDA now
+        model = model.eval().to(device=ctx.hardware.device, dtype=getattr(torch, self.config.dtype))
         if self.config.backend == "torchao":
             from torchao.sparsity import SemiSparseWeightConfig, sparsify_
 

@@ -21,6 +21,7 @@ or a torch.export program for pt2e; see methods/artifacts.py.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +36,10 @@ from methods.base import Method, MethodConfig
 from methods.structured import base_linear_names
 
 INT8_BACKENDS = ("torch_ao", "torchao", "pt2e")
-# chosen from bench/int8_backends.py on the 2-core AVX-512 VNNI dev box (see its docstring)
-DEFAULT_INT8_BACKEND = "torch_ao"
+# bench/int8_backends.py on the 2-core AVX-512 VNNI dev box: torchao + compile was the fastest in 5
+# of 6 (shape, run) medians, at a quarter of torch_ao's logit drift, and is the maintained path
+# (torch.ao.quantization is deprecated). torch_ao stays selectable: eager, no compile cost.
+DEFAULT_INT8_BACKEND = "torchao"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -50,7 +53,7 @@ def _base_linear_filter(model):
 
 
 def quantize_torch_ao(model):
-    """Legacy eager dynamic int8 (per-channel weights, per-batch activations), in place."""
+    """Legacy eager dynamic int8 (per-tensor int8 weights, per-batch uint8 activations), in place."""
     from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
 
     spec = {name: default_dynamic_qconfig for name in base_linear_names(model)}
@@ -131,9 +134,15 @@ class ExportedModel(nn.Module):
             return compiled(**inputs)
 
 
-def _export_inputs(batch: dict) -> dict:
-    """Model inputs only, at least 2x2 so torch.export keeps batch and sequence dims symbolic."""
-    inputs = {k: v for k, v in batch.items() if k not in ("labels", "start_positions", "end_positions")}
+def _export_inputs(model, batch: dict) -> dict:
+    """Model inputs only, at least 2x2 so torch.export keeps batch and sequence dims symbolic.
+
+    Keys the forward does not name are dropped (DistilBERT swallows token_type_ids in **kwargs,
+    which export cannot take), and so are the training targets.
+    """
+    named = set(inspect.signature(model.forward).parameters)
+    targets = ("labels", "start_positions", "end_positions")
+    inputs = {k: v for k, v in batch.items() if k in named and k not in targets}
     batch_size, seq_len = next(iter(inputs.values())).shape[:2]
     if batch_size < 2:
         inputs = {k: v.repeat(2, *([1] * (v.dim() - 1))) for k, v in inputs.items()}
@@ -153,7 +162,7 @@ def quantize_pt2e(model, batches: list[dict], dynamic: bool) -> ExportedModel:
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     model.eval()
-    inputs = _export_inputs(batches[0])
+    inputs = _export_inputs(model, batches[0])
     quantizer = x86.X86InductorQuantizer().set_global(x86.get_default_x86_inductor_quantization_config(is_dynamic=dynamic))
     head = [n for n, _ in model.named_children() if n != model.base_model_prefix]
     for name in head:  # keep the task head in float
@@ -205,7 +214,11 @@ def _save_state(model, directory: str, quantization: dict) -> None:
 
 
 def quantize_skeleton(model, quantization: dict) -> None:
-    """Quantize a float skeleton the way the artifact was, so its state_dict can be loaded."""
+    """Quantize a float skeleton the way the artifact was, so its state_dict can be loaded.
+
+    CUDA-only schemes (int4 tinygemm, fp8) are rebuilt on the device they were made on.
+    """
+    model.to(quantization.get("device", "cpu"))
     if quantization.get("dtype"):
         model.to(getattr(torch, quantization["dtype"]))
     if quantization["backend"] == "torch_ao":
@@ -281,13 +294,13 @@ class DynamicInt8(_QuantMethod):
         self.info.update(backend=backend, quantized_linears=len(base_linear_names(model)))
         if backend == "torch_ao":
             self.quantization = {"backend": "torch_ao", "scheme": "int8_dynamic"}
-            self.info["compiled"] = False  # FBGEMM eager kernels; compile adds nothing
+            self.info["compiled"] = False  # eager FBGEMM kernels: nothing for Inductor to fuse
             return quantize_torch_ao(model)
         if backend == "torchao":
             self.quantization = {"backend": "torchao", "scheme": "int8_dynamic"}
             return self._finish(quantize_torchao(model, "int8_dynamic"))
         batches = ctx.calibration_batches(2, 2)  # dynamic: one pass only to trace
-        self._example_inputs = _export_inputs(batches[0])
+        self._example_inputs = _export_inputs(model, batches[0])
         self.quantization = {"backend": "pt2e", "scheme": "int8_dynamic"}
         return self._finish(quantize_pt2e(model, batches[:1], dynamic=True))
 
@@ -318,7 +331,7 @@ class StaticInt8(_QuantMethod):
     def apply(self, model, ctx):
         cfg = self.config
         batches = ctx.calibration_batches(cfg.calibration_samples, cfg.batch_size)
-        self._example_inputs = _export_inputs(batches[0])
+        self._example_inputs = _export_inputs(model, batches[0])
         self.quantization = {"backend": "pt2e", "scheme": "int8_static"}
         self.info.update(backend="pt2e", calibration_samples=sum(len(next(iter(b.values()))) for b in batches))
         return self._finish(quantize_pt2e(model, batches, dynamic=False))
@@ -415,8 +428,9 @@ class Int4WeightOnly(_QuantMethod):
         for name in base_linear_names(model):
             in_features = model.get_submodule(name).in_features
             check(in_features % group == 0, "method.group_size", f"must divide every Linear's input size; {name} has {in_features}")
-        model = model.eval().to(torch.bfloat16)
-        self.quantization = {"backend": "torchao", "scheme": "int4_weight_only", "dtype": "bfloat16", "options": {"group_size": group}}
+        device = ctx.hardware.device  # the runner moves models after apply; the tinygemm packing needs CUDA now
+        model = model.eval().to(device=device, dtype=torch.bfloat16)
+        self.quantization = {"backend": "torchao", "scheme": "int4_weight_only", "dtype": "bfloat16", "device": device, "options": {"group_size": group}}
         self.info.update(backend="torchao", dtype="bfloat16", group_size=group)
         return self._finish(quantize_torchao(model, "int4_weight_only", group_size=group))
 
@@ -447,8 +461,9 @@ class Fp8(_QuantMethod):
         return reason
 
     def apply(self, model, ctx):
-        model = model.eval().to(torch.bfloat16)
+        device = ctx.hardware.device  # fp8 weights are made on the GPU that runs them
+        model = model.eval().to(device=device, dtype=torch.bfloat16)
         options = {"granularity": self.config.granularity}
-        self.quantization = {"backend": "torchao", "scheme": "fp8", "dtype": "bfloat16", "options": options}
+        self.quantization = {"backend": "torchao", "scheme": "fp8", "dtype": "bfloat16", "device": device, "options": options}
         self.info.update(backend="torchao", dtype="bfloat16", granularity=self.config.granularity)
         return self._finish(quantize_torchao(model, "fp8", **options))

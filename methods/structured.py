@@ -170,30 +170,34 @@ def keep_neurons(layer: nn.Module, neurons: list[int]) -> None:
 
 
 def keep_layers(model, kept: list[int]) -> None:
+    """Keep only the encoder layers `kept` (original ids); every per-layer record follows them."""
     layers = encoder_layers(model)
     kept = sorted(kept)
-    layers_new = nn.ModuleList([layers[i] for i in kept])
-    layers_parent = model.get_submodule(next(n for n, m in model.named_modules() if m is layers).rpartition(".")[0])
-    layers_parent.layer = layers_new
+    path = next(n for n, m in model.named_modules() if m is layers)
+    model.get_submodule(path.rpartition(".")[0]).layer = nn.ModuleList([layers[i] for i in kept])
     model.config.num_hidden_layers = len(kept)
-    for key in (SHAPES_KEY, KEPT_HEADS_KEY):  # per-layer records follow their layers
+    for key in (SHAPES_KEY, KEPT_HEADS_KEY):
         per_layer = getattr(model.config, key, None)
         if per_layer is not None:
             setattr(model.config, key, [per_layer[i] for i in kept])
-    low_rank = getattr(model.config, LOW_RANK_KEY, None)
-    if low_rank:  # factorised module names carry the layer index, which just changed
-        prefix = next(n for n, m in model.named_modules() if m is layers_new) + "."
-        renumber = {old: new for new, old in enumerate(kept)}
-        renamed = {}
-        for name, rank in low_rank.items():
-            index, _, rest = name[len(prefix):].partition(".") if name.startswith(prefix) else (None, "", "")
-            if index is None:
-                renamed[name] = rank
-            elif int(index) in renumber:
-                renamed[f"{prefix}{renumber[int(index)]}.{rest}"] = rank
-        setattr(model.config, LOW_RANK_KEY, renamed)
+    if getattr(model.config, LOW_RANK_KEY, None):
+        setattr(model.config, LOW_RANK_KEY, _renumbered(getattr(model.config, LOW_RANK_KEY), path + ".", kept))
     previous = getattr(model.config, KEPT_LAYERS_KEY, None) or list(range(len(layers)))
     setattr(model.config, KEPT_LAYERS_KEY, [previous[i] for i in kept])
+
+
+def _renumbered(by_module: dict, prefix: str, kept: list[int]) -> dict:
+    """Module-name keys ("<prefix><layer>.rest") after dropping layers: renumbered or removed."""
+    new_index = {old: new for new, old in enumerate(kept)}
+    renamed = {}
+    for name, value in by_module.items():
+        if not name.startswith(prefix):
+            renamed[name] = value
+            continue
+        index, _, rest = name[len(prefix) :].partition(".")
+        if int(index) in new_index:
+            renamed[f"{prefix}{new_index[int(index)]}.{rest}"] = value
+    return renamed
 
 
 def resize_to_shapes(model, shapes: list[dict]) -> None:
@@ -303,8 +307,8 @@ def l2_normalised(scores: list[torch.Tensor]) -> list[torch.Tensor]:
 SCOPES = ("global", "per_layer")
 
 
-class _StructuralMethod(Method):
-    """Needs training only when a recovery fine-tune is asked for."""
+class RecoverableMethod(Method):
+    """A method whose optional recovery fine-tune (recover_epochs > 0) makes it need training data."""
 
     def __init__(self, config):
         super().__init__(config)
@@ -327,7 +331,7 @@ class HeadPruneConfig(MethodConfig):
         check(self.batch_size >= 1, "method.batch_size", f"must be >= 1, got {self.batch_size}")
 
 
-class HeadPrune(_StructuralMethod):
+class HeadPrune(RecoverableMethod):
     """Michel et al. 2019: gradient importance per head, L2-normalised per layer, global pruning."""
 
     config_class = HeadPruneConfig
@@ -376,7 +380,7 @@ class FfnPruneConfig(MethodConfig):
         check(self.batch_size >= 1, "method.batch_size", f"must be >= 1, got {self.batch_size}")
 
 
-class FfnPrune(_StructuralMethod):
+class FfnPrune(RecoverableMethod):
     config_class = FfnPruneConfig
     needs: ClassVar[str] = "calibration"
 
@@ -438,7 +442,7 @@ def layers_to_keep(num_layers: int, keep: int, strategy: str) -> list[int]:
     return [i for i in range(num_layers) if i not in dropped]
 
 
-class LayerDrop(_StructuralMethod):
+class LayerDrop(RecoverableMethod):
     """Sajjad et al. 2020 'poor man's BERT': remove whole encoder layers."""
 
     config_class = LayerDropConfig

@@ -142,6 +142,14 @@ def test_unknown_launcher(tmp_path, data, monkeypatch, capsys):
     assert_one_line(proc, tmp_path, "compbench: error: overrides: In 'hydra/config': Could not find 'hydra/launcher/nope' Available options in 'hydra/launcher': ", exact=False)
 
 
+def test_launcher_plugin_not_installed(tmp_path, data, monkeypatch, capsys):
+    from harness import preflight
+
+    monkeypatch.setattr(preflight, "_importable", lambda module: False)
+    proc = run_main(["-m", "hydra/launcher=joblib_local", "task=sst2,rte"], tmp_path, data, monkeypatch, capsys)
+    assert_one_line(proc, tmp_path, "compbench: error: hydra/launcher: joblib_local needs the hydra-joblib-launcher plugin: pip install -e '.[cluster]'")
+
+
 def test_cuda_without_gpu(tmp_path, data, monkeypatch, capsys):
     import torch
 
@@ -255,6 +263,20 @@ def test_unwritable_results_directory(tmp_path, data):
     assert not target.exists()
 
 
+def test_unwritable_records_directory(tmp_path, data):
+    """The results directory exists, but the records folder inside it refuses files."""
+    target, anchor = _unwritable_dir(tmp_path)
+    if anchor == Path("/sys"):
+        pytest.skip("running as root: mode bits do not stop writes")
+    results = tmp_path / "locked"
+    (tmp_path / "locked").chmod(0o700)
+    (results / "records").mkdir()
+    (results / "records").chmod(0o500)
+    proc, _ = run_cli([f"paths.results_dir={results}"], tmp_path, data)
+    (results / "records").chmod(0o700)
+    assert_one_line(proc, tmp_path, f"compbench: error: paths.results_dir: {results} is not writable (Permission denied in {results / 'records'})")
+
+
 def test_results_path_under_a_file(tmp_path, data):
     (tmp_path / "file").write_text("not a directory")
     proc, _ = run_cli([f"paths.results_dir={tmp_path / 'file' / 'results'}"], tmp_path, data)
@@ -326,3 +348,27 @@ def test_interrupted_finetune_cache_entry_is_never_trusted(tmp_path):
     assert (entry / "meta.json").is_file() and (entry / "model.safetensors").read_bytes() == b"complete"
     _, info = cached_finetune("abc123", str(tmp_path), build, lambda d: loaded.append(d) or "reloaded")
     assert built == [1] and loaded == [str(entry)] and info["cache_hit"] is True
+
+
+# ------------------------------------------------------------------------------------- security
+def test_no_code_runs_from_model_files_or_config_strings():
+    """Source guards: remote code is never trusted, torch.load never unpickles arbitrary objects,
+    and no config string reaches a shell."""
+    import re
+
+    sources = [p for folder in ("harness", "methods", "bench") for p in (ROOT / folder).rglob("*.py")]
+    assert sources
+    problems = []
+    for path in sources:
+        text = path.read_text(encoding="utf-8")
+        for match in re.finditer(r"trust_remote_code\s*=\s*(\w+)", text):
+            if match.group(1) != "False":
+                problems.append(f"{path.name}: trust_remote_code={match.group(1)}")
+        for match in re.finditer(r"torch\.load\(", text):
+            call = text[match.end():match.end() + 300].split("\n\n")[0]  # the call, possibly over several lines
+            if "weights_only=True" not in call:
+                problems.append(f"{path.name}: torch.load without weights_only=True")
+        for pattern in (r"shell\s*=\s*True", r"os\.system\(", r"os\.popen\(", r"pickle\.loads?\("):
+            if re.search(pattern, text):
+                problems.append(f"{path.name}: {pattern}")
+    assert problems == []

@@ -89,7 +89,8 @@ def test_head_prune_then_int8_keeps_accuracy(setup, tmp_path):
     raw = {
         "_target_": "methods.pipeline.Pipeline",
         "name": "pipeline",
-        "steps": [{"name": "head_prune", "params": {"fraction": 0.2, "calibration_samples": 64, "batch_size": 32}}, "dynamic_int8"],
+        "steps": [{"name": "head_prune", "params": {"fraction": 0.2, "calibration_samples": 64, "batch_size": 32}}, {"name": "dynamic_int8", "params": {"backend": "torch_ao"}}],
+        # torch_ao: eager FBGEMM kernels; the default torchao backend needs minutes of compiling to be fast
     }
     method = build_method(build_method_config(raw))
     compressed = method.apply(copy.deepcopy(model), ctx)

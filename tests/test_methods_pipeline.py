@@ -17,17 +17,20 @@ def pipeline(steps, **params):
     return build_method(build_method_config({"_target_": "methods.pipeline.Pipeline", "name": "pipeline", "steps": steps, **params}))
 
 
+EAGER_INT8 = {"name": "dynamic_int8", "params": {"compile": False}}  # the default backend, without the compile cost
+
+
 def small(name, **params):
     # the YAML defaults calibrate on 256 samples; 8 keep the test fast
     return {"name": name, "params": {"calibration_samples": 8, "batch_size": 4, **params}}
 
 
 def test_default_yaml_steps_apply_and_reload(tmp_path):
-    method = pipeline(["layer_drop", small("head_prune", fraction=0.5), "dynamic_int8"])
+    method = pipeline(["layer_drop", small("head_prune", fraction=0.5), EAGER_INT8])
     model = method.apply(tiny_model(), fake_ctx())
     assert [s["name"] for s in method.info["steps"]] == ["layer_drop", "head_prune", "dynamic_int8"]
     assert method.info["steps"][0]["kept_layers"] == [0, 1]
-    assert method.info["steps"][2]["backend"] == "torch_ao"
+    assert method.info["steps"][2]["backend"] == "torchao"
     assert len(encoder_layers(model)) == LAYERS - 2
     assert method.needs == "calibration" and method.devices == ("cpu",)
     reloaded = saved_and_reloaded(method, model, tmp_path)
@@ -101,3 +104,49 @@ def test_heads_kept_after_pipeline_are_original_ids():
     kept = model.config.compbench_kept_heads
     assert all(set(k) <= set(range(HEADS)) for k in kept)
     assert [len(k) for k in kept] == [layer_parts(l).num_heads for l in encoder_layers(model)]
+
+
+def tiny_distilbert():
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = DistilBertConfig(vocab_size=200, dim=64, n_layers=4, n_heads=4, hidden_dim=128, max_position_embeddings=64, num_labels=2)
+    return DistilBertForSequenceClassification(config).eval()
+
+
+def tiny_qa():
+    from transformers import BertForQuestionAnswering
+
+    from methods_helpers import tiny_config
+
+    torch.manual_seed(0)
+    return BertForQuestionAnswering(tiny_config()).eval()
+
+
+def qa_batches(num_samples, batch_size):
+    from methods_helpers import fake_batches
+
+    batches = fake_batches(num_samples, batch_size)
+    for batch in batches:
+        n = len(batch.pop("labels"))
+        batch["start_positions"], batch["end_positions"] = torch.randint(0, 16, (n,)), torch.randint(0, 16, (n,))
+    return batches
+
+
+@pytest.mark.parametrize("family", ["distilbert", "qa"])
+def test_other_families_through_every_structural_step(family, tmp_path):
+    model = tiny_distilbert() if family == "distilbert" else tiny_qa()
+    ctx = fake_ctx()
+    if family == "qa":
+        ctx.calibration_batches = qa_batches
+    steps = ["vocab_prune", small("ffn_prune", fraction=0.3), small("head_prune", fraction=0.3), {"name": "layer_drop", "params": {"drop": 1}}, {"name": "low_rank", "params": {"rank": 8}}, EAGER_INT8]
+    method = pipeline(steps)
+    model = method.apply(model, ctx)
+    assert len(encoder_layers(model)) == LAYERS - 1
+    batch = eval_batch()
+    if family == "distilbert":
+        batch.pop("token_type_ids")
+    output_key = "logits" if family == "distilbert" else "start_logits"
+    reloaded = saved_and_reloaded(method, model, tmp_path)
+    with torch.no_grad():
+        assert torch.equal(reloaded(**batch)[output_key], model(**batch)[output_key])

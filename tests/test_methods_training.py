@@ -440,3 +440,13 @@ def test_early_exit_method_trains_ramps_and_sweeps_without_retraining(tokenizer,
     plain_inputs = {k: v for k, v in inputs.items() if k != "labels"}
     with torch.inference_mode():
         assert torch.allclose(reloaded(**plain_inputs).logits, early(**plain_inputs).logits, atol=1e-5)
+
+
+def test_movement_magnitude_score_init_starts_as_magnitude_pruning():
+    from methods.movement import set_sparsity, threshold_mask, wrap_linears
+
+    model = tiny_bert()
+    wrapped = wrap_linears(model, "movement", score_init="magnitude")
+    set_sparsity(wrapped, 0.5)
+    module = next(iter(wrapped.values()))
+    assert torch.equal(module.current_mask(), threshold_mask(module.weight.detach().abs(), 0.5))
