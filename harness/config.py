@@ -211,12 +211,15 @@ def to_cell_config(cfg: DictConfig | dict) -> CellConfig:
         hardware=_build(HardwareConfig, raw.get("hardware"), "hardware"),
         measure=_build(MeasureConfig, raw.get("measure"), "measure"),
         paths=paths,
-        seed=int(raw.get("seed", 42)),
-        force=bool(raw.get("force", False)),
-        isolate=bool(raw.get("isolate", True)),
+        seed=raw.get("seed", 42),
+        force=raw.get("force", False),
+        isolate=raw.get("isolate", True),
         run_name=str(raw.get("run_name", "default")),
         allow_concurrent_latency=raw.get("allow_concurrent_latency", False),
     )
+    check(isinstance(cell.seed, int) and not isinstance(cell.seed, bool), "seed", f"must be an integer, got {cell.seed!r}")
+    for flag in ("force", "isolate"):
+        check(isinstance(getattr(cell, flag), bool), flag, f"must be true or false, got {getattr(cell, flag)!r}")
     check(isinstance(cell.allow_concurrent_latency, bool), "allow_concurrent_latency", f"must be true or false, got {cell.allow_concurrent_latency!r}")
     if cell.hardware.device == "cuda":
         _require_cuda()

@@ -115,7 +115,7 @@ def _tokenizer_or_embedded(location: str, notes: list):
         return AutoTokenizer.from_pretrained(location, trust_remote_code=False)
     except (OSError, ValueError):
         notes.append("tokenizer: the embedded uncased BERT WordPiece vocabulary (the model's own was unreachable)")
-        return AutoTokenizer.from_pretrained(str(embedded_model_dir()))
+        return AutoTokenizer.from_pretrained(str(embedded_model_dir()), trust_remote_code=False)
 
 
 def describe_source(cfg: ModelConfig) -> str:

@@ -147,7 +147,7 @@ def cached_training(method: Method, ctx, model, build: Callable[[], tuple[Any, d
         return artifact, ctx.tokenizer, {"train_samples": len(data), "epochs": cfg.epochs, "train_wall_s": seconds, "energy": meter.result, **info}
 
     artifact, info = cached_finetune(key, ctx.cache_dir, _build, load)
-    method.info["training"] = {k: v for k, v in info.items() if k != "key"} | {"key": key}
+    method.info["training"] = {**info, "key": key}
     return artifact
 
 

@@ -108,6 +108,8 @@ CONFIG_CASES = [
     ("wrong value type", ["hardware.warmup=abc"], "compbench: error: overrides: Error merging override hardware.warmup=abc"),
     ("malformed override", ["task.max_eval_samples=["],
      "compbench: error: overrides: no viable alternative at input '[' See https://hydra.cc/docs/1.2/advanced/override_grammar/basic for details"),
+    ("non-integer seed", ["seed=abc"], "compbench: error: seed: must be an integer, got 'abc'"),
+    ("non-boolean force", ["force=maybe"], "compbench: error: force: must be true or false, got 'maybe'"),
     ("non-boolean flag", ["allow_concurrent_latency=maybe"], "compbench: error: allow_concurrent_latency: must be true or false, got 'maybe'"),
     ("unknown device", ["hardware.device=tpu"], "compbench: error: hardware.device: unknown device 'tpu' (allowed: ('cpu', 'cuda'))"),
     ("local model without path", ["model=local"], "compbench: error: model.path: is required when model.source=local"),

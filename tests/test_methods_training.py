@@ -450,3 +450,21 @@ def test_movement_magnitude_score_init_starts_as_magnitude_pruning():
     set_sparsity(wrapped, 0.5)
     module = next(iter(wrapped.values()))
     assert torch.equal(module.current_mask(), threshold_mask(module.weight.detach().abs(), 0.5))
+
+
+def test_student_choices(tokenizer, cache_dir, tmp_path):
+    from harness.errors import ConfigError
+    from methods.distillation import KdHiddenConfig, build_student
+
+    teacher = tiny_bert()
+    ctx = make_ctx(tokenizer, cache_dir, teacher)
+    narrow, description = build_student(KdHiddenConfig(student="narrow", student_config={"hidden_size": 32, "num_hidden_layers": 2, "intermediate_size": 64}), teacher, ctx)
+    assert narrow.config.hidden_size == 32 and len(narrow.bert.encoder.layer) == 2 and not description["embeddings_from_teacher"]
+    tiny_bert(seed=5, num_hidden_layers=2).save_pretrained(tmp_path / "student")
+    pretrained, description = build_student(KdHiddenConfig(student="checkpoint", student_path=str(tmp_path / "student")), teacher, ctx)
+    assert len(pretrained.bert.encoder.layer) == 2 and description["student"] == "checkpoint"
+    tiny_bert(seed=5, vocab_size=150).save_pretrained(tmp_path / "other_vocab")
+    with pytest.raises(ConfigError, match="vocabulary"):
+        build_student(KdHiddenConfig(student="checkpoint", student_path=str(tmp_path / "other_vocab")), teacher, ctx)
+    with pytest.raises(ConfigError, match="student_config"):
+        KdHiddenConfig(student="narrow")
