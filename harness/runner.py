@@ -28,10 +28,10 @@ def config_dict(cell: CellConfig) -> dict:
 
 def needs_train_data(cell: CellConfig) -> bool:
     """Decided from config alone, so the pre-flight check and the run fingerprint the same files."""
-    from methods.base import method_class
+    from methods.base import build_method
 
     finetunes = cell.model.init == "pretrained" and cell.model.finetuned_task != cell.task.name
-    return finetunes or method_class(cell.method._target_).needs != "nothing"
+    return finetunes or build_method(cell.method).needs != "nothing" or cell.method.recover_epochs > 0
 
 
 def config_hash(cell: CellConfig, fingerprints: dict) -> str:
@@ -90,9 +90,12 @@ def base_record(cell: CellConfig, chash: str, fingerprints: dict, status: str, r
 
 def run_cell(cell: CellConfig, chash: str, fingerprints: dict) -> dict:
     """Measure one cell and return its record (not yet written)."""
-    from harness import measure, stages as steps
+    import torch  # noqa: F401 - imported before quieting: its logging setup resets levels
+
+    from harness import measure, quiet_third_party_logs, stages as steps
     from methods.base import build_method
 
+    quiet_third_party_logs()
     method = build_method(cell.method)
     reason = method.unsupported_reason(cell.hardware)
     record = base_record(cell, chash, fingerprints, "unsupported" if reason else "ok", reason)

@@ -145,29 +145,38 @@ def _eval_split(task_data):
     return next(iter(task_data.eval.values()))
 
 
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def _rows(features, start: int, count: int, seq_len=None) -> list:
+    """`count` consecutive eval rows (wrapping), model inputs only, optionally cut to seq_len."""
+    keep = [c for c in features.column_names if c in MODEL_INPUTS]
+    rows = []
+    for i in range(start, start + count):
+        row = {k: features[i % len(features)][k] for k in keep}
+        if seq_len is not None and len(row["input_ids"]) > seq_len:
+            row = {k: v[: seq_len - 1] + v[-1:] for k, v in row.items()}  # keep the final [SEP]
+        rows.append(row)
+    return rows
+
+
 def fixed_batches(tokenizer, task_data, batch_size: int, seq_len: int, device: str, count: int = 4) -> list:
     """Real eval texts padded/truncated to exactly seq_len: the survey's fixed-length setting."""
     features = _eval_split(task_data).features
     batches = []
     for b in range(count):
-        rows = [features[(b * batch_size + i) % len(features)]["input_ids"] for i in range(batch_size)]
-        ids = [(r[: seq_len - 1] + [tokenizer.sep_token_id]) if len(r) > seq_len else r for r in rows]
-        batch = tokenizer.pad({"input_ids": ids}, padding="max_length", max_length=seq_len, return_tensors="pt")
+        batch = tokenizer.pad(_rows(features, b * batch_size, batch_size, seq_len), padding="max_length", max_length=seq_len, return_tensors="pt")
         batches.append({k: v.to(device) for k, v in batch.items()})
     return batches
 
 
 def real_batches(tokenizer, task_data, batch_size: int, device: str, count: int = 32) -> list:
     """Consecutive eval examples with dynamic padding: the task's real length distribution."""
-    from transformers import DataCollatorWithPadding
-
     features = _eval_split(task_data).features
-    keep = [c for c in features.column_names if c in ("input_ids", "attention_mask", "token_type_ids")]
-    collate = DataCollatorWithPadding(tokenizer)
     batches = []
     for b in range(count):
-        rows = [{k: features[(b * batch_size + i) % len(features)][k] for k in keep} for i in range(batch_size)]
-        batches.append({k: v.to(device) for k, v in collate(rows).items()})
+        batch = tokenizer.pad(_rows(features, b * batch_size, batch_size), padding="longest", return_tensors="pt")
+        batches.append({k: v.to(device) for k, v in batch.items()})
     return batches
 
 

@@ -77,7 +77,7 @@ def load_artifact(directory: str):
     marker = read_marker(directory)
     if marker["format"] not in ("safetensors", "torch_state", "exported"):
         return _external_loader(marker)(directory)
-    config = transformers.AutoConfig.from_pretrained(directory)
+    config = transformers.AutoConfig.from_pretrained(directory, trust_remote_code=False)
     if marker["format"] == "exported":
         from methods.quantization import load_exported
 

@@ -131,6 +131,7 @@ def cached_training(method: Method, ctx, model, build: Callable[[], tuple[Any, d
     data = train_subset(ctx, cfg.train_samples)
     extra = {
         "method": method.__class__.__name__,
+        "code_version": getattr(method, "training_version", 1),  # bump on a class when its training code changes
         "training_config": cfg.training_fields(),
         "teacher": model_fingerprint(teacher) if teacher is not None else None,
         "train_samples": len(data),
