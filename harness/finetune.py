@@ -65,6 +65,7 @@ def train(model, tokenizer, train_dataset, finetune_cfg, seed: int, device: str,
             logging_strategy="no",
             report_to=[],
             dataloader_num_workers=0,
+            disable_tqdm=False,  # transformers hides the bar whenever its log level is warning or quieter
         )
         trainer = (trainer_class or Trainer)(
             model=model,

@@ -18,6 +18,9 @@ from harness.finetune import CACHE_VERSION, stable_hash
 from harness.record import SCHEMA_VERSION, load_record, record_path, write_json_atomic
 
 
+MEASUREMENT_PASSES = ("latency", "memory", "energy", "flops")
+
+
 def cell_names(cell: CellConfig) -> dict:
     return {"method": cell.method.name, "model": cell.model.name, "task": cell.task.name, "hardware": cell.hardware.name}
 
@@ -129,18 +132,11 @@ def run_cell(cell: CellConfig, chash: str, fingerprints: dict) -> dict:
     with timer("accuracy"):
         record["metrics"], record["metrics_notes"] = steps.accuracy(cell, model, loaded, task_data)
     record["metrics_notes"] += loaded.notes
-    if cell.measure.latency:
-        with timer("latency"):
-            record["latency"] = steps.latency(cell, model, loaded.tokenizer, task_data)
-    if cell.measure.memory:
-        with timer("memory"):
-            record["memory"] = steps.memory(cell, model, loaded.tokenizer, task_data)
-    if cell.measure.energy:
-        with timer("energy"):
-            record["energy"] = steps.energy(cell, model, loaded.tokenizer, task_data)
-    if cell.measure.flops:
-        with timer("flops"):
-            record["flops"] = steps.flops(cell, model, loaded.tokenizer, task_data)
+    # Each pass runs on its own so trackers never perturb each other's numbers.
+    for measurement in MEASUREMENT_PASSES:
+        if getattr(cell.measure, measurement):
+            with timer(measurement):
+                record[measurement] = getattr(steps, measurement)(cell, model, loaded.tokenizer, task_data)
     record["artifact"]["digest_after_measurement"] = steps.model_digest(model)
     record["timings"] = timer.seconds
     return record
