@@ -18,7 +18,7 @@ COLUMNS = [
     "category", "provenance", "config_hash", "created_at",
     "fingerprint", "cpu_model", "gpu_name",
     "primary_metric", "metric_value", "score", "ci_lo", "ci_hi",
-    "subset", "random_init", "notes",
+    "subset", "train_subset", "random_init", "notes",
     "size_pct_with_emb", "size_pct_without_emb", "size_sparse", "bytes_dense", "bytes_sparse",
     "bytes_without_embeddings", "params_total",
     "seq_len", "latency_mode", "latency_p50_ms", "latency_p50_ci_lo_ms", "latency_p50_ci_hi_ms",
@@ -59,6 +59,8 @@ def flatten_record(record: dict, path: str | Path) -> dict:
         "ci_lo": to_points(ci[0], task, metric) if ci else None,
         "ci_hi": to_points(ci[1], task, metric) if ci else None,
         "subset": is_subset(record),
+        "train_subset": bool(((record.get("data") or {}).get("subset") or {}).get("train_subset", False))
+        if isinstance((record.get("data") or {}).get("subset"), dict) else False,
         "random_init": model_cfg.get("init") == "random",
         "notes": "; ".join(str(n) for n in record.get("metrics_notes") or []),
     }
@@ -117,7 +119,11 @@ def to_points(value: Optional[float], task: str, metric: Optional[str]) -> Optio
 
 
 def is_subset(record: dict) -> bool:
+    """Evaluated on part of the eval split. The runner's structured flag wins; older or foreign
+    records fall back to any subset flag or note."""
     data = record.get("data") or {}
+    if isinstance(data.get("subset"), dict) and "eval_subset" in data["subset"]:
+        return bool(data["subset"]["eval_subset"])
     flags = [v for k, v in data.items() if "subset" in str(k).lower() and not isinstance(v, dict)]
     flags += [v.get("subset") for v in data.values() if isinstance(v, dict)]
     notes = " ".join(str(n) for n in record.get("metrics_notes") or []).lower()
