@@ -104,6 +104,8 @@ class Pipeline(Method):
         if not recovered:
             model = self.recover(model, ctx)
         self.info["steps"] = [step.describe() for step in self.steps]
+        if any(step.info.get("sparse") for step in self.steps):  # the runner reports sparse bytes then
+            self.info["sparse"] = True
         return model
 
     def save(self, model, directory: str) -> None:
