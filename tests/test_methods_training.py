@@ -56,6 +56,19 @@ class _Split:
         self.examples = list(range(len(features)))
 
 
+def supervised_step(model, optimizer, inputs):
+    """One optimizer step on the model's own loss; returns the loss before the step."""
+
+    def step():
+        loss = model(**inputs).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return float(loss)
+
+    return step
+
+
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """Tiny models gain nothing from intra-op threads, and on a shared 2-core box two OpenMP threads
@@ -114,6 +127,7 @@ def descends(step, n_steps: int = 8) -> tuple[float, float]:
 
 
 @pytest.mark.parametrize("attention_loss,hidden_target", [("tinybert", "all"), ("minilm", "cls")])
+
 def test_distillation_losses_are_zero_when_student_is_teacher(tokenizer, attention_loss, hidden_target):
     from methods.distillation import DistillLoss
 
@@ -229,12 +243,7 @@ def test_masks_reach_the_scheduled_sparsity_and_scores_move(tokenizer, mode):
     inputs = batch(tokenizer, n=32)
     set_sparsity(wrapped, 0.0)
 
-    def step():
-        loss = model(**inputs).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        return float(loss)
+    step = supervised_step(model, optimizer, inputs)
 
     first, last = descends(step, 4)  # warmup at sparsity 0: movement scores accumulate -W * grad
     if mode == "movement":
@@ -301,12 +310,7 @@ def test_qat_loss_decreases_under_fake_quant(tokenizer):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     inputs = batch(tokenizer, n=32)
 
-    def step():
-        loss = model(**inputs).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        return float(loss)
+    step = supervised_step(model, optimizer, inputs)
 
     first, last = descends(step, 8)
     assert last < first
@@ -415,12 +419,7 @@ def test_early_exit_method_trains_ramps_and_sweeps_without_retraining(tokenizer,
     optimizer = torch.optim.Adam(ramps.parameters(), lr=3e-3)
     inputs = batch(tokenizer, n=32)
 
-    def step():
-        loss = trainer_view(**inputs).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        return float(loss)
+    step = supervised_step(trainer_view, optimizer, inputs)
 
     first, last = descends(step, 8)
     assert last < first and not trainer_view.backbone.training
