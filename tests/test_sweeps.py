@@ -250,8 +250,12 @@ def test_latency_cell_refuses_to_start_beside_another_cell(tmp_path, data):
 
 def test_allowed_concurrent_latency_cells_say_how_many_shared_the_machine(tmp_path, data):
     timed = [*TIMED, "allow_concurrent_latency=true"]
-    first = _start_cell(tmp_path, data, ["task=sst2", *timed], sleep=3)
-    second = compbench(["task=rte", *timed], tmp_path, data, sleep=0.5)
+    first = _start_cell(tmp_path, data, ["task=sst2", *timed], sleep=4)
+    leases = tmp_path / "cache" / "leases"
+    deadline = time.monotonic() + 30
+    while not list(leases.glob("*/*.json")) and time.monotonic() < deadline:  # first holds its lease
+        time.sleep(0.05)
+    second = compbench(["task=rte", *timed], tmp_path, data, sleep=1.5)
     first.communicate(timeout=60)
     assert first.returncode == 0 and second.returncode == 0, second.stderr[-3000:]
     found = list(records(tmp_path).values())
