@@ -31,6 +31,12 @@ class MethodConfig:
         check(self.recover_epochs >= 0, "method.recover_epochs", f"must be >= 0, got {self.recover_epochs}")
 
 
+def check_calibration(config) -> None:
+    """Shared validation for methods that read `calibration_samples` in batches of `batch_size`."""
+    check(config.calibration_samples >= 1, "method.calibration_samples", f"must be >= 1, got {config.calibration_samples}")
+    check(config.batch_size >= 1, "method.batch_size", f"must be >= 1, got {config.batch_size}")
+
+
 @dataclass
 class MethodContext:
     """What a method may use besides the model. Built by the runner; cheap to construct."""

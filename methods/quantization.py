@@ -32,7 +32,7 @@ from torch import nn
 
 from harness.errors import check
 from methods.artifacts import write_marker
-from methods.base import Method, MethodConfig
+from methods.base import Method, MethodConfig, check_calibration
 from methods.structured import base_linear_names
 
 INT8_BACKENDS = ("torch_ao", "torchao", "pt2e")
@@ -317,8 +317,7 @@ class StaticInt8Config(MethodConfig):
     def __post_init__(self):
         super().__post_init__()
         check(self.backend == "pt2e", "method.backend", f"unknown backend {self.backend!r}", ("pt2e",))
-        check(self.calibration_samples >= 1, "method.calibration_samples", f"must be >= 1, got {self.calibration_samples}")
-        check(self.batch_size >= 1, "method.batch_size", f"must be >= 1, got {self.batch_size}")
+        check_calibration(self)
 
 
 class StaticInt8(_QuantMethod):

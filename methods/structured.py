@@ -19,7 +19,7 @@ from torch import nn
 
 from harness.errors import ConfigError, check
 from methods.artifacts import LOW_RANK_KEY
-from methods.base import Method, MethodConfig
+from methods.base import Method, MethodConfig, check_calibration
 
 SHAPES_KEY = "compbench_layer_shapes"  # config field: [{"heads": int, "intermediate_size": int}, ...]
 KEPT_HEADS_KEY = "compbench_kept_heads"  # provenance only: original head ids kept per layer
@@ -327,8 +327,7 @@ class HeadPruneConfig(MethodConfig):
     def __post_init__(self):
         super().__post_init__()
         check(0 <= self.fraction < 1, "method.fraction", f"must be in [0, 1), got {self.fraction}")
-        check(self.calibration_samples >= 1, "method.calibration_samples", f"must be >= 1, got {self.calibration_samples}")
-        check(self.batch_size >= 1, "method.batch_size", f"must be >= 1, got {self.batch_size}")
+        check_calibration(self)
 
 
 class HeadPrune(RecoverableMethod):
@@ -376,8 +375,7 @@ class FfnPruneConfig(MethodConfig):
         check(0 <= self.fraction < 1, "method.fraction", f"must be in [0, 1), got {self.fraction}")
         check(self.scope in SCOPES, "method.scope", f"unknown scope {self.scope!r}", SCOPES)
         check(self.importance in ("taylor", "magnitude"), "method.importance", f"unknown importance {self.importance!r}", ("taylor", "magnitude"))
-        check(self.calibration_samples >= 1, "method.calibration_samples", f"must be >= 1, got {self.calibration_samples}")
-        check(self.batch_size >= 1, "method.batch_size", f"must be >= 1, got {self.batch_size}")
+        check_calibration(self)
 
 
 class FfnPrune(RecoverableMethod):
