@@ -152,6 +152,23 @@ class MeasureConfig:
     energy: bool = True
     flops: bool = True
     bootstrap: int = 1000  # resamples for 95% CIs; 0 disables
+    # Speedup = baseline p50 / method p50, both timed in alternating blocks in the cell's process
+    # (harness.measure.interleaved). false: time the method alone (the report then falls back to a
+    # cross-cell ratio, marked).
+    interleaved_speedup: bool = True
+    # Contention verdict (harness.measure.contention): a timed pass during which other processes
+    # used more than max_other_cores cores on average, or the hypervisor stole more than
+    # max_steal_fraction of CPU time, is re-measured up to contention_retries more times; if it
+    # stays disturbed, the record says "contended" with the figures.
+    contention_retries: int = 2
+    max_other_cores: float = 0.25
+    max_steal_fraction: float = 0.05
+
+    def __post_init__(self):
+        check(self.bootstrap >= 0, "measure.bootstrap", f"must be >= 0 (0 disables CIs), got {self.bootstrap}")
+        check(0 <= self.contention_retries <= 10, "measure.contention_retries", f"must be in [0, 10], got {self.contention_retries}")
+        check(self.max_other_cores >= 0, "measure.max_other_cores", f"must be >= 0, got {self.max_other_cores}")
+        check(0 <= self.max_steal_fraction <= 1, "measure.max_steal_fraction", f"must be in [0, 1], got {self.max_steal_fraction}")
 
 
 @dataclass

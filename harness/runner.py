@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
+import gc
 import os
 import shutil
 import tempfile
@@ -35,6 +37,13 @@ def needs_train_data(cell: CellConfig) -> bool:
 
     finetunes = cell.model.init == "pretrained" and cell.model.finetuned_task != cell.task.name
     return finetunes or build_method(cell.method).needs != "nothing" or cell.method.recover_epochs > 0
+
+
+def times_against_reference(cell: CellConfig, method) -> bool:
+    """Interleaved speedup: every timed cell except the baseline itself (it is the reference)."""
+    from methods.base import Baseline
+
+    return cell.measure.latency and cell.measure.interleaved_speedup and not isinstance(method, Baseline)
 
 
 def config_hash(cell: CellConfig, fingerprints: dict) -> str:
@@ -116,6 +125,9 @@ def run_cell(cell: CellConfig, chash: str, fingerprints: dict) -> dict:
     with timer("finetune"):
         model, record["training"] = steps.finetune_baseline(cell, loaded, task_data)
     baseline_size = measure.measure_size(model)
+    # An untouched copy of the fine-tuned baseline, timed beside the method in the latency pass
+    # (methods may modify `model` in place).
+    reference = copy.deepcopy(model) if times_against_reference(cell, method) else None
     context = steps.method_context(cell, loaded.tokenizer, task_data, model)
     with timer("method"):
         try:
@@ -127,6 +139,8 @@ def run_cell(cell: CellConfig, chash: str, fingerprints: dict) -> dict:
     with timer("save_artifact"):
         record["size"] = steps.measure_artifact(method, model, baseline_size)
     model = steps.to_device(model, cell.hardware)
+    if reference is not None:
+        reference = steps.to_device(reference, cell.hardware)
     # Accuracy and latency are measured on this same object (MLPerf TEST01's idea).
     record["artifact"] = {"digest_before_accuracy": steps.model_digest(model)}
     with timer("accuracy"):
@@ -135,8 +149,12 @@ def run_cell(cell: CellConfig, chash: str, fingerprints: dict) -> dict:
     # Each pass runs on its own so trackers never perturb each other's numbers.
     for measurement in MEASUREMENT_PASSES:
         if getattr(cell.measure, measurement):
+            extra = {"reference": reference} if measurement == "latency" else {}
             with timer(measurement):
-                record[measurement] = getattr(steps, measurement)(cell, model, loaded.tokenizer, task_data)
+                record[measurement] = getattr(steps, measurement)(cell, model, loaded.tokenizer, task_data, **extra)
+        if measurement == "latency":
+            reference = None  # free it before the memory pass reads peak RSS
+            gc.collect()
     record["artifact"]["digest_after_measurement"] = steps.model_digest(model)
     record["timings"] = timer.seconds
     return record

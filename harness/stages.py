@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import tempfile
 
@@ -180,17 +181,46 @@ def real_batches(tokenizer, task_data, batch_size: int, device: str, count: int 
     return batches
 
 
-def latency(cell: CellConfig, model, tokenizer, task_data) -> dict:
+def _threads(cell: CellConfig) -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def latency(cell: CellConfig, model, tokenizer, task_data, reference=None) -> dict:
+    """Every batch size x length setting, each under a contention verdict; with a `reference`
+    (the fine-tuned fp32 baseline) the method is timed interleaved with it and gets a speedup."""
+    from harness.measure.contention import until_clean, worst
+
     hw = cell.hardware
     run, mode = measure.prepare_model(model, hw)
+    run_reference = None
+    if reference is not None:
+        run_reference, _ = measure.prepare_model(reference, dataclasses.replace(hw, compile="eager"))
     seq_len = cell.task.max_seq_length
     result = {"fixed": [], "real_length": [], "mode": mode, "notes": []}
     for batch_size in hw.batch_sizes:
-        batches = fixed_batches(tokenizer, task_data, batch_size, seq_len, hw.device)
-        result["fixed"].append(measure.measure_latency(run, batches, hw, batch_size, seq_len, label=f"fixed bs={batch_size} n={seq_len}", n_bootstrap=cell.measure.bootstrap))
+        settings = [("fixed", fixed_batches(tokenizer, task_data, batch_size, seq_len, hw.device), seq_len, f"fixed bs={batch_size} n={seq_len}")]
         if cell.measure.real_length_latency:
-            batches = real_batches(tokenizer, task_data, batch_size, hw.device)
-            result["real_length"].append(measure.measure_latency(run, batches, hw, batch_size, None, label=f"real-length bs={batch_size}", n_bootstrap=cell.measure.bootstrap))
+            settings.append(("real_length", real_batches(tokenizer, task_data, batch_size, hw.device), None, f"real-length bs={batch_size}"))
+        for setting, batches, length, label in settings:
+            def once():
+                if run_reference is None:
+                    return measure.measure_latency(run, batches, hw, batch_size, length, label=label, n_bootstrap=cell.measure.bootstrap), None
+                return measure.measure_interleaved(run, run_reference, batches, hw, batch_size, length, label=label, n_bootstrap=cell.measure.bootstrap)
+
+            (entry, speedup), contention = until_clean(once, _threads(cell), cell.measure)
+            entry["speedup"] = speedup
+            entry["contention"] = contention
+            result[setting].append(entry)
+    verdicts = [e["contention"]["verdict"] for s in ("fixed", "real_length") for e in result[s]]
+    result["contention"] = {"verdict": worst(verdicts), "passes": len(verdicts),
+                            "remeasured": sum(e["contention"]["attempts"] > 1 for s in ("fixed", "real_length") for e in result[s])}
+    if result["contention"]["verdict"] == "contended":
+        result["notes"].append("contended: other processes used the CPU during at least one timed pass even after "
+                               f"{cell.measure.contention_retries} re-measurements (see each entry's contention figures)")
+    if run_reference is None:
+        result["notes"].append("speedup: not timed interleaved (this cell is the reference, or measure.interleaved_speedup=false)")
     return result
 
 
@@ -214,9 +244,14 @@ def energy(cell: CellConfig, model, tokenizer, task_data) -> dict:
     import torch
 
     work, batch_size = _throughput_workload(cell, model, tokenizer, task_data)
-    with torch.inference_mode():
-        result = measure.measure_energy(work, batch_size, cell.hardware.device, min_duration_s=cell.hardware.min_duration_s)
-    return {**result, "batch_size": batch_size, "seq_len": cell.task.max_seq_length}
+    from harness.measure.contention import until_clean
+
+    def once():
+        with torch.inference_mode():
+            return measure.measure_energy(work, batch_size, cell.hardware.device, min_duration_s=cell.hardware.min_duration_s)
+
+    result, contention = until_clean(once, _threads(cell), cell.measure)
+    return {**result, "batch_size": batch_size, "seq_len": cell.task.max_seq_length, "contention": contention}
 
 
 def flops(cell: CellConfig, model, tokenizer, task_data) -> dict:

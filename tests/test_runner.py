@@ -26,9 +26,9 @@ def test_scored_model_is_the_timed_model(compose, tiny_bert_dir, monkeypatch):
     for stage in ("accuracy", "latency", "flops"):
         original = getattr(stages, stage)
 
-        def spy(cell, model, *args, _stage=stage, _original=original):
+        def spy(cell, model, *args, _stage=stage, _original=original, **kwargs):
             seen[_stage] = id(model)
-            return _original(cell, model, *args)
+            return _original(cell, model, *args, **kwargs)
 
         monkeypatch.setattr(stages, stage, spy)
     record = run(tiny_cell(compose, tiny_bert_dir))

@@ -4,6 +4,8 @@
 - memory.py: peak RSS / CUDA allocator / NVML per-process memory
 - energy.py: NVML, RAPL and codecarbon energy sources, EnergyMeter, measure_energy
 - flops.py: dense forward FLOPs via hooks
+- contention.py: what else the machine did during a timed pass (the contention verdict)
+- interleaved.py: method and baseline timed in alternating blocks: speedup with a CI
 - size.py: parameter and byte counts from the state dict
 - stats.py: summaries and bootstrap CIs (numpy only)
 - environment.py: machine/software description and the cross-machine fingerprint
@@ -25,6 +27,8 @@ _EXPORTS = {
     "prepare_model": "latency",
     "measure_latency": "latency",
     "cold_start_ms": "latency",
+    "measure_interleaved": "interleaved",
+    "ContentionMonitor": "contention",
     "measure_memory": "memory",
     "measure_energy": "energy",
     "EnergyMeter": "energy",

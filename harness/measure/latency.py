@@ -7,6 +7,7 @@ overlapping launches) is not serialized by the timer itself (optimum-benchmark's
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import time
@@ -95,6 +96,41 @@ def cold_start_ms(run: Callable[[Batch], Any], batch: Batch) -> float:
         return (time.perf_counter() - start) * 1e3
 
 
+def _shape_key(batch: Batch) -> tuple:
+    return tuple((k, tuple(v.shape)) for k, v in sorted(batch.items()) if isinstance(v, torch.Tensor))
+
+
+def warm_up(run: Callable[[Batch], Any], batches: list[Batch], warmup: int) -> int:
+    """`warmup` calls; then, if torch.compile is at work in this process (hardware.compile, or a
+    method that compiles, such as torchao int8), two more calls of every distinct input shape.
+
+    A compiled model builds one graph per shape (Inductor; CUDA graphs record on the second call),
+    whatever shapes the accuracy pass fed it before: the timed loop must find every graph built.
+    Eager models skip the shape sweep, which costs 64 calls for 32 real-length batches.
+    Returns the number of calls made.
+    """
+    for i in range(warmup):
+        run(batches[i % len(batches)])
+    calls = warmup
+    if compiled_frames():
+        distinct = {}
+        for batch in batches:
+            distinct.setdefault(_shape_key(batch), batch)
+        for batch in list(distinct.values()) * 2:
+            run(batch)
+            calls += 1
+    return calls
+
+
+def compiled_frames() -> Optional[int]:
+    """Frames torch.compile has compiled so far in this process (None when dynamo is unavailable)."""
+    try:
+        from torch._dynamo.utils import counters
+    except ImportError:  # pragma: no cover - torch without dynamo
+        return None
+    return int(sum(counters["frames"].values()))
+
+
 def measure_latency(
     run: Callable[[Batch], Any],
     batches: list[Batch],
@@ -114,20 +150,14 @@ def measure_latency(
         raise ValueError("measure_latency needs at least one batch")
     cuda = hardware.device == "cuda"
     with torch.inference_mode():
-        for i in range(hardware.warmup):
-            run(batches[i % len(batches)])
+        warmup_calls = warm_up(run, batches, hardware.warmup)
         if cuda:
             torch.cuda.synchronize()
         loop = _cuda_event_loop if cuda else _perf_counter_loop
-        gc.collect()
-        # Collector pauses are not the model's latency; timeit disables gc for the same reason.
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
+        frames_before = compiled_frames()
+        with _gc_paused():
             values_ms, elapsed_s, stopped_by = loop(run, batches, hardware, desc=f"latency {label}", progress=progress)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
+        frames_after = compiled_frames()
     stats = summarize_ms(values_ms, batch_size)
     ci = list(bootstrap_ci(values_ms, n_resamples=n_bootstrap)) if n_bootstrap > 0 else None
     return {
@@ -138,10 +168,25 @@ def measure_latency(
         "timer": "cuda_event" if cuda else "perf_counter",
         **stats,
         "p50_ci95_ms": ci,
-        "warmup": hardware.warmup,
+        "warmup": warmup_calls,
         "duration_s": elapsed_s,
         "stopped_by": stopped_by,
+        # torch.compile frames compiled inside the timed loop: must be 0 (warm_up covers every shape).
+        "compiled_during_timing": None if frames_before is None else frames_after - frames_before,
     }
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Collector pauses are not the model's latency; timeit disables gc for the same reason."""
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _stop_reason(count: int, elapsed: float, hardware) -> Optional[str]:

@@ -1,0 +1,154 @@
+"""Speedup against the baseline, timed in alternating blocks in one process.
+
+A speedup computed from two cells measured minutes apart inherits the machine's drift (fp32 p50
+of the same model moves 25 -> 36 ms within a minute on a shared 2-core VM). Here the method and
+the reference (the fine-tuned fp32 baseline, PyTorch eager) run on the same inputs, with the
+same threads, in ABBA-ordered blocks of a few calls each, so slow drift hits both alike and
+cancels in the ratio. The CI resamples *block pairs* (a block of each, adjacent in time), which
+keeps that pairing: a percentile bootstrap of median(reference) / median(method).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Optional, TypedDict
+
+import numpy as np
+import torch
+
+from harness.measure.latency import _gc_paused, compiled_frames, warm_up
+from harness.measure.stats import summarize_ms
+
+Batch = dict
+BLOCK_TARGET_S = 0.2  # one block lasts about this long: short against drift, long against switching cost
+MAX_BLOCK_CALLS = 32
+REFERENCE = "the fine-tuned fp32 baseline in PyTorch eager on the same device, inputs and threads"
+
+
+class Speedup(TypedDict):
+    value: float  # reference p50 / method p50 (> 1: the method is faster)
+    ci95: Optional[list]  # [low, high], bootstrap over block pairs; None with n_bootstrap=0
+    reference_p50_ms: float  # p50 of the reference's calls, interleaved with the method's
+    method_p50_ms: float  # p50 of the method's calls in the same run
+    reference_count: int  # timed reference calls
+    block_pairs: int  # (method block, reference block) pairs, ABBA order
+    block_calls: int  # calls per block
+    reference: str  # what the reference model is
+    design: str  # how the two were timed
+
+
+def _time_block(run: Callable[[Batch], Any], batches: list[Batch], start: int, count: int, cuda: bool) -> list[float]:
+    """`count` timed calls cycling through `batches` from index `start`, in milliseconds."""
+    values = []
+    if cuda:
+        events = []
+        for i in range(count):
+            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+            run(batches[(start + i) % len(batches)])
+            end.record()
+            events.append((begin, end))
+        torch.cuda.synchronize()
+        return [b.elapsed_time(e) for b, e in events]
+    clock = time.perf_counter
+    for i in range(count):
+        t0 = clock()
+        run(batches[(start + i) % len(batches)])
+        values.append((clock() - t0) * 1e3)
+    return values
+
+
+def _block_calls(run_method, run_reference, batches, cuda: bool) -> int:
+    probe = max(np.median(_time_block(run_method, batches, 0, 3, cuda)), np.median(_time_block(run_reference, batches, 0, 3, cuda)))
+    return int(min(MAX_BLOCK_CALLS, max(1, BLOCK_TARGET_S * 1e3 // max(probe, 1e-3))))
+
+
+def ratio_ci(pairs: list[tuple[list[float], list[float]]], n_resamples: int, seed: int = 0) -> list:
+    """Percentile-bootstrap 95% CI of median(reference)/median(method) over block pairs."""
+    rng = np.random.default_rng(seed)
+    method = [np.asarray(m) for m, _ in pairs]
+    reference = [np.asarray(r) for _, r in pairs]
+    estimates = np.empty(n_resamples)
+    for k in range(n_resamples):
+        pick = rng.integers(0, len(pairs), size=len(pairs))
+        estimates[k] = np.median(np.concatenate([reference[i] for i in pick])) / np.median(np.concatenate([method[i] for i in pick]))
+    low, high = np.percentile(estimates, [2.5, 97.5])
+    return [float(low), float(high)]
+
+
+def measure_interleaved(
+    run_method: Callable[[Batch], Any],
+    run_reference: Callable[[Batch], Any],
+    batches: list[Batch],
+    hardware,
+    batch_size: int,
+    seq_len: Optional[int],
+    label: str,
+    n_bootstrap: int = 1000,
+) -> tuple[dict, Speedup]:
+    """Time the method and the reference alternately; return (the method's latency entry, speedup).
+
+    Stops once each side has hardware.min_iterations calls and the run has lasted
+    2 x hardware.min_duration_s, or at 2 x hardware.max_duration_s regardless.
+    """
+    cuda = hardware.device == "cuda"
+    with torch.inference_mode():
+        warmup_calls = warm_up(run_method, batches, hardware.warmup)
+        warm_up(run_reference, batches, hardware.warmup)
+        block = _block_calls(run_method, run_reference, batches, cuda)
+        frames_before = compiled_frames()
+        pairs: list[tuple[list[float], list[float]]] = []
+        stopped_by = None
+        with _gc_paused():
+            start = time.perf_counter()
+            while stopped_by is None:
+                # ABBA: method first in even pairs, reference first in odd ones, so a linear
+                # drift within a pair favours neither.
+                index = len(pairs) * block
+                if len(pairs) % 2 == 0:
+                    method = _time_block(run_method, batches, index, block, cuda)
+                    reference = _time_block(run_reference, batches, index, block, cuda)
+                else:
+                    reference = _time_block(run_reference, batches, index, block, cuda)
+                    method = _time_block(run_method, batches, index, block, cuda)
+                pairs.append((method, reference))
+                elapsed = time.perf_counter() - start
+                calls = len(pairs) * block
+                if calls >= hardware.min_iterations and elapsed >= 2 * hardware.min_duration_s and len(pairs) >= 2:
+                    stopped_by = "min_iterations_and_duration"
+                elif elapsed >= 2 * hardware.max_duration_s:
+                    stopped_by = "max_duration"
+        frames_after = compiled_frames()
+    method_values = [v for m, _ in pairs for v in m]
+    reference_values = [v for _, r in pairs for v in r]
+    entry = {
+        "label": label,
+        "batch_size": batch_size,
+        "seq_len": seq_len,
+        "mode": hardware.compile,
+        "timer": "cuda_event" if cuda else "perf_counter",
+        **summarize_ms(method_values, batch_size),
+        "p50_ci95_ms": None,
+        "warmup": warmup_calls,
+        "duration_s": elapsed,
+        "stopped_by": stopped_by,
+        "compiled_during_timing": None if frames_before is None else frames_after - frames_before,
+        "interleaved": True,
+    }
+    if n_bootstrap > 0:
+        from harness.measure.stats import bootstrap_ci
+
+        entry["p50_ci95_ms"] = list(bootstrap_ci(method_values, n_resamples=n_bootstrap))
+    reference_p50 = float(np.median(reference_values))
+    speedup = Speedup(
+        value=reference_p50 / entry["p50_ms"],
+        ci95=ratio_ci(pairs, n_bootstrap) if n_bootstrap > 0 else None,
+        reference_p50_ms=reference_p50,
+        method_p50_ms=entry["p50_ms"],
+        reference_count=len(reference_values),
+        block_pairs=len(pairs),
+        block_calls=block,
+        reference=REFERENCE,
+        design="interleaved ABBA blocks in one process; CI: percentile bootstrap over block pairs",
+    )
+    return entry, speedup
