@@ -1,7 +1,10 @@
 """What machine and software produced a record.
 
-`fingerprint` identifies the machine class (CPU model, core count, GPU, torch version):
-the aggregator only computes speedups between records that share it.
+`fingerprint` identifies the machine (host, CPU model and ISA flags, core count, GPU, torch
+version): resume re-measures a cell whose record another machine made, and the aggregator only
+computes cross-cell speedups between records that share it. The host is part of it because two VMs
+sold under one CPU name can differ (this project's own "AMD EPYC" came with and without AVX-512)
+and because a noisy neighbour belongs to a host, not to a CPU model.
 """
 
 from __future__ import annotations
@@ -95,6 +98,12 @@ def _gpu() -> Optional[dict]:
     }
 
 
+def machine_fingerprint(cpu_model: str, logical_cores: int, flags: set, gpu: Optional[dict], torch_version: str) -> str:
+    isa = ",".join(flag for flag in ISA_FLAGS if flag in flags)
+    parts = [socket.gethostname(), cpu_model, str(logical_cores), isa, gpu["name"] if gpu else "no-gpu", torch_version]
+    return _short_hash("|".join(parts))
+
+
 def collect_environment(hardware=None) -> dict:
     import torch
 
@@ -123,7 +132,7 @@ def collect_environment(hardware=None) -> dict:
         "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         # Contention hint: timings taken while load exceeds the core count are suspect.
         "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "fingerprint": _short_hash("|".join([cpu_model, str(logical), gpu["name"] if gpu else "no-gpu", torch.__version__])),
+        "fingerprint": machine_fingerprint(cpu_model, logical, flags, gpu, torch.__version__),
     }
     if hardware is not None:
         env["hardware"] = {
