@@ -46,6 +46,9 @@ def configure_threads(hardware) -> dict:
         "intra_op": torch.get_num_threads(),
         "inter_op": torch.get_num_interop_threads(),
         "affinity": sorted(os.sched_getaffinity(0)),
+        # OpenMP workers spin between parallel regions unless told otherwise; that is what makes a
+        # foreign busy process so costly (BENCHMARKS.md, "Disturbance"). Recorded, not changed.
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "notes": notes,
     }
 

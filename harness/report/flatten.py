@@ -22,7 +22,8 @@ COLUMNS = [
     "size_pct_with_emb", "size_pct_without_emb", "size_sparse", "bytes_dense", "bytes_sparse",
     "bytes_without_embeddings", "params_total",
     "seq_len", "latency_mode", "latency_p50_ms", "latency_p50_ci_lo_ms", "latency_p50_ci_hi_ms",
-    "throughput_per_s", "energy_j_per_sample", "energy_provenance", "flops_per_sample",
+    "throughput_per_s", "speedup_interleaved", "speedup_interleaved_ci_lo", "speedup_interleaved_ci_hi",
+    "latency_verdict", "energy_j_per_sample", "energy_provenance", "flops_per_sample",
 ]
 
 
@@ -174,6 +175,9 @@ def _latency(latency: Optional[dict], seq_len: Optional[int], mode: Optional[str
     ci = best.get("p50_ci95_ms") if isinstance(best.get("p50_ci95_ms"), (list, tuple)) else [None, None]
     with_tp = [e for e in fixed if _number(e.get("throughput_per_s")) is not None]
     widest = max(with_tp, key=lambda e: e.get("batch_size") or 0) if with_tp else {}
+    speedup = best.get("speedup") if isinstance(best.get("speedup"), dict) else {}
+    speedup_ci = speedup.get("ci95") if isinstance(speedup.get("ci95"), (list, tuple)) and len(speedup["ci95"]) == 2 else [None, None]
+    contention = (latency or {}).get("contention") if isinstance((latency or {}).get("contention"), dict) else {}
     return {
         "seq_len": best.get("seq_len"),
         "latency_mode": best.get("mode"),
@@ -181,6 +185,12 @@ def _latency(latency: Optional[dict], seq_len: Optional[int], mode: Optional[str
         "latency_p50_ci_lo_ms": _number(ci[0]) if len(ci) == 2 else None,
         "latency_p50_ci_hi_ms": _number(ci[1]) if len(ci) == 2 else None,
         "throughput_per_s": _number(widest.get("throughput_per_s")),
+        # The speedup this cell timed itself, interleaved with the baseline (schema >= 1.1).
+        "speedup_interleaved": _number(speedup.get("value")),
+        "speedup_interleaved_ci_lo": _number(speedup_ci[0]),
+        "speedup_interleaved_ci_hi": _number(speedup_ci[1]),
+        # "clean" | "contended" | "unknown" over every timed pass; None for records before verdicts.
+        "latency_verdict": contention.get("verdict"),
     }
 
 

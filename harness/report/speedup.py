@@ -1,8 +1,11 @@
-"""Per-cell speedup over the baseline measured beside it.
+"""Per-cell speedup over the baseline.
 
-A speedup is only meaningful against a baseline timed under identical conditions, so the match is
-strict: same model, task (hence sequence length), hardware config and machine fingerprint. With
-no such baseline the speedup is NaN ("–"), never a ratio across machines.
+Preferred: the interleaved speedup the cell measured itself (harness.measure.interleaved: the
+baseline timed in alternating blocks in the same process, with a bootstrap CI). Fallback, for
+records without one: a cross-cell ratio against a baseline record timed under identical
+conditions — same model, task (hence sequence length), hardware config and machine fingerprint —
+marked as such (`speedup_source` = "cross-cell"), because two cells timed minutes apart inherit
+the machine's drift. With neither, the speedup is NaN ("–"), never a ratio across machines.
 """
 
 from __future__ import annotations
@@ -18,15 +21,28 @@ def is_baseline(df: pd.DataFrame) -> pd.Series:
 
 
 def add_speedups(df: pd.DataFrame) -> pd.DataFrame:
-    """A copy of `df` with `speedup` = baseline p50 / cell p50 at batch 1 (ok cells only)."""
+    """A copy of `df` with `speedup` at batch 1 (ok cells only), its CI where interleaved, and
+    `speedup_source`: "interleaved", "reference" (the baseline itself), "cross-cell" or None."""
     out = df.copy()
     ok = out["status"].eq("ok") & out["latency_p50_ms"].notna()
     base = out.loc[ok & is_baseline(out), MATCH_KEYS + ["latency_p50_ms"]]
     base = base.drop_duplicates(MATCH_KEYS, keep="last").rename(columns={"latency_p50_ms": "_base_p50"})
     merged = out[MATCH_KEYS].merge(base, on=MATCH_KEYS, how="left")
     ratio = merged["_base_p50"].to_numpy(float) / out["latency_p50_ms"].to_numpy(float)
-    out["speedup"] = np.where(ok.to_numpy(), ratio, np.nan)
+    cross_cell = np.where(ok.to_numpy(), ratio, np.nan)
+    interleaved = _column(out, "speedup_interleaved")
+    reference = (ok & is_baseline(out)).to_numpy()
+    out["speedup"] = np.where(np.isfinite(interleaved), interleaved, np.where(reference, 1.0, cross_cell))
+    out["speedup_ci_lo"] = np.where(np.isfinite(interleaved), _column(out, "speedup_interleaved_ci_lo"), np.nan)
+    out["speedup_ci_hi"] = np.where(np.isfinite(interleaved), _column(out, "speedup_interleaved_ci_hi"), np.nan)
+    source = np.where(np.isfinite(interleaved), "interleaved",
+                      np.where(reference, "reference", np.where(np.isfinite(cross_cell), "cross-cell", None)))
+    out["speedup_source"] = pd.Series(source, index=out.index).where(lambda s: s != "None", None)
     return out
+
+
+def _column(df: pd.DataFrame, name: str) -> np.ndarray:
+    return pd.to_numeric(df[name], errors="coerce").to_numpy(float) if name in df else np.full(len(df), np.nan)
 
 
 def geometric_mean(values) -> float:
