@@ -19,7 +19,6 @@ OUT=${OUT:-/tmp/gpu-check-out}
 WORK=/tmp/gpu-check
 CARRIED=.whl
 mkdir -p "$OUT" "$WORK"
-exec > >(tee -a "$OUT/check.log") 2>&1
 
 left() { echo $((START + CHECK_SECONDS - $(date +%s))); }
 
@@ -42,6 +41,7 @@ run_stage() {
     return $rc
 }
 
+check() {
 # 1. wheels: the device tool README's command, verbatim
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit
 export PYTHONPATH="$PWD:$PYTHONPATH" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_VERBOSITY=error \
@@ -59,7 +59,20 @@ EOF
 {
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit --format=csv
     python3 -c "import sys, torch, transformers, torchao; print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'transformers', transformers.__version__, 'torchao', torchao.__version__)"
-    python3 -m pip show pyarrow fsspec huggingface-hub pandas packaging pyyaml xxhash tqdm numpy 2>/dev/null | grep -E '^(Name|Version):'
+    # the carried wheels' requirements the image is trusted to meet (MANIFEST.json; --no-deps installs)
+    python3 - <<'EOF'
+import json
+from importlib.metadata import PackageNotFoundError, version
+from packaging.requirements import Requirement
+for text in json.load(open(".whl/MANIFEST.json"))["from_image"]:
+    requirement = Requirement(text)
+    try:
+        found = version(requirement.name)
+    except PackageNotFoundError:
+        found = None
+    ok = found is not None and requirement.specifier.contains(found, prereleases=True)
+    print(f"{'ok ' if ok else 'BAD'} {text}: image has {found}")
+EOF
 } > "$OUT/environment.txt" 2>&1
 cat "$OUT/environment.txt"
 
@@ -77,4 +90,8 @@ python3 bench/gpu/summarize.py "$WORK/results/bert" "$WORK/results/minilm" > "$O
 tar -czf "$OUT/records.tar.gz" -C "$WORK" results
 echo "gpu tests exit $TESTS_RC; check took $(($(date +%s) - START))s"
 cat "$OUT/summary.md"
-exit "$TESTS_RC"
+return "$TESTS_RC"
+}
+
+check 2>&1 | tee "$OUT/check.log"
+exit "${PIPESTATUS[0]}"
