@@ -8,7 +8,7 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_VERBOSITY=error T
 DEMO_TRAIN_SAMPLES ?= 20000
 DEMO_METHODS ?= baseline,dynamic_int8,magnitude,head_prune,layer_drop,low_rank
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean gpu-wheels
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: install
 
 bench: install
 	$(OFFLINE) $(BIN)/python bench/harness_overhead.py
+
+# What the one-shot device check (bench/gpu/check.sh) carries: the wheels the H200 image lacks
+# (Python 3.12, manylinux x86-64), the embedded model at fp16, the SST-2 files; fails over 64 MiB.
+gpu-wheels: install
+	$(BIN)/python bench/gpu/wheelset.py --dir .whl
 
 clean:
 	rm -rf $(VENV) results/default results/tmp* .pytest_cache

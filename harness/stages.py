@@ -49,7 +49,8 @@ def finetune_baseline(cell: CellConfig, loaded: LoadedModel, task_data):
     def build():
         with measure.EnergyMeter(cell.hardware.device) as meter:
             model = train(loaded.model, loaded.tokenizer, task_data.train, cell.task.finetune, cell.seed, cell.hardware.device)
-        return model, loaded.tokenizer, {"train_samples": len(task_data.train), "epochs": cell.task.finetune.epochs, "energy": meter.result}
+        # the Trainer leaves the model on the GPU; a cache hit reloads on the CPU: same device either way
+        return model.cpu(), loaded.tokenizer, {"train_samples": len(task_data.train), "epochs": cell.task.finetune.epochs, "energy": meter.result}
 
     def reload(directory):
         return head_class(cell.task).from_pretrained(directory, trust_remote_code=False).eval()

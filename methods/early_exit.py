@@ -268,15 +268,35 @@ def _eval_batches(ctx, samples: Optional[int], batch_size: int = 32) -> list[dic
     return [collate(rows[i:i + batch_size]) for i in range(0, count, batch_size)]
 
 
+def device_of(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def assemble(model, ramps: RampSet, cfg: EarlyExitConfig) -> EarlyExitModel:
+    """The early-exit model with the ramps on the backbone's device.
+
+    Cached ramps load on the CPU while the backbone may be on the GPU (the Trainer leaves the
+    baseline there when this cell fine-tuned it): one device for all, whichever it is.
+    """
+    ramps = ramps.to(device_of(model)).eval()
+    return EarlyExitModel(model.eval(), ramps, mode=cfg.mode, threshold=cfg.threshold, patience=cfg.patience).eval()
+
+
+def on_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
 def exit_statistics(early: EarlyExitModel, plain, batches: list[dict]) -> dict:
-    """Average exit layer, histogram and per-sample FLOPs (hooks) vs the plain model, on `batches`."""
+    """Average exit layer, histogram and per-sample FLOPs (hooks) vs the plain model, on `batches`
+    (moved to the backbone's device: the collator builds them on the CPU)."""
     from harness.measure import count_flops
 
     exits, flops, full, samples = [], 0.0, 0.0, 0
     was_training = early.training
     early.eval()
+    device = device_of(early.model)
     try:
-        for batch in batches:
+        for batch in (on_device(b, device) for b in batches):
             result = count_flops(early, batch)
             exits.append(early.last_exit_layers.cpu())
             flops += result["flops_per_sample"] * result["batch_size"]
@@ -322,7 +342,7 @@ class EarlyExit(Method):
             return trained.ramps.to("cpu").eval(), {"ramps": ramps.meta["num_ramps"]}
 
         ramps = cached_training(self, ctx, model, build, RampSet.load)
-        early = EarlyExitModel(model.eval(), ramps.eval(), mode=cfg.mode, threshold=cfg.threshold, patience=cfg.patience).eval()
+        early = assemble(model, ramps, cfg)
         self.info.update(mode=cfg.mode, pooling=cfg.pooling, threshold=cfg.threshold if cfg.mode == "entropy" else None,
                          patience=cfg.patience if cfg.mode == "patience" else None, ramps=ramps.meta["num_ramps"],
                          max_entropy=math.log(ramps.meta["num_labels"]),

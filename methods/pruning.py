@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from harness.errors import check
+from harness.errors import UnsupportedError, check
 from methods.base import MethodConfig
 from methods.structured import RecoverableMethod, encoder_linear_names
 
@@ -93,20 +93,43 @@ def two_of_four_mask(weight: torch.Tensor) -> torch.Tensor:
     return mask.reshape(rows, cols)
 
 
-def attach_2of4_masks(model) -> tuple[list[str], list[str]]:
+def attach_2of4_masks(model, can_pack=None) -> tuple[list[str], list[str]]:
     """2:4 masks as torch.nn.utils.prune hooks (kept through fine-tuning); call prune.remove after.
 
-    Returns (masked layer names, skipped layer names: input size not a multiple of 4).
+    `can_pack(linear)` returns None when the layer may be made 2:4, else why not (the default only
+    needs the input size to be a multiple of 4, the 2:4 groups). Returns (masked layer names,
+    skipped layer names with the reason).
     """
     masked, skipped = [], []
     for name in encoder_linear_names(model):
         linear = model.get_submodule(name)
-        if linear.in_features % 4:
-            skipped.append(name)
+        reason = can_pack(linear) if can_pack else (None if linear.in_features % 4 == 0 else f"input size {linear.in_features} is not a multiple of 4")
+        if reason:
+            skipped.append(f"{name}: {reason}")
             continue
         prune.custom_from_mask(linear, "weight", two_of_four_mask(linear.weight))
         masked.append(name)
     return masked, skipped
+
+
+def semi_structured_shape_problem(out_features: int, in_features: int, dtype: torch.dtype) -> Optional[str]:
+    """Why torch's semi-structured kernels would refuse this weight shape, or None if they take it.
+
+    The limits are read from the subclass torch.sparse.to_sparse_semi_structured picks (cuSPARSELt
+    unless CUTLASS is forced): fp16/bf16 need both dims to be multiples of 16 with cuSPARSELt
+    (64 columns with CUTLASS), so TinyBERT's 312 is refused. Checked up front so a layer is skipped
+    and recorded instead of raising inside the packing.
+    """
+    from torch.sparse import SparseSemiStructuredTensor, SparseSemiStructuredTensorCUSPARSELT, SparseSemiStructuredTensorCUTLASS
+
+    backend = SparseSemiStructuredTensorCUTLASS if SparseSemiStructuredTensor._FORCE_CUTLASS else SparseSemiStructuredTensorCUSPARSELT
+    limits = backend._DTYPE_SHAPE_CONSTRAINTS.get(dtype)
+    if limits is None:
+        return f"{backend.BACKEND} has no {dtype} kernels"
+    rows, cols = limits.sparse_min_rows, limits.sparse_min_cols
+    if out_features < rows or out_features % rows or in_features < cols or in_features % cols:
+        return f"weight {out_features}x{in_features} is not a multiple of {rows}x{cols} ({backend.BACKEND}, {dtype})"
+    return None
 
 
 def apply_2of4_masks(model) -> tuple[list[str], list[str]]:
@@ -117,6 +140,17 @@ def apply_2of4_masks(model) -> tuple[list[str], list[str]]:
     return masked, skipped
 
 
+def torchao_semi_sparse():
+    """(sparsify_, the 2:4 weight config class) from torchao's public names.
+
+    torchao.sparsity exports the config as `semi_sparse_weight` (an alias of SemiSparseWeightConfig,
+    which lives in torchao.sparsity.sparse_api and is not re-exported).
+    """
+    from torchao.sparsity import semi_sparse_weight, sparsify_
+
+    return sparsify_, semi_sparse_weight
+
+
 SPARSE_BACKENDS = ("torchao", "semi_structured")
 SPARSE_DTYPES = ("float16", "bfloat16")
 
@@ -125,7 +159,7 @@ SPARSE_DTYPES = ("float16", "bfloat16")
 class Sparse2of4Config(MethodConfig):
     _target_: str = "methods.pruning.Sparse2of4"
     name: str = "sparse_2of4"
-    backend: str = "torchao"  # torchao: sparsify_(SemiSparseWeightConfig()); semi_structured: torch.sparse.to_sparse_semi_structured
+    backend: str = "torchao"  # torchao: sparsify_(semi_sparse_weight()); semi_structured: torch.sparse.to_sparse_semi_structured
     dtype: str = "float16"  # the semi-structured kernels take fp16/bf16
 
     def __post_init__(self):
@@ -150,17 +184,19 @@ class Sparse2of4(RecoverableMethod):
         return reason
 
     def apply(self, model, ctx):
-        masked, skipped = attach_2of4_masks(model)
+        dtype = getattr(torch, self.config.dtype)
+        masked, skipped = attach_2of4_masks(model, lambda linear: semi_structured_shape_problem(linear.out_features, linear.in_features, dtype))
+        if not masked:
+            raise UnsupportedError(f"unsupported: no encoder Linear fits the 2:4 kernels' shapes ({skipped[0] if skipped else 'no encoder Linears'})")
         model = self.recover(model, ctx)  # masks stay applied while fine-tuning
         for name in masked:
             prune.remove(model.get_submodule(name), "weight")
         # the runner moves models after apply; the sparse kernels and their packing need CUDA now
-        model = model.eval().to(device=ctx.hardware.device, dtype=getattr(torch, self.config.dtype))
+        model = model.eval().to(device=ctx.hardware.device, dtype=dtype)
         if self.config.backend == "torchao":
-            from torchao.sparsity import SemiSparseWeightConfig, sparsify_
-
+            sparsify, config = torchao_semi_sparse()
             names = set(masked)
-            sparsify_(model, SemiSparseWeightConfig(), filter_fn=lambda module, fqn: fqn in names)
+            sparsify(model, config(), filter_fn=lambda module, fqn: fqn in names)
         else:
             for name in masked:
                 linear = model.get_submodule(name)
@@ -170,7 +206,7 @@ class Sparse2of4(RecoverableMethod):
             backend=self.config.backend,
             dtype=self.config.dtype,
             masked_layers=len(masked),
-            skipped_layers=skipped,
+            skipped_layers=skipped,  # "name: why" (shape outside the kernels' limits); these stay dense
             achieved_sparsity=0.5,
         )
         return model

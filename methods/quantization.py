@@ -30,7 +30,7 @@ from typing import ClassVar, Optional
 import torch
 from torch import nn
 
-from harness.errors import check
+from harness.errors import UnsupportedError, check
 from methods.artifacts import write_marker
 from methods.base import Method, MethodConfig, check_calibration
 from methods.structured import base_linear_names
@@ -460,9 +460,45 @@ class Fp8(_QuantMethod):
         return reason
 
     def apply(self, model, ctx):
+        names = base_linear_names(model)
+        left_in_bf16 = [f"{name}: {why}" for name in names if (why := fp8_shape_problem(model.get_submodule(name)))]
+        if len(left_in_bf16) == len(names):
+            # torchao would log and leave every weight in bf16: the cell would measure bf16 as fp8
+            raise UnsupportedError(f"unsupported: no Linear has an fp8-compatible shape ({left_in_bf16[0] if names else 'no base-model Linears'})")
         device = ctx.hardware.device  # fp8 weights are made on the GPU that runs them
         model = model.eval().to(device=device, dtype=torch.bfloat16)
         options = {"granularity": self.config.granularity}
         self.quantization = {"backend": "torchao", "scheme": "fp8", "dtype": "bfloat16", "device": device, "options": options}
-        self.info.update(backend="torchao", dtype="bfloat16", granularity=self.config.granularity)
-        return self._finish(quantize_torchao(model, "fp8", **options))
+        model = quantize_torchao(model, "fp8", **options)
+        quantized = [name for name in names if is_quantized_weight(model.get_submodule(name).weight)]
+        check_all_counted(names, quantized, left_in_bf16)
+        self.info.update(backend="torchao", dtype="bfloat16", granularity=self.config.granularity,
+                         quantized_linears=len(quantized), bf16_linears=left_in_bf16,  # "name: why" for each weight left in bf16
+                         all_linears_fp8=not left_in_bf16)
+        return self._finish(model)
+
+
+def fp8_shape_problem(linear: nn.Module) -> Optional[str]:
+    """Why torchao's fp8 path leaves this Linear in bf16, or None if it quantizes it.
+
+    Mirrors torchao.quantization.utils._fp8_mm_compat (torchao 0.18): torch._scaled_mm needs both
+    weight dims to be multiples of 16, so TinyBERT's 312-wide layers stay bf16 with only a log line.
+    """
+    out_features, in_features = linear.weight.shape[-2:]
+    if in_features % 16 or out_features % 16:
+        return f"weight {out_features}x{in_features} is not a multiple of 16 in both dims (torch._scaled_mm)"
+    return None
+
+
+def is_quantized_weight(weight: torch.Tensor) -> bool:
+    """True for a torchao quantized tensor subclass (Float8Tensor, Int4..., Int8...), False for plain float."""
+    return type(weight) not in (torch.Tensor, nn.Parameter) and hasattr(weight, "__tensor_flatten__")
+
+
+def check_all_counted(names: list[str], quantized: list[str], predicted_skips: list[str]) -> None:
+    """The layers quantized are exactly those the shape rule predicted: a torchao change that skips
+    (or quantizes) other layers would otherwise go unrecorded."""
+    predicted = {entry.split(":", 1)[0] for entry in predicted_skips}
+    unexpected = [name for name in names if (name in quantized) == (name in predicted)]
+    if unexpected:
+        raise RuntimeError(f"fp8: torchao quantized a different set of Linears than the shape rule predicts: {unexpected}")

@@ -3,6 +3,24 @@ from pathlib import Path
 
 import pytest
 
+# COMPBENCH_REQUIRE_GPU=1: a GPU test that skips (no CUDA device, a CPU-only torch, a GPU too old
+# for the method) fails instead, so a run on a GPU machine cannot pass without running them.
+REQUIRE_GPU_ENV = "COMPBENCH_REQUIRE_GPU"
+
+
+def gpu_required() -> bool:
+    return os.environ.get(REQUIRE_GPU_ENV, "") not in ("", "0")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and gpu_required() and item.get_closest_marker("gpu") is not None:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"{REQUIRE_GPU_ENV}=1 but this GPU test was skipped: {reason}"
+
 
 def default_data_root() -> Path:
     """COMPBENCH_DATA_ROOT, else the checkout's sibling shared/data (/work/main/../shared/data)."""

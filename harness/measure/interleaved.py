@@ -93,7 +93,7 @@ def measure_interleaved(
     """
     cuda = hardware.device == "cuda"
     with torch.inference_mode():
-        warmup_calls = warm_up(run_method, batches, hardware.warmup)
+        warmup_calls = warm_up(run_method, batches, hardware.warmup, hardware.compile)
         warm_up(run_reference, batches, hardware.warmup)
         block = _block_calls(run_method, run_reference, batches, cuda)
         frames_before = compiled_frames()

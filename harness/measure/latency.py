@@ -99,29 +99,22 @@ def cold_start_ms(run: Callable[[Batch], Any], batch: Batch) -> float:
         return (time.perf_counter() - start) * 1e3
 
 
-def _shape_key(batch: Batch) -> tuple:
-    return tuple((k, tuple(v.shape)) for k, v in sorted(batch.items()) if isinstance(v, torch.Tensor))
-
-
-def warm_up(run: Callable[[Batch], Any], batches: list[Batch], warmup: int) -> int:
+def warm_up(run: Callable[[Batch], Any], batches: list[Batch], warmup: int, compile_mode: str = "eager") -> int:
     """`warmup` calls; then, if torch.compile is at work in this process (hardware.compile, or a
-    method that compiles, such as torchao int8), two more calls of every distinct input shape.
+    method that compiles, such as torchao int8), more calls of every distinct input shape: two
+    (compile, then run the built graph), three in cudagraphs mode (see warm_up_every_shape).
 
-    A compiled model builds one graph per shape (Inductor; CUDA graphs record on the second call),
-    whatever shapes the accuracy pass fed it before: the timed loop must find every graph built.
-    Eager models skip the shape sweep, which costs 64 calls for 32 real-length batches.
-    Returns the number of calls made.
+    A compiled model builds one graph per shape whatever shapes the accuracy pass fed it before:
+    the timed loop must find every graph built. Eager models skip the shape sweep, which would
+    cost 64 calls for 32 real-length batches. Returns the number of calls made.
     """
     for i in range(warmup):
         run(batches[i % len(batches)])
     calls = warmup
-    if compiled_frames():
-        distinct = {}
-        for batch in batches:
-            distinct.setdefault(_shape_key(batch), batch)
-        for batch in list(distinct.values()) * 2:
-            run(batch)
-            calls += 1
+    if compile_mode == "cudagraphs":
+        calls += sum(warm_up_every_shape(run, batches).values())
+    elif compiled_frames():
+        calls += sum(warm_up_every_shape(run, batches, calls=2).values())
     return calls
 
 
@@ -153,7 +146,7 @@ def measure_latency(
         raise ValueError("measure_latency needs at least one batch")
     cuda = hardware.device == "cuda"
     with torch.inference_mode():
-        warmup_calls = warm_up(run, batches, hardware.warmup)
+        warmup_calls = warm_up(run, batches, hardware.warmup, hardware.compile)
         if cuda:
             torch.cuda.synchronize()
         loop = _cuda_event_loop if cuda else _perf_counter_loop
@@ -190,6 +183,27 @@ def _gc_paused():
     finally:
         if was_enabled:
             gc.enable()
+
+
+# Inductor's CUDA-graph trees keep one graph per input shape: its first call runs eagerly, the
+# second records, the third is the first replay. Every shape the timed loop will see gets these
+# calls before timing, or the real-length pass (32 batches, as many shapes) times the recordings.
+CUDA_GRAPH_CALLS_PER_SHAPE = 3
+
+
+def batch_shape(batch: Batch) -> tuple:
+    return tuple(sorted((k, tuple(v.shape)) for k, v in batch.items() if isinstance(v, torch.Tensor)))
+
+
+def warm_up_every_shape(run: Callable[[Batch], Any], batches: list[Batch], calls: int = CUDA_GRAPH_CALLS_PER_SHAPE) -> dict:
+    """Call `run` `calls` times on one batch of each distinct shape in `batches`; returns {shape: calls}."""
+    firsts: dict[tuple, Batch] = {}
+    for batch in batches:
+        firsts.setdefault(batch_shape(batch), batch)
+    for batch in firsts.values():
+        for _ in range(calls):
+            run(batch)
+    return {shape: calls for shape in firsts}
 
 
 def _stop_reason(count: int, elapsed: float, hardware) -> Optional[str]:

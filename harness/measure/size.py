@@ -12,7 +12,12 @@ Counting rules (what the survey's "size" columns compare):
   integer buffers and 0-d scalars (e.g. unused output scale/zero_point of dynamic quantized
   Linear) are metadata: their bytes count, their elements are not params;
 - bytes_sparse = per tensor, a 1-bit-per-element mask + the non-zero values at their stored
-  width; always reported, the runner decides whether it is the relevant figure.
+  width; always reported, the runner decides whether it is the relevant figure;
+- 2:4 semi-structured tensors (torch.sparse.SparseSemiStructuredTensor, what sparse_2of4 makes)
+  are their own sparse format: bytes_dense is their dense layout (numel x dtype width, the size of
+  the dense fp16 file sparse_2of4 saves, so disk_bytes and bytes_dense agree), bytes_sparse the
+  packed kept values + metadata the kernels hold, and non-zeros are counted among the kept values
+  (dequantize is not dispatched for them, so the generic path would count them as fully dense).
 """
 
 from __future__ import annotations
@@ -61,6 +66,21 @@ def _storage_key(t: torch.Tensor) -> Optional[tuple]:
         return None
 
 
+def _semi_structured_values(t: torch.Tensor) -> Optional[torch.Tensor]:
+    """The kept values (half the elements) of a 2:4 semi-structured tensor; None for other tensors.
+
+    cuSPARSELt stores values then metadata in one `packed` buffer; CUTLASS keeps only the values in
+    `packed` and the metadata in `meta`. A transposed-only tensor holds them in packed_t instead.
+    """
+    from torch.sparse import SparseSemiStructuredTensor
+
+    if not isinstance(t, SparseSemiStructuredTensor):
+        return None
+    source = t.packed if t.packed is not None else t.packed_t
+    kept = t.numel() // 2
+    return source.reshape(-1)[:kept]
+
+
 def _nonzero(t: torch.Tensor) -> int:
     try:
         if t.is_quantized or _is_subclass(t):
@@ -76,7 +96,16 @@ def _quantized_metadata_bytes(t: torch.Tensor) -> int:
     return 0  # per-tensor scale/zero point are two Python scalars
 
 
+def _semi_structured_size(t: torch.Tensor, values: torch.Tensor) -> _TensorSize:
+    numel = t.numel()
+    packed = sum(i.numel() * i.element_size() for i in _inner_tensors(t))
+    return _TensorSize(numel, int(torch.count_nonzero(values)), numel * t.element_size(), packed)
+
+
 def _tensor_size(t: torch.Tensor) -> _TensorSize:
+    values = _semi_structured_values(t)
+    if values is not None:
+        return _semi_structured_size(t, values)
     numel = t.numel()
     is_weight = t.dim() > 0 and (t.is_floating_point() or t.is_complex() or t.is_quantized or _is_subclass(t))
     if _is_subclass(t):
