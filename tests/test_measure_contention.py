@@ -103,16 +103,28 @@ def test_until_clean_gives_up_and_says_contended(monkeypatch):
 HW = SimpleNamespace(device="cpu", compile="eager", warmup=2, min_iterations=20, min_duration_s=0.2, max_duration_s=5.0)
 
 
-def test_interleaved_speedup_of_a_twice_as_fast_callable():
+def test_interleaved_speedup_of_a_twice_as_fast_callable(monkeypatch):
+    """On a virtual clock (a loaded machine must not decide the test): the method costs 10 ms,
+    the reference 20 ms, with one slow outlier block that hits both alike."""
+    from harness.measure import interleaved
+
+    clock = {"now": 0.0, "calls": 0}
+
+    def advance(ms):
+        def run(batch):
+            clock["calls"] += 1
+            clock["now"] += ms / 1e3 * (3.0 if 40 <= clock["calls"] < 48 else 1.0)  # drift burst
+        return run
+
+    monkeypatch.setattr(interleaved, "time", SimpleNamespace(perf_counter=lambda: clock["now"]))
     batches = [{"x": torch.zeros(1)}]
-    # 10 ms against 20 ms: long enough that a loaded scheduler's wake-up delay stays small beside them.
-    entry, speedup = measure_interleaved(lambda b: time.sleep(0.010), lambda b: time.sleep(0.020), batches, HW, 1, None,
-                                         label="sleep", n_bootstrap=200)
-    assert 1.5 < speedup["value"] < 2.3
+    entry, speedup = measure_interleaved(advance(10), advance(20), batches, HW, 1, None, label="virtual", n_bootstrap=200)
+    assert speedup["value"] == pytest.approx(2.0)
     low, high = speedup["ci95"]
-    assert low <= speedup["value"] <= high
+    assert low <= 2.0 <= high
     assert entry["interleaved"] and entry["count"] >= 20 and speedup["reference_count"] == entry["count"]
-    assert 9.5 < entry["p50_ms"] < 16.0
+    assert entry["p50_ms"] == pytest.approx(10.0) and speedup["reference_p50_ms"] == pytest.approx(20.0)
+    assert speedup["block_pairs"] >= 2
 
 
 def test_ratio_ci_of_identical_blocks_is_a_point():
