@@ -20,7 +20,7 @@ DistillationTrainer of methods/distillation.py) is what Sanh et al. report.
 At the end the final masks (exactly s_f per matrix) are multiplied into the weights and the
 Linears swapped back: the artifact is a plain model with zeros, cached and saved with
 save_pretrained. Dense kernels gain nothing; the record's `size.bytes_sparse` (bitmask + non-zeros)
-is the figure that shrinks (info["sparse"] = True).
+is the figure that shrinks (Method.sparse = True).
 """
 
 from __future__ import annotations
@@ -33,8 +33,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import check
+from methods.anatomy import encoder_linear_names
+from methods.artifacts import load_float_model
 from methods.base import Method
-from methods.distillation import DistillLoss, TrainingMethodConfig, cached_training, load_float_model, train_with_distillation
+from methods.kd_losses import DistillLoss
+from methods.kd_trainer import train_with_distillation
+from methods.training import TrainingMethodConfig, cached_training, check_distillation
 
 # ----------------------------------------------------------------------------------------------
 # Schedule and masks
@@ -88,7 +92,6 @@ class _StraightThroughTopK(torch.autograd.Function):
 
 class MaskedLinear(nn.Module):
     """A Linear (same weight/bias Parameters) whose weight is masked in forward."""
-
     def __init__(self, linear: nn.Linear, mode: str, score_init: str = "constant"):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
@@ -133,8 +136,6 @@ class MaskedLinear(nn.Module):
 
 
 def wrap_linears(model: nn.Module, mode: str, score_init: str = "constant") -> dict[str, MaskedLinear]:
-    from methods.structured import encoder_linear_names
-
     wrapped = {}
     for name in encoder_linear_names(model):
         module = MaskedLinear(model.get_submodule(name), mode, score_init)
@@ -208,8 +209,7 @@ class GradualMagnitudeConfig(TrainingMethodConfig):
         check(0 <= self.initial_warmup < 1, "method.initial_warmup", f"must be in [0, 1), got {self.initial_warmup}")
         check(0 <= self.final_warmup < 1, "method.final_warmup", f"must be in [0, 1), got {self.final_warmup}")
         check(self.initial_warmup + self.final_warmup < 1, "method.final_warmup", "initial_warmup + final_warmup must leave steps to prune in (< 1)")
-        check(0 <= self.alpha <= 1, "method.alpha", f"must be in [0, 1], got {self.alpha}")
-        check(self.temperature > 0, "method.temperature", f"must be > 0, got {self.temperature}")
+        check_distillation(self)
 
 
 @dataclass
@@ -229,13 +229,13 @@ class MovementPruneConfig(GradualMagnitudeConfig):
 
 class GradualMagnitude(Method):
     config_class = GradualMagnitudeConfig
-    needs: ClassVar[str] = "training"
+    category = "Unstructured Pruning"
+    needs = "training"
     mode: ClassVar[str] = "magnitude"
 
     def apply(self, model, ctx):
         import copy
 
-        from methods.structured import encoder_linear_names
 
         cfg = self.config
         teacher = ctx.teacher if (cfg.distill and ctx.teacher is not None) else (model if cfg.distill else None)
@@ -260,13 +260,13 @@ class GradualMagnitude(Method):
         report = sparsity_report(pruned, names)
         if self.mode == "movement":
             self.info["score_init"] = cfg.score_init
-        self.info.update(sparse=True, target_sparsity=cfg.sparsity, scope="per_matrix", pruned_modules=len(names), **report,
+        self.sparse = True
+        self.info.update(target_sparsity=cfg.sparsity, scope="per_matrix", pruned_modules=len(names), **report,
                          distilled=teacher is not None, schedule=self.info["training"].get("schedule"), losses=self.info["training"].get("losses"))
         return pruned.eval()
 
 
 class MovementPrune(GradualMagnitude):
     """Sanh et al. 2020, hard (top-k) movement pruning with a cubic schedule and distillation."""
-
     config_class = MovementPruneConfig
     mode: ClassVar[str] = "movement"
