@@ -90,8 +90,13 @@ def _lookup(table: dict, name: str, owners: tuple = ()):
         if name in table:
             break
         if module.startswith(TRUSTED_OWNER_PREFIXES):
-            importlib.import_module(module)
+            import_owner(module)
     return table.get(name)
+
+
+def import_owner(module: str) -> None:
+    """Importing an owner runs its register_* calls."""
+    importlib.import_module(module)
 
 
 def structure(key: str, owners: tuple = ()) -> Structure:

@@ -148,6 +148,15 @@ def test_markdown_and_latex_renderers(records):
     assert latex_escape("81.5ˢ ±1.0") == r"81.5\textsuperscript{s} $\pm$1.0"
 
 
+def test_every_table_marker_has_a_latex_form():
+    from harness.report import table as table_module
+
+    markers = [table_module.MARK_SUBSET, table_module.MARK_RANDOM, table_module.MARK_VARIANT, table_module.MARK_SPARSE,
+               table_module.MARK_TRAIN_SUBSET]
+    for marker in markers:
+        assert latex_escape(f"1.0{marker}").startswith(r"1.0\textsuperscript{"), marker
+
+
 def test_seed_repeats_are_summarised_as_mean_and_std():
     import pandas as pd
 
