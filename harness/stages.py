@@ -11,6 +11,7 @@ from harness import measure
 from harness.config import CellConfig
 from harness.finetune import cached_finetune, finetune_key, train
 from harness.models import LoadedModel, describe_source, head_class, load_model
+from harness.tasks.types import MODEL_INPUTS
 from methods.base import MethodContext
 
 
@@ -145,8 +146,6 @@ def accuracy(cell: CellConfig, model, loaded: LoadedModel, task_data):
 def _eval_split(task_data):
     return next(iter(task_data.eval.values()))
 
-
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def _rows(features, start: int, count: int, seq_len=None) -> list:

@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import UnsupportedError, check
+from harness.tasks.types import MODEL_INPUTS
 from methods.base import Method
 from methods.artifacts import register_format, write_marker
 from methods.training import TrainingMethodConfig, cached_training, run_training
@@ -262,7 +263,7 @@ def _eval_batches(ctx, samples: Optional[int], batch_size: int = 32) -> list[dic
 
     split = next(iter(ctx.task.eval.values()))
     features = split.features
-    keep = [c for c in features.column_names if c in ("input_ids", "attention_mask", "token_type_ids")]
+    keep = [c for c in features.column_names if c in MODEL_INPUTS]
     count = len(features) if samples is None else min(samples, len(features))
     collate = DataCollatorWithPadding(ctx.tokenizer)
     rows = [{k: features[i][k] for k in keep} for i in range(count)]

@@ -38,6 +38,7 @@ from methods.artifacts import load_float_model
 from methods.base import Method
 from methods.kd_losses import DistillLoss
 from methods.kd_trainer import train_with_distillation
+from methods.surgery import plain_linear
 from methods.training import TrainingMethodConfig, cached_training, check_distillation
 
 # ----------------------------------------------------------------------------------------------
@@ -128,11 +129,7 @@ class MaskedLinear(nn.Module):
 
     @torch.no_grad()
     def to_linear(self, sparsity: float) -> nn.Linear:
-        linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None, device=self.weight.device, dtype=self.weight.dtype)
-        linear.weight.copy_(self.weight * self.final_mask(sparsity))
-        if self.bias is not None:
-            linear.bias.copy_(self.bias)
-        return linear
+        return plain_linear(self.weight * self.final_mask(sparsity), self.bias)
 
 
 def wrap_linears(model: nn.Module, mode: str, score_init: str = "constant") -> dict[str, MaskedLinear]:

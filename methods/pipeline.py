@@ -18,8 +18,8 @@ from methods.base import NEEDS, Method, MethodConfig, build_method, build_method
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "method"
 
 
-def _plain(value):
-    """OmegaConf containers (what Hydra passes) -> plain Python."""
+def to_python_containers(value):
+    """OmegaConf containers (what Hydra passes) -> plain Python lists and dicts."""
     try:
         from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -41,7 +41,7 @@ def _yaml_defaults(name: str, where: str) -> dict:
 
 def step_config(step, index: int) -> MethodConfig:
     where = f"method.steps[{index}]"
-    step = _plain(step)
+    step = to_python_containers(step)
     if isinstance(step, str):
         raw = _yaml_defaults(step, where)
     elif isinstance(step, dict):
@@ -69,7 +69,7 @@ class PipelineConfig(MethodConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        self.steps = _plain(self.steps)
+        self.steps = to_python_containers(self.steps)
         check(isinstance(self.steps, list) and len(self.steps) > 0, "method.steps", "must be a non-empty list of method names or dicts")
         self.step_configs = [step_config(step, i) for i, step in enumerate(self.steps)]
 

@@ -44,6 +44,7 @@ from methods.artifacts import load_float_model
 from methods.base import Method
 from methods.kd_losses import DistillLoss
 from methods.kd_trainer import train_with_distillation
+from methods.surgery import plain_linear
 from methods.training import TrainingMethodConfig, cached_training, check_distillation
 
 BACKENDS = ("auto", "torch_ao", "torchao")
@@ -84,11 +85,7 @@ class FbgemmDynamicFakeQuantLinear(nn.Module):
 
     @torch.no_grad()
     def to_linear(self) -> nn.Linear:
-        linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None, device=self.weight.device, dtype=self.weight.dtype)
-        linear.weight.copy_(self.weight)
-        if self.bias is not None:
-            linear.bias.copy_(self.bias)
-        return linear
+        return plain_linear(self.weight, self.bias)
 
 
 def prepare(model: nn.Module, backend: str) -> None:

@@ -25,6 +25,16 @@ def record_shapes(model) -> None:
     setattr(model.config, SHAPES_KEY, layer_shapes(model))
 
 
+def plain_linear(weight: torch.Tensor, bias) -> nn.Linear:
+    """A plain nn.Linear holding copies of `weight` (out x in) and `bias` (or None), same device and dtype."""
+    linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        linear.weight.copy_(weight)
+        if bias is not None:
+            linear.bias.copy_(bias)
+    return linear
+
+
 def _sliced_linear(linear: nn.Linear, rows=None, cols=None) -> nn.Linear:
     """A new Linear holding only the given output rows / input columns (None: keep all)."""
     weight = linear.weight.detach()
@@ -32,14 +42,8 @@ def _sliced_linear(linear: nn.Linear, rows=None, cols=None) -> nn.Linear:
         weight = weight[rows]
     if cols is not None:
         weight = weight[:, cols]
-    bias = linear.bias
-    new = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device=weight.device, dtype=weight.dtype)
-    with torch.no_grad():
-        new.weight.copy_(weight)
-        if bias is not None:
-            new.bias.copy_(bias.detach() if rows is None else bias.detach()[rows])
-    new.train(linear.training)
-    return new
+    bias = None if linear.bias is None else (linear.bias.detach() if rows is None else linear.bias.detach()[rows])
+    return plain_linear(weight, bias).train(linear.training)
 
 
 def _head_rows(heads: list[int], head_size: int) -> torch.Tensor:
