@@ -100,7 +100,7 @@ class KdLogits(Method):
         self.info.update(description)
 
         def build():
-            trained, losses = train_with_distillation(self, ctx, model, student, distill, teacher=teacher)
+            trained, losses = train_with_distillation(self, ctx, student, distill, teacher=teacher)
             return trained, {"losses": losses}
 
         trained = cached_training(self, ctx, model, build, lambda d: load_float_model(d, student), teacher=teacher)

@@ -317,7 +317,7 @@ class EarlyExit(Method):
             flags = {p: p.requires_grad for p in model.parameters()}
             device = next(model.parameters()).device
             try:
-                trained = run_training(self, ctx, model, student=RampTrainingModel(model, ramps))
+                trained = run_training(self, ctx, student=RampTrainingModel(model, ramps))
             finally:  # the backbone is the runner's model: give it back as it was (device, gradients)
                 model.to(device)
                 for p, flag in flags.items():

@@ -90,7 +90,7 @@ def summarize_losses(history: list[dict], window: int = 10) -> dict:
     return {"steps": len(history), "first": {k: mean(history[:window], k) for k in keys}, "last": {k: mean(history[-window:], k) for k in keys}}
 
 
-def train_with_distillation(method: Method, ctx, model, student, distill: DistillLoss, teacher=None,
+def train_with_distillation(method: Method, ctx, student, distill: DistillLoss, teacher=None,
                             callbacks=None, extra_loss=None, param_groups=None) -> tuple[nn.Module, dict]:
     """One DistillationTrainer run (teacher frozen for its duration); returns (student, loss summary)."""
     trainer_class = distillation_trainer_class()
@@ -103,7 +103,7 @@ def train_with_distillation(method: Method, ctx, model, student, distill: Distil
 
     device = training_device(ctx)
     with frozen(teacher if distill.uses_teacher else None, device):
-        student = run_training(method, ctx, model, student=student, trainer_class=_Recording, trainer_kwargs={
+        student = run_training(method, ctx, student=student, trainer_class=_Recording, trainer_kwargs={
             "teacher": teacher if distill.uses_teacher else None, "distill": distill, "callbacks": callbacks,
             "extra_loss": extra_loss, "param_groups": param_groups,
         })

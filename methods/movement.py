@@ -246,7 +246,7 @@ class GradualMagnitude(Method):
             if self.mode == "movement":
                 groups = [{"params": [m.mask_scores for m in wrapped.values()], "lr": cfg.score_learning_rate, "weight_decay": 0.0}]
             distill = DistillLoss(alpha=cfg.alpha if cfg.distill else 0.0, temperature=cfg.temperature, regression=ctx.task.config.is_regression)
-            student, losses = train_with_distillation(self, ctx, model, student, distill, teacher=teacher,
+            student, losses = train_with_distillation(self, ctx, student, distill, teacher=teacher,
                                                       callbacks=[_schedule_callback(wrapped, cfg, trace)], param_groups=groups)
             unwrap_linears(student, wrapped, cfg.sparsity)
             schedule = {"steps": len(trace), "first": trace[:1], "at_quarter": trace[len(trace) // 4: len(trace) // 4 + 1],

@@ -214,7 +214,7 @@ class QatInt8(Method):
             fake = fake_quant_modules(student)
             distill = DistillLoss(alpha=cfg.alpha if cfg.distill else 0.0, temperature=cfg.temperature, regression=ctx.task.config.is_regression)
             callbacks = [_mask_lock_callback(masks)] if masks else None
-            student, losses = train_with_distillation(self, ctx, model, student, distill, teacher=teacher, callbacks=callbacks)
+            student, losses = train_with_distillation(self, ctx, student, distill, teacher=teacher, callbacks=callbacks)
             remove_fake_quant(student, backend)
             return student.eval(), {"losses": losses, "fake_quantized_linears": fake, "locked_sparse_matrices": len(masks)}
 

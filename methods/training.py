@@ -82,7 +82,7 @@ def effective_finetune(ctx, cfg: TrainingMethodConfig):
     return replace(base, **overrides)
 
 
-def run_training(method: Method, ctx, model, *, student, trainer_class=None, trainer_kwargs=None, data=None):
+def run_training(method: Method, ctx, *, student, trainer_class=None, trainer_kwargs=None, data=None):
     """harness.finetune.train on `student` with the method's data slice, epochs and hyperparameters."""
     from harness.finetune import train
 
