@@ -10,7 +10,6 @@ import importlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from harness.config import ModelConfig, TaskConfig
 from harness.errors import ConfigError
@@ -24,8 +23,9 @@ PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 class LoadedModel:
     model: object
     tokenizer: object
-    location: str  # directory or hub id the weights came from ("random" for random init)
+    location: str  # directory or hub id of the checkpoint (its config and tokenizer; its weights unless random_init)
     needs_finetune: bool
+    random_init: bool = False  # model.init=random: the weights are random, accuracy is not measured
     notes: list = field(default_factory=list)
 
 
@@ -87,7 +87,7 @@ def load_model(cfg: ModelConfig, task: TaskConfig) -> LoadedModel:
         model = head_class(task).from_config(config, trust_remote_code=False)
         notes.append("random init: weights are random, accuracy is not measured (size/latency only)")
         tokenizer = _tokenizer_or_embedded(location, notes)
-        return LoadedModel(model, tokenizer, "random", needs_finetune=False, notes=notes)
+        return LoadedModel(model, tokenizer, location, needs_finetune=False, notes=notes, random_init=True)
     model = head_class(task).from_pretrained(location, trust_remote_code=False, use_safetensors=None if cfg.allow_pickle else True, **head_kwargs(task))
     tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=False)
     needs_finetune = cfg.finetuned_task != task.name

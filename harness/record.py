@@ -12,11 +12,27 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal, Optional, TypedDict
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "2.0"
 STATUSES = ("ok", "failed", "unsupported")
+# Schema history (load_record migrates older majors to the current one, in memory):
+#   1.0  method section without category / provenance / sparse (the report looked them up in a
+#        name table); "sparse" inside the method's free-form info; no "artifact" key on records
+#        that failed or were unsupported.
+#   2.0  method.category / method.provenance / method.sparse written by Method.describe();
+#        every section below declared; "artifact" always present (null when not measured).
+
+
+class CellNames(TypedDict):
+    """The cell's coordinates in the benchmark grid: short config names, used in tables and file names."""
+
+    method: str  # conf/method/<name>.yaml's name (method.name)
+    model: str
+    task: str
+    hardware: str
 
 
 class LatencyStats(TypedDict, total=False):
+    label: str  # e.g. "fixed bs=1 n=128"
     batch_size: int
     seq_len: Optional[int]  # None for real-length batches
     mode: str  # eager | compile | cudagraphs
@@ -30,6 +46,16 @@ class LatencyStats(TypedDict, total=False):
     throughput_per_s: float  # samples / s
     p50_ci95_ms: list  # bootstrap [low, high]
     values_ms: list  # raw samples
+    warmup: dict  # how many calls warmed up and why they stopped
+    duration_s: float  # wall time of the timed calls
+    stopped_by: str  # which stop rule ended the timing loop
+
+
+class LatencySection(TypedDict):
+    fixed: list  # [LatencyStats] per batch size, padded/truncated to task.max_seq_length (the survey's setting)
+    real_length: list  # [LatencyStats] per batch size, dynamic padding (empty when measure.real_length_latency is false)
+    mode: str  # how the model was wrapped (hardware.compile, described)
+    notes: list  # why a figure is missing or suspect
 
 
 class SizeSection(TypedDict, total=False):
@@ -38,7 +64,7 @@ class SizeSection(TypedDict, total=False):
     nonzero_params_total: int
     bytes_dense: int  # in-memory bytes of all tensors as stored (quantized weights count as int8)
     bytes_without_embeddings: int
-    bytes_sparse: Optional[int]  # bitmask + non-zero values, when the method makes weights sparse
+    bytes_sparse: Optional[int]  # bitmask + non-zero values; None unless the method zeroes weights (method.sparse)
     disk_bytes: Optional[int]  # the saved artifact on disk
     pct_of_baseline_with_emb: Optional[float]  # the survey's "w/ emb" column, by bytes
     pct_of_baseline_without_emb: Optional[float]
@@ -46,26 +72,155 @@ class SizeSection(TypedDict, total=False):
     baseline_bytes_without_embeddings: int
 
 
+class MemorySection(TypedDict, total=False):
+    device: str  # cpu | cuda
+    repeats: int  # forward passes of the throughput batch while sampling
+    duration_s: float
+    baseline_rss_bytes: int  # process RSS before the passes
+    peak_rss_bytes: int
+    delta_rss_bytes: int  # peak - baseline: what inference added
+    rss_peak_method: str  # sampled | ru_maxrss
+    rss_samples: int
+    sample_interval_ms: float
+    cuda_max_allocated_bytes: Optional[int]  # torch allocator peak (cuda only)
+    cuda_max_reserved_bytes: Optional[int]
+    nvml_process_peak_bytes: Optional[int]  # driver view of this process (cuda only, when NVML allows)
+    nvml_device_peak_bytes: Optional[int]
+    notes: list
+    batch_size: int  # the throughput batch: max(hardware.batch_sizes)
+    seq_len: int
+
+
+class EnergySection(TypedDict, total=False):
+    joules_total: Optional[float]  # the headline source's energy over the measured calls
+    joules_per_sample: Optional[float]
+    samples: Optional[int]
+    duration_s: float
+    provenance: Optional[str]  # measured:rapl | measured:nvml | estimated:codecarbon-tdp; None: no source usable
+    source: Optional[str]  # the headline source's name
+    scope: Optional[str]  # what the headline source covers (cpu packages, gpu, cpu + ram (+ gpu))
+    reason: Optional[str]  # why there is no headline figure
+    sources: dict  # name -> that source's own entry (available, reason, joules, ...)
+    co2_kg: Optional[float]  # codecarbon's estimate, whatever the headline
+    calls: int  # forward calls measured
+    batch_size: int
+    seq_len: int
+
+
+class FlopsSection(TypedDict, total=False):
+    flops_per_sample: float  # 2 x MACs at batch 1, fixed length
+    macs_per_sample: float
+    by_module_type: dict  # module type -> flops per sample
+    batch_size: int
+    seq_len: int
+    note: str  # what is counted and what is not
+    real_length_flops_per_sample: float  # averaged over real-length eval batches
+
+
+class MethodSection(TypedDict, total=False):
+    """Method.describe(): the declared facts first, then the method's own free-form info."""
+
+    name: str
+    category: str  # the survey family (methods.base.SURVEY_CATEGORIES); the report's row group
+    provenance: str  # A (task-agnostic), S (task-specific), "A,S" or "" (the baseline)
+    needs: str  # nothing | calibration | training (Method.needs_for(config))
+    sparse: bool  # the method zeroed weights: size.bytes_sparse is meaningful
+    config: dict  # the method's resolved config dataclass
+    training: dict  # training methods: cache key, wall time, energy, losses (methods.training.cached_training)
+    # ... plus method-specific keys (backend, kept_heads, ranks, ...), documented on each method
+
+
+class TrainingSection(TypedDict, total=False):
+    """The baseline fine-tune (harness.stages.finetune_baseline)."""
+
+    finetuned: bool  # False: the checkpoint already had the task head, or random init
+    reason: str  # why not fine-tuned
+    key: str  # the fine-tune cache key
+    wall_time_s: float  # of the original training run (also on cache hits)
+    created: str  # when the cached model was trained
+    train_samples: int
+    epochs: float
+    energy: Optional[dict]  # an EnergySection of the training run
+    cache_hit: bool
+    cache_dir: str
+
+
+class ArtifactSection(TypedDict, total=False):
+    digest_before_accuracy: str  # sha256 prefix over the measured model's tensors, before scoring
+    digest_after_measurement: str  # the same after every pass: equal digests prove one object was scored and timed
+
+
+class SubsetFlags(TypedDict):
+    train_subset: bool  # task.finetune.max_train_samples was set
+    eval_subset: bool  # task.max_eval_samples was set: scores are not comparable with full-split ones
+
+
+class DataSection(TypedDict, total=False):
+    fingerprints: dict  # data file (or hub dataset@revision) -> sha256: always present
+    counts: dict  # split -> examples (raw and after filtering); ok / unsupported-after-load records
+    notes: list  # e.g. "train subset: 2000 of 67349 (shuffled with seed 42)"
+    subset: SubsetFlags
+
+
+class CpuInfo(TypedDict, total=False):
+    model: str
+    logical_cores: int
+    physical_cores: int
+    isa: dict  # flag -> present (avx2, avx512_bf16, amx_tile, ...)
+    torch_cpu_capability: str
+
+
+class GpuInfo(TypedDict, total=False):
+    name: str
+    count: int
+    index: int
+    memory_bytes: int
+    compute_capability: str
+    driver: Optional[str]
+    cuda_runtime: Optional[str]
+    cudnn: Optional[int]
+
+
+class EnvironmentSection(TypedDict, total=False):
+    cpu: CpuInfo
+    ram_bytes: int
+    os: str
+    python: str
+    packages: dict  # distribution -> version (None: not installed)
+    gpu: Optional[GpuInfo]  # None: no CUDA device
+    git: dict  # {"commit", "dirty"} of the project checkout
+    hostname_hash: str
+    threads: Any  # int at collection; the runner replaces it by configure_threads()'s {"intra_op", "inter_op", "affinity", "notes"}
+    interop_threads: int
+    affinity: Optional[list]
+    load_avg_1m: Optional[float]  # contention hint
+    fingerprint: str  # machine class (CPU model, cores, GPU, torch): speedups only compare equal fingerprints
+    hardware: dict  # the hardware config's name, device, dtype, compile, thread settings
+    concurrent_cells: Any  # harness.sweep: other cells sharing the machine while this one measured
+    concurrency: Any  # harness.sweep's lease description
+
+
 class Record(TypedDict):
-    schema_version: str
+    schema_version: str  # SCHEMA_VERSION of the writer
     status: Literal["ok", "failed", "unsupported"]
-    reason: Optional[str]  # why failed / unsupported / accuracy null
-    cell: dict  # {method, model, task, hardware}: short names for tables
-    config: dict  # the resolved config
-    config_hash: str
-    metrics: Optional[dict]  # task metrics (+ "ci95": {metric: [lo, hi]}), None when not measured
-    metrics_notes: list  # e.g. "evaluated on a 200-sample subset", "random init: accuracy not meaningful"
+    reason: Optional[str]  # why failed / unsupported
+    cell: CellNames
+    config: dict  # the resolved config (harness.config.CellConfig as a dict)
+    config_hash: str  # what makes a measurement different (harness.runner.config_hash)
+    metrics: Optional[dict]  # task metrics, flat ("accuracy"; "accuracy_matched" per extra eval split) + "ci95": {metric: [lo, hi]} + "eval_examples"; None when not measured
+    metrics_notes: list  # e.g. "subset: evaluated on ...", "accuracy not measured: random init"
     size: Optional[SizeSection]
-    latency: Optional[dict]  # {"fixed": [LatencyStats...], "real_length": [...], "notes": [...]}
-    memory: Optional[dict]
-    energy: Optional[dict]
-    flops: Optional[dict]
-    method: Optional[dict]  # what the method did (Method.describe())
-    training: Optional[dict]  # fine-tune / method training cost: wall time, cache hit, energy
+    latency: Optional[LatencySection]
+    memory: Optional[MemorySection]
+    energy: Optional[EnergySection]
+    flops: Optional[FlopsSection]
+    method: Optional[MethodSection]  # None only when the method could not be built
+    training: Optional[TrainingSection]
+    artifact: Optional[ArtifactSection]
     timings: dict  # stage -> seconds
-    data: dict  # file -> sha256, sample counts, subset flags
-    environment: dict
-    created_at: str
+    data: DataSection
+    environment: EnvironmentSection
+    created_at: str  # ISO 8601, UTC
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
@@ -80,10 +235,7 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        os.unlink(tmp)  # os.replace did not run: the temp file is still there
         raise
     return path
 
@@ -103,8 +255,9 @@ def record_path(results_dir: str | os.PathLike, cell: dict, config_hash: str) ->
     return Path(results_dir) / "records" / f"{name}.json"
 
 
-def load_record(path: str | os.PathLike) -> dict:
-    """Read and minimally validate a record; raises ValueError naming the file otherwise."""
+def load_record(path: str | os.PathLike) -> Record:
+    """Read and minimally validate a record, migrating older schema versions to the current one;
+    raises ValueError naming the file otherwise."""
     try:
         with open(path) as handle:
             obj = json.load(handle)
@@ -115,8 +268,50 @@ def load_record(path: str | os.PathLike) -> dict:
     missing = [k for k in ("schema_version", "config", "config_hash", "metrics", "size", "latency", "environment", "status") if k not in obj]
     if missing:
         raise ValueError(f"{path}: not a record (missing {', '.join(missing)})")
-    if str(obj["schema_version"]).split(".")[0] != SCHEMA_VERSION.split(".")[0]:
-        raise ValueError(f"{path}: schema_version {obj['schema_version']} is not supported (expected {SCHEMA_VERSION})")
+    major = str(obj["schema_version"]).split(".")[0]
+    if major not in MIGRATIONS and major != SCHEMA_VERSION.split(".")[0]:
+        supported = ", ".join(sorted({*(f"{m}.x" for m in MIGRATIONS), SCHEMA_VERSION}))
+        raise ValueError(f"{path}: schema_version {obj['schema_version']} is not supported (readable: {supported})")
     if obj["status"] not in STATUSES:
         raise ValueError(f"{path}: unknown status {obj['status']!r}")
+    while major in MIGRATIONS:
+        obj = MIGRATIONS[major](obj)
+        major = str(obj["schema_version"]).split(".")[0]
     return obj
+
+
+def migrate_1_to_2(record: dict) -> dict:
+    """1.x -> 2.0: the method describes itself; "sparse" leaves the free-form info; "artifact" always present.
+
+    Category and provenance come from the method class the record's config names
+    (config.method._target_), imported only inside the `methods` package; a class that no longer
+    exists leaves the category empty (the report shows such rows under "Other"). Importing a family
+    imports torch, so a report over 1.x records pays that once per process; 2.x records need nothing.
+    """
+    record = dict(record)
+    method = dict(record.get("method") or {})
+    if record.get("method") is not None or method:
+        info_sparse = bool(method.pop("sparse", False))
+        target = ((record.get("config") or {}).get("method") or {}).get("_target_", "")
+        category, provenance = _declared_category(target)
+        method = {"category": category, "provenance": provenance, "sparse": info_sparse, **method}
+        record["method"] = method
+    record.setdefault("artifact", None)
+    record["schema_version"] = "2.0"
+    return record
+
+
+def _declared_category(target: str) -> tuple[str, str]:
+    import importlib
+
+    module_name, _, class_name = str(target).rpartition(".")
+    if not module_name.startswith("methods.") and module_name != "methods":
+        return "", ""
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError):
+        return "", ""
+    return getattr(cls, "category", ""), getattr(cls, "provenance", "")
+
+
+MIGRATIONS = {"1": migrate_1_to_2}  # major version -> function producing the next version

@@ -7,17 +7,14 @@ import dataclasses
 import datetime
 import gc
 import os
-import shutil
-import tempfile
 import time
 import traceback
 from contextlib import contextmanager
-from pathlib import Path
 
 from harness.config import CellConfig
 from harness.errors import UnsupportedError
 from harness.finetune import CACHE_VERSION, stable_hash
-from harness.record import SCHEMA_VERSION, load_record, record_path, write_json_atomic
+from harness.record import SCHEMA_VERSION, Record
 
 
 MEASUREMENT_PASSES = ("latency", "memory", "energy", "flops")
@@ -33,10 +30,10 @@ def config_dict(cell: CellConfig) -> dict:
 
 def needs_train_data(cell: CellConfig) -> bool:
     """Decided from config alone, so the pre-flight check and the run fingerprint the same files."""
-    from methods.base import build_method
+    from methods.base import method_class
 
     finetunes = cell.model.init == "pretrained" and cell.model.finetuned_task != cell.task.name
-    return finetunes or build_method(cell.method).needs != "nothing" or cell.method.recover_epochs > 0
+    return finetunes or method_class(cell.method._target_).needs_for(cell.method) != "nothing"
 
 
 def times_against_reference(cell: CellConfig, method) -> bool:
@@ -54,13 +51,6 @@ def config_hash(cell: CellConfig, fingerprints: dict) -> str:
     return stable_hash({"config": semantic, "data": fingerprints, "cache_version": CACHE_VERSION})
 
 
-def existing_success(path: Path) -> bool:
-    try:
-        return load_record(path)["status"] == "ok"
-    except (ValueError, FileNotFoundError):
-        return False
-
-
 class StageTimer:
     def __init__(self):
         self.seconds: dict = {}
@@ -74,7 +64,7 @@ class StageTimer:
             self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - start, 3)
 
 
-def base_record(cell: CellConfig, chash: str, fingerprints: dict, status: str, reason=None) -> dict:
+def base_record(cell: CellConfig, cell_hash: str, fingerprints: dict, status: str, reason=None) -> Record:
     from harness.measure import collect_environment
 
     return {
@@ -83,7 +73,7 @@ def base_record(cell: CellConfig, chash: str, fingerprints: dict, status: str, r
         "reason": reason,
         "cell": cell_names(cell),
         "config": config_dict(cell),
-        "config_hash": chash,
+        "config_hash": cell_hash,
         "metrics": None,
         "metrics_notes": [],
         "size": None,
@@ -93,6 +83,7 @@ def base_record(cell: CellConfig, chash: str, fingerprints: dict, status: str, r
         "flops": None,
         "method": None,
         "training": None,
+        "artifact": None,
         "timings": {},
         "data": {"fingerprints": fingerprints},
         "environment": collect_environment(cell.hardware),
@@ -100,35 +91,35 @@ def base_record(cell: CellConfig, chash: str, fingerprints: dict, status: str, r
     }
 
 
-def run_cell(cell: CellConfig, chash: str, fingerprints: dict) -> dict:
+def run_cell(cell: CellConfig, cell_hash: str, fingerprints: dict) -> Record:
     """Measure one cell and return its record (not yet written)."""
     import torch  # noqa: F401 - imported before quieting: its logging setup resets levels
 
-    from harness import measure, quiet_third_party_logs, stages as steps
+    from harness import measure, quiet_third_party_logs, stages
     from methods.base import build_method
 
     quiet_third_party_logs()
     method = build_method(cell.method)
     reason = method.unsupported_reason(cell.hardware)
-    record = base_record(cell, chash, fingerprints, "unsupported" if reason else "ok", reason)
+    record = base_record(cell, cell_hash, fingerprints, "unsupported" if reason else "ok", reason)
     record["method"] = method.describe()
     if reason:
         return record
     timer = StageTimer()
     record["environment"]["threads"] = measure.configure_threads(cell.hardware)
-    steps.seed_everything(cell.seed)
+    stages.seed_everything(cell.seed)
     with timer("load_model"):
-        loaded = steps.load(cell)
+        loaded = stages.load(cell)
     with timer("load_data"):
-        task_data = steps.load_data(cell, loaded.tokenizer, need_train=needs_train_data(cell))
-    record["data"].update(counts=task_data.counts, notes=task_data.notes, subset=steps.is_subset(cell, task_data))
+        task_data = stages.load_data(cell, loaded.tokenizer, need_train=needs_train_data(cell))
+    record["data"].update(counts=task_data.counts, notes=task_data.notes, subset=stages.subset_flags(cell))
     with timer("finetune"):
-        model, record["training"] = steps.finetune_baseline(cell, loaded, task_data)
+        model, record["training"] = stages.finetune_baseline(cell, loaded, task_data)
     baseline_size = measure.measure_size(model)
     # An untouched copy of the fine-tuned baseline, timed beside the method in the latency pass
     # (methods may modify `model` in place).
     reference = copy.deepcopy(model) if times_against_reference(cell, method) else None
-    context = steps.method_context(cell, loaded.tokenizer, task_data, model)
+    context = stages.method_context(cell, loaded.tokenizer, task_data, model)
     with timer("method"):
         try:
             model = method.apply(model, context)
@@ -137,38 +128,38 @@ def run_cell(cell: CellConfig, chash: str, fingerprints: dict) -> dict:
             return record
     record["method"] = method.describe()
     with timer("save_artifact"):
-        record["size"] = steps.measure_artifact(method, model, baseline_size)
-    model = steps.to_device(model, cell.hardware)
+        record["size"] = stages.measure_artifact(method, model, baseline_size)
+    model = stages.to_device(model, cell.hardware)
     if reference is not None:
-        reference = steps.to_device(reference, cell.hardware)
+        reference = stages.to_device(reference, cell.hardware)
     # Accuracy and latency are measured on this same object (MLPerf TEST01's idea).
-    record["artifact"] = {"digest_before_accuracy": steps.model_digest(model)}
+    record["artifact"] = {"digest_before_accuracy": stages.model_digest(model)}
     with timer("accuracy"):
-        record["metrics"], record["metrics_notes"] = steps.accuracy(cell, model, loaded, task_data)
+        record["metrics"], record["metrics_notes"] = stages.accuracy(cell, model, loaded, task_data)
     record["metrics_notes"] += loaded.notes
     # Each pass runs on its own so trackers never perturb each other's numbers.
     for measurement in MEASUREMENT_PASSES:
         if getattr(cell.measure, measurement):
             extra = {"reference": reference} if measurement == "latency" else {}
             with timer(measurement):
-                record[measurement] = getattr(steps, measurement)(cell, model, loaded.tokenizer, task_data, **extra)
+                record[measurement] = getattr(stages, measurement)(cell, model, loaded.tokenizer, task_data, **extra)
         if measurement == "latency":
             reference = None  # free it before the memory pass reads peak RSS
             gc.collect()
-    record["artifact"]["digest_after_measurement"] = steps.model_digest(model)
+    record["artifact"]["digest_after_measurement"] = stages.model_digest(model)
     record["timings"] = timer.seconds
     return record
 
 
-def failed_record(cell: CellConfig, chash: str, fingerprints: dict, error: str) -> dict:
-    return base_record(cell, chash, fingerprints, "failed", error)
+def failed_record(cell: CellConfig, cell_hash: str, fingerprints: dict, error: str) -> Record:
+    return base_record(cell, cell_hash, fingerprints, "failed", error)
 
 
-def execute(cell: CellConfig, chash: str, fingerprints: dict) -> dict:
+def execute(cell: CellConfig, cell_hash: str, fingerprints: dict) -> Record:
     """run_cell, turning any exception into a failed record (the sweep goes on)."""
     try:
-        return run_cell(cell, chash, fingerprints)
+        return run_cell(cell, cell_hash, fingerprints)
     except Exception as err:  # noqa: BLE001 - every failure must become a record
         last = traceback.extract_tb(err.__traceback__)[-1]
         message = f"{err.__class__.__name__}: {err} (at {os.path.basename(last.filename)}:{last.lineno})"
-        return failed_record(cell, chash, fingerprints, message)
+        return failed_record(cell, cell_hash, fingerprints, message)

@@ -12,6 +12,7 @@ from harness import measure
 from harness.config import CellConfig
 from harness.finetune import cached_finetune, finetune_key, train
 from harness.models import LoadedModel, describe_source, head_class, load_model
+from harness.tasks.types import MODEL_INPUTS
 from methods.base import MethodContext
 
 
@@ -33,7 +34,8 @@ def load_data(cell: CellConfig, tokenizer, need_train: bool):
     return load_task(cell.task, tokenizer, cell.paths.data_root, cell.seed, need_train=need_train)
 
 
-def is_subset(cell: CellConfig, task_data) -> dict:
+def subset_flags(cell: CellConfig) -> dict:
+    """The record's data.subset: which splits were cut to a subset by the config."""
     return {
         "train_subset": cell.task.finetune.max_train_samples is not None,
         "eval_subset": cell.task.max_eval_samples is not None,
@@ -43,7 +45,7 @@ def is_subset(cell: CellConfig, task_data) -> dict:
 def finetune_baseline(cell: CellConfig, loaded: LoadedModel, task_data):
     """Fine-tune the pretrained checkpoint for the task once; every method in a sweep reuses it."""
     if not loaded.needs_finetune:
-        return loaded.model.eval(), {"finetuned": False, "reason": "checkpoint already has a task head" if loaded.location != "random" else "random init"}
+        return loaded.model.eval(), {"finetuned": False, "reason": "random init" if loaded.random_init else "checkpoint already has a task head"}
     key = finetune_key(describe_source(cell.model), cell.task, cell.task.finetune, cell.seed, task_data.fingerprints)
 
     def build():
@@ -84,7 +86,7 @@ def measure_artifact(method, model, baseline_size: dict) -> dict:
     with tempfile.TemporaryDirectory(prefix="compbench-artifact-") as directory:
         method.save(model, directory)
         size = measure.measure_size(model, baseline_sizes=baseline_size, artifact_dir=directory)
-    if not method.info.get("sparse"):
+    if not method.sparse:
         size["bytes_sparse"] = None  # only meaningful when the method zeroes weights
     return size
 
@@ -125,8 +127,8 @@ def model_digest(model) -> str:
 def accuracy(cell: CellConfig, model, loaded: LoadedModel, task_data):
     from harness.tasks import evaluate_model, metric_fn
 
-    if loaded.location == "random" or not cell.measure.accuracy:
-        return None, ["accuracy not measured: random init" if loaded.location == "random" else "accuracy disabled"]
+    if loaded.random_init or not cell.measure.accuracy:
+        return None, ["accuracy not measured: random init" if loaded.random_init else "accuracy disabled"]
     metrics, notes = {}, []
     for name, split in task_data.eval.items():
         result = evaluate_model(model, split, loaded.tokenizer, device=cell.hardware.device)
@@ -146,8 +148,6 @@ def accuracy(cell: CellConfig, model, loaded: LoadedModel, task_data):
 def _eval_split(task_data):
     return next(iter(task_data.eval.values()))
 
-
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def _rows(features, start: int, count: int, seq_len=None) -> list:

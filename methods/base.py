@@ -1,13 +1,19 @@
-"""The method protocol: a config dataclass + a class that applies it.
+"""The method protocol: a config dataclass + a class that applies it and describes itself.
 
 A method YAML (conf/method/<name>.yaml) names its class with `_target_`; the class names its
-config dataclass in `config_class`. Adding a method is one class in methods/<family>.py and one
-YAML: nothing else changes.
+config dataclass in `config_class` and declares what the rest of the harness must know about it:
+its survey category and provenance (written into every record by `describe()`, read by the
+report), the data it needs (`needs_for(config)`), the devices it runs on. Adding a method is one
+class and one YAML: nothing else changes.
 
     class DynamicInt8(Method):
         config_class = DynamicInt8Config
+        category = "Quantization"
         devices = ("cpu",)
         def apply(self, model, ctx): ...
+
+A method that changes shapes or tensor formats registers how to rebuild them next to its code
+(methods/artifacts.py: `register_structure`, `register_format`).
 """
 
 from __future__ import annotations
@@ -18,7 +24,26 @@ from typing import Any, Callable, ClassVar, Optional
 
 from harness.errors import ConfigError, check
 
-NEEDS = ("nothing", "calibration", "training")
+NEEDS = ("nothing", "calibration", "training")  # ordered: each needs at least what the previous one does
+# The row groups of Ganesh et al. (2021), Table 1, in the survey's order.
+SURVEY_CATEGORIES = (
+    "Baseline",
+    "Quantization",
+    "Unstructured Pruning",
+    "Structured Pruning",
+    "KD from Output Logits",
+    "KD from Attn.",
+    "Multiple KD combined",
+    "Matrix Decomposition",
+    "Dynamic Inference",
+    "Param. Sharing",
+    "Pruning with KD",
+    "Quantization with KD",
+    "Compound",
+)
+# The survey's provenance column: A = task-agnostic compression, S = task-specific. Our methods
+# compress a model that is already fine-tuned, so almost all are S; the baseline has none.
+PROVENANCES = ("", "A", "S", "A,S")
 
 
 @dataclass
@@ -37,6 +62,23 @@ def check_calibration(config) -> None:
     check(config.batch_size >= 1, "method.batch_size", f"must be >= 1, got {config.batch_size}")
 
 
+def check_exactly_one(config, first: str, second: str) -> None:
+    """For a pair of alternative parameters (e.g. rank / energy): exactly one must be set."""
+    check((getattr(config, first) is None) != (getattr(config, second) is None), f"method.{first}",
+          f"give exactly one of method.{first} and method.{second} (set the other to null)")
+
+
+def cuda_capability_reason(minimum: tuple[int, int], feature_needs: str) -> Optional[str]:
+    """Why the visible GPU cannot run a feature (compute capability below `minimum`), or None.
+    `feature_needs` starts the sentence: "fp8 needs", "2:4 sparse kernels need"."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.get_device_capability() < minimum:
+        major, minor = torch.cuda.get_device_capability()
+        return f"unsupported on cuda: {feature_needs} compute capability >= {minimum[0]}.{minimum[1]}, this GPU has {major}.{minor}"
+    return None
+
+
 @dataclass
 class MethodContext:
     """What a method may use besides the model. Built by the runner; cheap to construct."""
@@ -53,12 +95,32 @@ class MethodContext:
 
 class Method:
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
-    needs: ClassVar[str] = "nothing"
+    category: ClassVar[str] = ""  # one of SURVEY_CATEGORIES; build_method refuses a class without one
+    provenance: ClassVar[str] = "S"  # one of PROVENANCES
+    needs: ClassVar[str] = "nothing"  # what apply() itself reads; needs_for(config) adds the recovery fine-tune
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+    # True when apply() leaves weights that must not be fine-tuned afterwards (quantized or cast):
+    # a pipeline runs its recovery fine-tune before the first such step.
+    freezes_weights: ClassVar[bool] = False
+    # Part of the training cache key of training methods: bump when the training code changes results.
+    training_code_version: ClassVar[int] = 1
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.category and cls.category not in SURVEY_CATEGORIES:
+            raise TypeError(f"{cls.__name__}.category {cls.category!r} is not a survey category {SURVEY_CATEGORIES}")
+        if cls.provenance not in PROVENANCES or cls.needs not in NEEDS:
+            raise TypeError(f"{cls.__name__}: provenance must be one of {PROVENANCES}, needs one of {NEEDS}")
 
     def __init__(self, config: MethodConfig):
         self.config = config
         self.info: dict = {}  # what the method did, for the record (backend, achieved sparsity, ...)
+        self.sparse = False  # apply() zeroed weights: the record's size reports the sparse storage too
+
+    @classmethod
+    def needs_for(cls, config: MethodConfig) -> str:
+        """What a run of this config needs, decided from the config alone (no model, no method object)."""
+        return "training" if config.recover_epochs > 0 else cls.needs
 
     def unsupported_reason(self, hardware) -> Optional[str]:
         """None when the method can run on `hardware`, else why not (recorded, never silently skipped)."""
@@ -78,15 +140,30 @@ class Method:
         return model
 
     def save(self, model, directory: str) -> None:
-        """Persist the compressed artifact; its bytes on disk are the record's size.disk_bytes."""
-        model.save_pretrained(directory, safe_serialization=True)
+        """Persist the compressed artifact; its bytes on disk are the record's size.disk_bytes.
+        methods.artifacts.load_artifact must rebuild it (the default: safetensors + registered structures)."""
+        from methods.artifacts import save_float
+
+        save_float(model, directory)
 
     def describe(self) -> dict:
-        return {"name": self.config.name, "needs": self.needs, "config": asdict(self.config), **self.info}
+        """The record's `method` section (harness.record.MethodSection)."""
+        return {
+            "name": self.config.name,
+            "category": self.category,
+            "provenance": self.provenance,
+            "needs": self.needs_for(self.config),
+            "sparse": self.sparse,
+            "config": asdict(self.config),
+            **self.info,
+        }
 
 
 class Baseline(Method):
     """The fine-tuned, uncompressed model: the reference every other cell is compared with."""
+
+    category = "Baseline"
+    provenance = ""
 
     def apply(self, model, ctx):
         return model
@@ -99,6 +176,7 @@ def method_class(target: str) -> type[Method]:
     except (ImportError, AttributeError, ValueError):
         raise ConfigError("method._target_", f"cannot import {target!r}") from None
     check(isinstance(cls, type) and issubclass(cls, Method), "method._target_", f"{target!r} is not a Method")
+    check(bool(cls.category), "method._target_", f"{target!r} declares no survey category (class attribute `category`)", SURVEY_CATEGORIES)
     return cls
 
 

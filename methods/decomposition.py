@@ -3,7 +3,8 @@
 A rank-r pair costs r(m + n) weights instead of mn, so a layer only shrinks (and gets cheaper) when
 r < mn / (m + n); layers where the chosen rank would not reduce parameters are left dense and
 listed in info["skipped"]. Ranks are recorded in config.compbench_low_rank so that
-methods.artifacts.load_artifact rebuilds the factorised modules.
+methods.artifacts.load_artifact rebuilds the factorised modules (the structure registered at the end),
+and dropping encoder layers renumbers the recorded module names.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import torch
 from torch import nn
 
 from harness.errors import check
-from methods.artifacts import LOW_RANK_KEY
-from methods.base import MethodConfig
-from methods.structured import RecoverableMethod, encoder_linear_names
+from methods.anatomy import encoder_linear_names
+from methods.artifacts import register_structure
+from methods.base import Method, MethodConfig, check_exactly_one
+
+LOW_RANK_KEY = "compbench_low_rank"  # config field: {module name: rank}
 
 
 class LowRankLinear(nn.Module):
@@ -72,15 +75,16 @@ class LowRankConfig(MethodConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        check((self.rank is None) != (self.energy is None), "method.rank", "give exactly one of method.rank and method.energy (set the other to null)")
+        check_exactly_one(self, "rank", "energy")
         if self.rank is not None:
             check(isinstance(self.rank, int) and self.rank >= 1, "method.rank", f"must be an integer >= 1, got {self.rank}")
         if self.energy is not None:
             check(0 < self.energy <= 1, "method.energy", f"must be in (0, 1], got {self.energy}")
 
 
-class LowRank(RecoverableMethod):
+class LowRank(Method):
     config_class = LowRankConfig
+    category = "Matrix Decomposition"
 
     def apply(self, model, ctx):
         cfg = self.config
@@ -109,3 +113,21 @@ class LowRank(RecoverableMethod):
             weights_after=after,
         )
         return self.recover(model, ctx)
+
+
+def renumber_module_keys(ranks: dict, kept: list[int], layers_path: str) -> dict:
+    """Module-name keys ("<layers_path>.<layer>.rest") after dropping layers: renumbered or removed."""
+    prefix = layers_path + "."
+    new_index = {old: new for new, old in enumerate(kept)}
+    renamed = {}
+    for name, value in ranks.items():
+        if not name.startswith(prefix):
+            renamed[name] = value
+            continue
+        index, _, rest = name[len(prefix) :].partition(".")
+        if int(index) in new_index:
+            renamed[f"{prefix}{new_index[int(index)]}.{rest}"] = value
+    return renamed
+
+
+register_structure(LOW_RANK_KEY, __name__, rebuild=factorize_skeleton, renumber=renumber_module_keys, order=30)

@@ -34,7 +34,7 @@ same layout: base_model.embeddings / encoder.layer / pooler, model.dropout / cla
 regression (entropy/patience need classes) nor extractive QA.
 
 Artifact: the backbone through save_pretrained + ramps.safetensors + compbench_artifact.json
-(format "early_exit"); `load_early_exit(directory)` rebuilds it.
+(format "early_exit"); `load_artifact(directory)` rebuilds it (the format is registered here).
 """
 
 from __future__ import annotations
@@ -50,8 +50,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import UnsupportedError, check
+from harness.tasks.types import MODEL_INPUTS
 from methods.base import Method
-from methods.distillation import TrainingMethodConfig, cached_training, run_training
+from methods.artifacts import register_format, write_marker
+from methods.training import TrainingMethodConfig, cached_training, run_training
 
 MODES = ("entropy", "patience")
 RAMPS_FILE = "ramps.safetensors"
@@ -261,7 +263,7 @@ def _eval_batches(ctx, samples: Optional[int], batch_size: int = 32) -> list[dic
 
     split = next(iter(ctx.task.eval.values()))
     features = split.features
-    keep = [c for c in features.column_names if c in ("input_ids", "attention_mask", "token_type_ids")]
+    keep = [c for c in features.column_names if c in MODEL_INPUTS]
     count = len(features) if samples is None else min(samples, len(features))
     collate = DataCollatorWithPadding(ctx.tokenizer)
     rows = [{k: features[i][k] for k in keep} for i in range(count)]
@@ -320,8 +322,9 @@ def exit_statistics(early: EarlyExitModel, plain, batches: list[dict]) -> dict:
 
 class EarlyExit(Method):
     config_class = EarlyExitConfig
-    needs: ClassVar[str] = "training"
-    training_version: ClassVar[int] = 2  # 2: ramps start from a fresh init (not the final pooler / classifier)
+    category = "Dynamic Inference"
+    needs = "training"
+    training_code_version = 2  # 2: ramps start from a fresh init (not the final pooler / classifier)
 
     def apply(self, model, ctx):
         cfg = self.config
@@ -334,7 +337,7 @@ class EarlyExit(Method):
             flags = {p: p.requires_grad for p in model.parameters()}
             device = next(model.parameters()).device
             try:
-                trained = run_training(self, ctx, model, student=RampTrainingModel(model, ramps))
+                trained = run_training(self, ctx, student=RampTrainingModel(model, ramps))
             finally:  # the backbone is the runner's model: give it back as it was (device, gradients)
                 model.to(device)
                 for p, flag in flags.items():
@@ -356,20 +359,15 @@ class EarlyExit(Method):
 
 
 def save_early_exit(model: EarlyExitModel, directory: str) -> None:
-    from methods.artifacts import write_marker
-
     model.model.save_pretrained(directory, safe_serialization=True)
     model.ramps.save_pretrained(directory)
-    write_marker(directory, format="early_exit", mode=model.mode, threshold=model.threshold if math.isfinite(model.threshold) else "inf", patience=model.patience)
+    write_marker(directory, model.model.config, format="early_exit", mode=model.mode, threshold=model.threshold if math.isfinite(model.threshold) else "inf", patience=model.patience)
 
 
-def load_early_exit(directory: str) -> EarlyExitModel:
+@register_format("early_exit")
+def load_early_exit(directory: str, config, marker: dict) -> EarlyExitModel:
     import transformers
 
-    from methods.artifacts import read_marker
-
-    marker = read_marker(directory)
-    config = transformers.AutoConfig.from_pretrained(directory)
     model_class = getattr(transformers, (config.architectures or ["BertForSequenceClassification"])[0])
     backbone = model_class.from_pretrained(directory).eval()
     return EarlyExitModel(backbone, RampSet.load(directory), mode=marker["mode"], threshold=float(marker["threshold"]), patience=marker["patience"]).eval()

@@ -3,7 +3,7 @@
 The tokenizer is left alone: the runner keeps feeding original token ids, and the new embedding
 maps them through an `old_to_new` lookup buffer, sending ids never seen in the training split
 to [UNK]'s row. config.vocab_size becomes the kept size and config.compbench_vocab records what
-methods.artifacts.load_artifact needs to rebuild the remapping module.
+methods.artifacts.load_artifact needs to rebuild the remapping module (registered at the end).
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import torch
 from torch import nn
 
 from harness.errors import ConfigError, check
-from methods.artifacts import VOCAB_KEY
-from methods.base import MethodConfig
-from methods.structured import RecoverableMethod
+from methods.artifacts import register_structure
+from methods.base import Method, MethodConfig
+
+VOCAB_KEY = "compbench_vocab"  # config field: {"original_vocab_size", "kept_vocab_size", "unk_token_id", "padding_idx"}
 
 
 class RemappedEmbedding(nn.Embedding):
@@ -59,8 +60,10 @@ class VocabPruneConfig(MethodConfig):
         check(isinstance(self.min_count, int) and self.min_count >= 1, "method.min_count", f"must be an integer >= 1, got {self.min_count}")
 
 
-class VocabPrune(RecoverableMethod):
+class VocabPrune(Method):
     config_class = VocabPruneConfig
+    # Survey family: shrinking the embedding matrix is grouped with embedding factorisation.
+    category = "Matrix Decomposition"
     needs = "calibration"  # reads the training split's token ids
 
     def apply(self, model, ctx):
@@ -97,3 +100,6 @@ class VocabPrune(RecoverableMethod):
             embedding_parameters_removed=(vocab_size - len(kept_ids)) * old.embedding_dim,
         )
         return self.recover(model, ctx)
+
+
+register_structure(VOCAB_KEY, __name__, rebuild=remap_skeleton, order=10)

@@ -20,7 +20,7 @@ DistillationTrainer of methods/distillation.py) is what Sanh et al. report.
 At the end the final masks (exactly s_f per matrix) are multiplied into the weights and the
 Linears swapped back: the artifact is a plain model with zeros, cached and saved with
 save_pretrained. Dense kernels gain nothing; the record's `size.bytes_sparse` (bitmask + non-zeros)
-is the figure that shrinks (info["sparse"] = True).
+is the figure that shrinks (Method.sparse = True).
 """
 
 from __future__ import annotations
@@ -33,8 +33,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import check
+from methods.anatomy import encoder_linear_names
+from methods.artifacts import load_float_model
 from methods.base import Method
-from methods.distillation import DistillLoss, TrainingMethodConfig, cached_training, load_float_model, train_with_distillation
+from methods.kd_losses import DistillLoss
+from methods.kd_trainer import train_with_distillation
+from methods.surgery import plain_linear
+from methods.training import TrainingMethodConfig, cached_training, check_distillation
 
 # ----------------------------------------------------------------------------------------------
 # Schedule and masks
@@ -88,7 +93,6 @@ class _StraightThroughTopK(torch.autograd.Function):
 
 class MaskedLinear(nn.Module):
     """A Linear (same weight/bias Parameters) whose weight is masked in forward."""
-
     def __init__(self, linear: nn.Linear, mode: str, score_init: str = "constant"):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
@@ -125,16 +129,10 @@ class MaskedLinear(nn.Module):
 
     @torch.no_grad()
     def to_linear(self, sparsity: float) -> nn.Linear:
-        linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None, device=self.weight.device, dtype=self.weight.dtype)
-        linear.weight.copy_(self.weight * self.final_mask(sparsity))
-        if self.bias is not None:
-            linear.bias.copy_(self.bias)
-        return linear
+        return plain_linear(self.weight * self.final_mask(sparsity), self.bias)
 
 
 def wrap_linears(model: nn.Module, mode: str, score_init: str = "constant") -> dict[str, MaskedLinear]:
-    from methods.structured import encoder_linear_names
-
     wrapped = {}
     for name in encoder_linear_names(model):
         module = MaskedLinear(model.get_submodule(name), mode, score_init)
@@ -208,8 +206,7 @@ class GradualMagnitudeConfig(TrainingMethodConfig):
         check(0 <= self.initial_warmup < 1, "method.initial_warmup", f"must be in [0, 1), got {self.initial_warmup}")
         check(0 <= self.final_warmup < 1, "method.final_warmup", f"must be in [0, 1), got {self.final_warmup}")
         check(self.initial_warmup + self.final_warmup < 1, "method.final_warmup", "initial_warmup + final_warmup must leave steps to prune in (< 1)")
-        check(0 <= self.alpha <= 1, "method.alpha", f"must be in [0, 1], got {self.alpha}")
-        check(self.temperature > 0, "method.temperature", f"must be > 0, got {self.temperature}")
+        check_distillation(self)
 
 
 @dataclass
@@ -229,13 +226,13 @@ class MovementPruneConfig(GradualMagnitudeConfig):
 
 class GradualMagnitude(Method):
     config_class = GradualMagnitudeConfig
-    needs: ClassVar[str] = "training"
+    category = "Unstructured Pruning"
+    needs = "training"
     mode: ClassVar[str] = "magnitude"
 
     def apply(self, model, ctx):
         import copy
 
-        from methods.structured import encoder_linear_names
 
         cfg = self.config
         teacher = ctx.teacher if (cfg.distill and ctx.teacher is not None) else (model if cfg.distill else None)
@@ -249,7 +246,7 @@ class GradualMagnitude(Method):
             if self.mode == "movement":
                 groups = [{"params": [m.mask_scores for m in wrapped.values()], "lr": cfg.score_learning_rate, "weight_decay": 0.0}]
             distill = DistillLoss(alpha=cfg.alpha if cfg.distill else 0.0, temperature=cfg.temperature, regression=ctx.task.config.is_regression)
-            student, losses = train_with_distillation(self, ctx, model, student, distill, teacher=teacher,
+            student, losses = train_with_distillation(self, ctx, student, distill, teacher=teacher,
                                                       callbacks=[_schedule_callback(wrapped, cfg, trace)], param_groups=groups)
             unwrap_linears(student, wrapped, cfg.sparsity)
             schedule = {"steps": len(trace), "first": trace[:1], "at_quarter": trace[len(trace) // 4: len(trace) // 4 + 1],
@@ -260,13 +257,13 @@ class GradualMagnitude(Method):
         report = sparsity_report(pruned, names)
         if self.mode == "movement":
             self.info["score_init"] = cfg.score_init
-        self.info.update(sparse=True, target_sparsity=cfg.sparsity, scope="per_matrix", pruned_modules=len(names), **report,
+        self.sparse = True
+        self.info.update(target_sparsity=cfg.sparsity, scope="per_matrix", pruned_modules=len(names), **report,
                          distilled=teacher is not None, schedule=self.info["training"].get("schedule"), losses=self.info["training"].get("losses"))
         return pruned.eval()
 
 
 class MovementPrune(GradualMagnitude):
     """Sanh et al. 2020, hard (top-k) movement pruning with a cubic schedule and distillation."""
-
     config_class = MovementPruneConfig
     mode: ClassVar[str] = "movement"

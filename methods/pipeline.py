@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Optional
 
 from harness.errors import ConfigError, check
-from methods.base import NEEDS, Method, MethodConfig, build_method, build_method_config
+from methods.base import NEEDS, Method, MethodConfig, build_method, build_method_config, method_class
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "method"
 
 
-def _plain(value):
-    """OmegaConf containers (what Hydra passes) -> plain Python."""
+def to_python_containers(value):
+    """OmegaConf containers (what Hydra passes) -> plain Python lists and dicts."""
     try:
         from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -41,7 +41,7 @@ def _yaml_defaults(name: str, where: str) -> dict:
 
 def step_config(step, index: int) -> MethodConfig:
     where = f"method.steps[{index}]"
-    step = _plain(step)
+    step = to_python_containers(step)
     if isinstance(step, str):
         raw = _yaml_defaults(step, where)
     elif isinstance(step, dict):
@@ -69,24 +69,27 @@ class PipelineConfig(MethodConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        self.steps = _plain(self.steps)
+        self.steps = to_python_containers(self.steps)
         check(isinstance(self.steps, list) and len(self.steps) > 0, "method.steps", "must be a non-empty list of method names or dicts")
         self.step_configs = [step_config(step, i) for i, step in enumerate(self.steps)]
 
 
 class Pipeline(Method):
     config_class = PipelineConfig
-    # the class-level value is what a caller sees before building the steps: assume the most
-    needs = "training"
+    category = "Compound"
+    needs = "training"  # the most any step may need; needs_for(config) is exact
 
     def __init__(self, config):
         super().__init__(config)
         self.steps: list[Method] = [build_method(c) for c in config.step_configs]
         devices = [d for d in ("cpu", "cuda") if all(d in s.devices for s in self.steps)]
         self.devices = tuple(devices)
-        self.needs = max((s.needs for s in self.steps), key=NEEDS.index)
+
+    @classmethod
+    def needs_for(cls, config) -> str:
         if config.recover_epochs > 0:
-            self.needs = "training"
+            return "training"
+        return max((method_class(c._target_).needs_for(c) for c in config.step_configs), key=NEEDS.index)
 
     def unsupported_reason(self, hardware) -> Optional[str]:
         for i, step in enumerate(self.steps):
@@ -98,14 +101,13 @@ class Pipeline(Method):
     def apply(self, model, ctx):
         recovered = False
         for step in self.steps:
-            if getattr(step, "final_form", False) and not recovered:
+            if step.freezes_weights and not recovered:
                 model, recovered = self.recover(model, ctx), True  # fine-tune before weights freeze
             model = step.apply(model, ctx)
         if not recovered:
             model = self.recover(model, ctx)
         self.info["steps"] = [step.describe() for step in self.steps]
-        if any(step.info.get("sparse") for step in self.steps):  # the runner reports sparse bytes then
-            self.info["sparse"] = True
+        self.sparse = any(step.sparse for step in self.steps)  # the runner reports sparse bytes then
         return model
 
     def save(self, model, directory: str) -> None:

@@ -2,7 +2,7 @@
 
 Zeros in a dense tensor change neither the dense checkpoint size nor dense-kernel latency: the
 record reports sparse storage (bitmask + non-zeros, harness/measure/size.py) when
-info["sparse"] is set. Only 2:4 on a GPU with sparse tensor cores turns zeros into speed.
+Method.sparse is set. Only 2:4 on a GPU with sparse tensor cores turns zeros into speed.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from torch import nn
 from torch.nn.utils import prune
 
 from harness.errors import UnsupportedError, check
-from methods.base import MethodConfig
-from methods.structured import RecoverableMethod, encoder_linear_names
+from methods.anatomy import encoder_linear_names
+from methods.artifacts import save_float
+from methods.base import Method, MethodConfig, cuda_capability_reason
 
 SCOPES = ("global", "per_layer")
 
@@ -51,10 +52,11 @@ class MagnitudeConfig(MethodConfig):
         check(self.scope in SCOPES, "method.scope", f"unknown scope {self.scope!r}", SCOPES)
 
 
-class Magnitude(RecoverableMethod):
+class Magnitude(Method):
     """One-shot L1 magnitude pruning (torch.nn.utils.prune), masks baked into the weights."""
 
     config_class = MagnitudeConfig
+    category = "Unstructured Pruning"
 
     def apply(self, model, ctx):
         cfg = self.config
@@ -71,8 +73,8 @@ class Magnitude(RecoverableMethod):
         if cfg.sparsity > 0:
             for m in modules:
                 prune.remove(m, "weight")  # bake the mask in: plain Parameters, plain state_dict
+        self.sparse = True
         self.info.update(
-            sparse=True,
             target_sparsity=cfg.sparsity,
             achieved_sparsity=sparsity_of(modules),
             pruned_tensors=len(modules),
@@ -168,20 +170,17 @@ class Sparse2of4Config(MethodConfig):
         check(self.dtype in SPARSE_DTYPES, "method.dtype", f"unknown dtype {self.dtype!r}", SPARSE_DTYPES)
 
 
-class Sparse2of4(RecoverableMethod):
+class Sparse2of4(Method):
     """2:4 semi-structured sparsity on the encoder Linears, run by sparse tensor cores (sm >= 8.0)."""
 
     config_class = Sparse2of4Config
+    category = "Unstructured Pruning"
     devices = ("cuda",)
 
     def unsupported_reason(self, hardware) -> Optional[str]:
         if hardware.device == "cpu":
             return "unsupported on cpu: no 2:4 sparse kernels on CPU"
-        reason = super().unsupported_reason(hardware)
-        if reason is None and torch.cuda.is_available() and torch.cuda.get_device_capability() < (8, 0):
-            major, minor = torch.cuda.get_device_capability()
-            return f"unsupported on cuda: 2:4 sparse kernels need compute capability >= 8.0, this GPU has {major}.{minor}"
-        return reason
+        return super().unsupported_reason(hardware) or cuda_capability_reason((8, 0), "2:4 sparse kernels need")
 
     def apply(self, model, ctx):
         dtype = getattr(torch, self.config.dtype)
@@ -191,6 +190,8 @@ class Sparse2of4(RecoverableMethod):
         model = self.recover(model, ctx)  # masks stay applied while fine-tuning
         for name in masked:
             prune.remove(model.get_submodule(name), "weight")
+        # measured on the masked dense weights, before the sparse kernels hide the zeros
+        achieved = sparsity_of([model.get_submodule(name) for name in masked]) if masked else 0.0
         # the runner moves models after apply; the sparse kernels and their packing need CUDA now
         model = model.eval().to(device=ctx.hardware.device, dtype=dtype)
         if self.config.backend == "torchao":
@@ -201,13 +202,13 @@ class Sparse2of4(RecoverableMethod):
             for name in masked:
                 linear = model.get_submodule(name)
                 linear.weight = nn.Parameter(torch.sparse.to_sparse_semi_structured(linear.weight.detach()), requires_grad=False)
+        self.sparse = True
         self.info.update(
-            sparse=True,
             backend=self.config.backend,
             dtype=self.config.dtype,
             masked_layers=len(masked),
             skipped_layers=skipped,  # "name: why" (shape outside the kernels' limits); these stay dense
-            achieved_sparsity=0.5,
+            achieved_sparsity=achieved,
         )
         return model
 
@@ -224,8 +225,4 @@ class Sparse2of4(RecoverableMethod):
 
 def save_float_state(model, directory: str, overrides: dict) -> None:
     """save_pretrained with some tensors replaced (e.g. sparse subclasses by their dense form)."""
-    from methods.artifacts import write_marker
-
-    state = {k: overrides.get(k, v).contiguous() for k, v in model.state_dict().items()}
-    model.save_pretrained(directory, state_dict=state, safe_serialization=True)
-    write_marker(directory, format="safetensors")
+    save_float(model, directory, {k: overrides.get(k, v).contiguous() for k, v in model.state_dict().items()})

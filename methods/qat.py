@@ -39,8 +39,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import check
+from methods.anatomy import base_linear_names
+from methods.artifacts import load_float_model
 from methods.base import Method
-from methods.distillation import DistillLoss, TrainingMethodConfig, cached_training, load_float_model, train_with_distillation
+from methods.kd_losses import DistillLoss
+from methods.kd_trainer import train_with_distillation
+from methods.surgery import plain_linear
+from methods.training import TrainingMethodConfig, cached_training, check_distillation
 
 BACKENDS = ("auto", "torch_ao", "torchao")
 
@@ -80,17 +85,11 @@ class FbgemmDynamicFakeQuantLinear(nn.Module):
 
     @torch.no_grad()
     def to_linear(self) -> nn.Linear:
-        linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None, device=self.weight.device, dtype=self.weight.dtype)
-        linear.weight.copy_(self.weight)
-        if self.bias is not None:
-            linear.bias.copy_(self.bias)
-        return linear
+        return plain_linear(self.weight, self.bias)
 
 
 def prepare(model: nn.Module, backend: str) -> None:
     """Swap the base model's Linears for fake-quantized ones, in place."""
-    from methods.structured import base_linear_names
-
     names = base_linear_names(model)
     if backend == "torch_ao":
         for name in names:
@@ -145,8 +144,6 @@ def _mask_lock_callback(masks: list[tuple[nn.Parameter, torch.Tensor]]):
 
 def zero_masks(model: nn.Module, min_sparsity: float = 0.01) -> list[tuple[nn.Parameter, torch.Tensor]]:
     """(weight, keep-mask) of base Linears that are at least `min_sparsity` exactly zero."""
-    from methods.structured import base_linear_names
-
     masks = []
     for name in base_linear_names(model):
         weight = model.get_submodule(name).weight
@@ -178,8 +175,7 @@ class QatInt8Config(TrainingMethodConfig):
     def __post_init__(self):
         super().__post_init__()
         check(self.backend in BACKENDS, "method.backend", f"unknown backend {self.backend!r}", BACKENDS)
-        check(0 <= self.alpha <= 1, "method.alpha", f"must be in [0, 1], got {self.alpha}")
-        check(self.temperature > 0, "method.temperature", f"must be > 0, got {self.temperature}")
+        check_distillation(self)
 
 
 def resolve_backend(backend: str, device: str) -> str:
@@ -190,8 +186,9 @@ def resolve_backend(backend: str, device: str) -> str:
 
 class QatInt8(Method):
     config_class = QatInt8Config
-    needs: ClassVar[str] = "training"
-    final_form: ClassVar[bool] = True  # like the PTQ methods: nothing fine-tunes after it
+    category = "Quantization"
+    needs = "training"
+    freezes_weights = True  # like the PTQ methods: nothing fine-tunes after it
 
     def __init__(self, config):
         super().__init__(config)
@@ -205,7 +202,6 @@ class QatInt8(Method):
 
     def apply(self, model, ctx):
         from methods.quantization import DynamicInt8, DynamicInt8Config
-        from methods.structured import base_linear_names
 
         cfg = self.config
         backend = resolve_backend(cfg.backend, ctx.hardware.device)
@@ -218,7 +214,7 @@ class QatInt8(Method):
             fake = fake_quant_modules(student)
             distill = DistillLoss(alpha=cfg.alpha if cfg.distill else 0.0, temperature=cfg.temperature, regression=ctx.task.config.is_regression)
             callbacks = [_mask_lock_callback(masks)] if masks else None
-            student, losses = train_with_distillation(self, ctx, model, student, distill, teacher=teacher, callbacks=callbacks)
+            student, losses = train_with_distillation(self, ctx, student, distill, teacher=teacher, callbacks=callbacks)
             remove_fake_quant(student, backend)
             return student.eval(), {"losses": losses, "fake_quantized_linears": fake, "locked_sparse_matrices": len(masks)}
 
@@ -231,7 +227,7 @@ class QatInt8(Method):
                          distilled=teacher is not None, zero_weights_after_training=kept_zeros,
                          losses=self.info["training"].get("losses"), conversion=dict(self._converter.info))
         if kept_zeros and cfg.keep_sparsity and self.info["training"].get("locked_sparse_matrices"):
-            self.info["sparse"] = True
+            self.sparse = True
         return quantized
 
     def save(self, model, directory: str) -> None:

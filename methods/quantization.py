@@ -16,7 +16,7 @@ record measures the backend as it is meant to run; info["compiled"] says so.
 
 Artifacts: quantized weights cannot go through safetensors, so `save` writes config.json + a
 torch.save'd state_dict (reloaded with weights_only=True onto a skeleton quantized the same way),
-or a torch.export program for pt2e; see methods/artifacts.py.
+or a torch.export program for pt2e. Both formats are registered here (methods/artifacts.py).
 """
 
 from __future__ import annotations
@@ -25,15 +25,16 @@ import inspect
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Optional
+from typing import Optional
 
 import torch
 from torch import nn
 
 from harness.errors import UnsupportedError, check
-from methods.artifacts import write_marker
-from methods.base import Method, MethodConfig, check_calibration
-from methods.structured import base_linear_names
+from harness.measure.environment import cpu_flags
+from methods.anatomy import base_linear_names
+from methods.artifacts import build_skeleton, load_weights, register_format, write_marker
+from methods.base import Method, MethodConfig, check_calibration, cuda_capability_reason
 
 INT8_BACKENDS = ("torch_ao", "torchao", "pt2e")
 # bench/int8_backends.py on the 2-core AVX-512 VNNI dev box: torchao + compile was the fastest in 5
@@ -183,15 +184,6 @@ def compile_in_place(model):
     return model
 
 
-def cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -210,7 +202,7 @@ def _save_config(model, directory: str, architecture: str) -> None:
 def _save_state(model, directory: str, quantization: dict) -> None:
     _save_config(model, directory, type(model).__name__)
     torch.save(model.state_dict(), Path(directory, "quantized_state.pt"))
-    write_marker(directory, format="torch_state", quantization=quantization)
+    write_marker(directory, model.config, format="torch_state", quantization=quantization)
 
 
 def quantize_skeleton(model, quantization: dict) -> None:
@@ -232,15 +224,23 @@ def quantize_skeleton(model, quantization: dict) -> None:
 def save_exported(model: ExportedModel, directory: str, example_inputs: dict, quantization: dict) -> None:
     _save_config(model, directory, model.architecture)
     torch.export.save(_export(model.graph_module, example_inputs), str(Path(directory, "model.pt2")))
-    write_marker(directory, format="exported", quantization=quantization, input_names=model.input_names)
+    write_marker(directory, model.config, format="exported", quantization=quantization, input_names=model.input_names)
 
 
-def load_exported(directory: str, config) -> ExportedModel:
-    from methods.artifacts import read_marker
+@register_format("torch_state")
+def load_torch_state(directory: str, config, marker: dict):
+    """Quantized tensors (torch.load, weights_only) onto a skeleton quantized the same way."""
+    model = build_skeleton(config, tuple(marker.get("owners") or ()))
+    quantize_skeleton(model, marker["quantization"])
+    device = marker["quantization"].get("device", "cpu")
+    load_weights(model, torch.load(Path(directory, "quantized_state.pt"), weights_only=True, map_location=device))
+    return model.eval()
 
+
+@register_format("exported")
+def load_exported(directory: str, config, marker: dict) -> ExportedModel:
     import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer  # noqa: F401  registers the quantized ops' lowering
 
-    marker = read_marker(directory)
     program = torch.export.load(str(Path(directory, "model.pt2")))
     return ExportedModel(program.module(), config, marker["input_names"], config.architectures[0])
 
@@ -253,7 +253,8 @@ def load_exported(directory: str, config) -> ExportedModel:
 class _QuantMethod(Method):
     """Quantization produces the final form of a model: pipelines fine-tune before it, never after."""
 
-    final_form: ClassVar[bool] = True
+    category = "Quantization"
+    freezes_weights = True
     quantization: dict = None  # how to rebuild the skeleton; set by apply
 
     def _finish(self, model):
@@ -336,22 +337,30 @@ class StaticInt8(_QuantMethod):
         return self._finish(quantize_pt2e(model, batches, dynamic=False))
 
 
+class _Cast(Method):
+    """Cast the whole model to a lower-precision float dtype."""
+
+    category = "Quantization"
+    freezes_weights = True
+    dtype: str = ""  # a torch dtype name
+
+    def apply(self, model, ctx):
+        self.info["dtype"] = self.dtype
+        return model.to(getattr(torch, self.dtype))
+
+
 @dataclass
 class Fp16Config(MethodConfig):
     _target_: str = "methods.quantization.Fp16"
     name: str = "fp16"
 
 
-class Fp16(Method):
+class Fp16(_Cast):
     """Cast the whole model to float16 (GPU: CPUs have no fast fp16 GEMM)."""
 
     config_class = Fp16Config
     devices = ("cuda",)
-    final_form: ClassVar[bool] = True
-
-    def apply(self, model, ctx):
-        self.info["dtype"] = "float16"
-        return model.to(torch.float16)
+    dtype = "float16"
 
 
 @dataclass
@@ -360,11 +369,11 @@ class Bf16Config(MethodConfig):
     name: str = "bf16"
 
 
-class Bf16(Method):
+class Bf16(_Cast):
     """Cast the whole model to bfloat16. On CPU only with native bf16 math (AVX512-BF16 or AMX)."""
 
     config_class = Bf16Config
-    final_form: ClassVar[bool] = True
+    dtype = "bfloat16"
 
     def unsupported_reason(self, hardware) -> Optional[str]:
         reason = super().unsupported_reason(hardware)
@@ -377,10 +386,9 @@ class Bf16(Method):
         return reason
 
     def apply(self, model, ctx):
-        self.info["dtype"] = "bfloat16"
         if ctx is not None and ctx.hardware.device == "cpu":
             self.info["cpu_bf16_flags"] = sorted(cpu_flags() & {"avx512_bf16", "amx_bf16", "amx_tile"})
-        return model.to(torch.bfloat16)
+        return super().apply(model, ctx)
 
 
 @dataclass
@@ -453,11 +461,7 @@ class Fp8(_QuantMethod):
     devices = ("cuda",)
 
     def unsupported_reason(self, hardware) -> Optional[str]:
-        reason = super().unsupported_reason(hardware)
-        if reason is None and torch.cuda.is_available() and torch.cuda.get_device_capability() < (8, 9):
-            major, minor = torch.cuda.get_device_capability()
-            return f"unsupported on cuda: fp8 needs compute capability >= 8.9, this GPU has {major}.{minor}"
-        return reason
+        return super().unsupported_reason(hardware) or cuda_capability_reason((8, 9), "fp8 needs")
 
     def apply(self, model, ctx):
         names = base_linear_names(model)

@@ -1,6 +1,6 @@
 """TEST-ONLY synthetic cell executor for the sweep tests (harness.sweep's COMPBENCH_TEST_EXECUTOR hook).
 
-`execute(cell, chash, fingerprints)` stands in for `harness.runner.execute`: it loads no model and
+`execute(cell, cell_hash, fingerprints)` stands in for `harness.runner.execute`: it loads no model and
 returns a schema-valid record in milliseconds, so the tests can run, kill and resume many cells.
 What a cell does is chosen per task (or "task/seed") by the JSON in COMPBENCH_FAKE_PLAN:
 
@@ -44,14 +44,14 @@ def _behaviour(cell) -> str:
     return plan.get(f"{cell.task.name}/{cell.seed}", plan.get(cell.task.name, "ok"))
 
 
-def record(cell, chash: str, fingerprints: dict, status: str, reason=None, started=None) -> dict:
+def record(cell, cell_hash: str, fingerprints: dict, status: str, reason=None, started=None) -> dict:
     from harness.record import SCHEMA_VERSION
     from harness.runner import cell_names, config_dict
 
     now = time.time()
     return {
         "schema_version": SCHEMA_VERSION, "status": status, "reason": reason, "cell": cell_names(cell),
-        "config": config_dict(cell), "config_hash": chash,
+        "config": config_dict(cell), "config_hash": cell_hash,
         "metrics": {cell.task.primary_metric: 0.5} if status == "ok" else None, "metrics_notes": ["synthetic test cell"],
         "size": None, "latency": {"fixed": [], "real_length": [], "notes": []} if status == "ok" and cell.measure.latency else None,
         "memory": None, "energy": None, "flops": None, "method": None, "training": None,
@@ -62,7 +62,7 @@ def record(cell, chash: str, fingerprints: dict, status: str, reason=None, start
     }
 
 
-def execute(cell, chash: str, fingerprints: dict) -> dict:
+def execute(cell, cell_hash: str, fingerprints: dict) -> dict:
     started = time.time()
     behaviour = _behaviour(cell)
     time.sleep(float(os.environ.get("COMPBENCH_FAKE_SLEEP", "0")))
@@ -74,11 +74,11 @@ def execute(cell, chash: str, fingerprints: dict) -> dict:
         if behaviour == "oom":
             os.kill(os.getpid(), signal.SIGKILL)
         if behaviour == "unsupported":
-            result = record(cell, chash, fingerprints, "unsupported", "synthetic: no kernel for this hardware", started=started)
+            result = record(cell, cell_hash, fingerprints, "unsupported", "synthetic: no kernel for this hardware", started=started)
         else:
-            result = record(cell, chash, fingerprints, "ok", started=started)
+            result = record(cell, cell_hash, fingerprints, "ok", started=started)
     except Exception as err:  # noqa: BLE001 - as harness.runner.execute does
-        result = record(cell, chash, fingerprints, "failed", f"{err.__class__.__name__}: {err}", started=started)
+        result = record(cell, cell_hash, fingerprints, "failed", f"{err.__class__.__name__}: {err}", started=started)
     log = os.environ.get("COMPBENCH_FAKE_LOG")
     if log:
         with open(log, "a") as handle:  # one short O_APPEND write per line: atomic between processes

@@ -1,6 +1,7 @@
 """stats.py and latency.py: summaries, bootstrap CIs, stop rules, timers."""
 
 import math
+import os
 import time
 
 import numpy as np
@@ -160,9 +161,9 @@ def test_configure_threads_reports_what_is_in_effect():
     try:
         info = configure_threads(hw(num_threads=1, interop_threads=1))
         assert info["intra_op"] == 1
-        assert info["inter_op"] >= 1  # may already be fixed for this process: then a note says so
-        assert info["affinity"] and all(isinstance(c, int) for c in info["affinity"])
-        assert isinstance(info["notes"], list)
+        # inter-op threads are settable once per process: either applied, or a note says why not
+        assert info["inter_op"] == 1 or any("interop_threads=1 not applied" in n for n in info["notes"])
+        assert info["affinity"] == sorted(os.sched_getaffinity(0))
     finally:
         torch.set_num_threads(before)
 

@@ -1,4 +1,4 @@
-"""Every conf/method YAML builds, and its defaults are the dataclass defaults (one source of truth)."""
+"""Every conf/method YAML builds and describes itself: a survey category, a provenance, its needs."""
 
 import json
 from dataclasses import MISSING, fields
@@ -7,31 +7,87 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from methods.base import NEEDS, build_method, build_method_config, method_class
+from harness.errors import ConfigError
+from methods.base import NEEDS, PROVENANCES, SURVEY_CATEGORIES, Method, build_method, build_method_config, method_class
 
 METHOD_DIR = Path(__file__).resolve().parents[1] / "conf" / "method"
-EXPECTED = {
+ALL_YAMLS = sorted(METHOD_DIR.glob("*.yaml"))
+# Methods whose YAML is exactly its dataclass's defaults (the others override some on purpose).
+DEFAULTS_ONLY = {
     "baseline", "dynamic_int8", "static_int8", "fp16", "bf16", "weight_only_int8", "int4_weight_only", "fp8",
     "magnitude", "sparse_2of4", "head_prune", "ffn_prune", "layer_drop", "low_rank", "vocab_prune", "pipeline",
 }
-YAMLS = [METHOD_DIR / f"{name}.yaml" for name in sorted(EXPECTED)]  # other families test their own
+SURVEY_CSV = Path("/work/shared/reference/ganesh2021_table1.csv")
 
 
-def test_all_methods_have_a_yaml():
-    assert all(path.is_file() for path in YAMLS)
+def _raw(path: Path) -> dict:
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
 
 
-@pytest.mark.parametrize("path", YAMLS, ids=lambda p: p.stem)
-def test_yaml_matches_its_config_class(path):
-    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+def test_every_shipped_method_has_a_yaml():
+    assert len(ALL_YAMLS) >= 25 and DEFAULTS_ONLY <= {p.stem for p in ALL_YAMLS}
+
+
+@pytest.mark.parametrize("path", ALL_YAMLS, ids=lambda p: p.stem)
+def test_yaml_builds_and_its_method_describes_itself(path):
+    raw = _raw(path)
     assert raw["name"] == path.stem
     cls = method_class(raw["_target_"])
-    defaults = {}
-    for f in fields(cls.config_class):
-        defaults[f.name] = f.default if f.default is not MISSING else f.default_factory()
-    assert set(raw) == set(defaults), f"{path.name} fields differ from {cls.config_class.__name__}"
-    for key, value in raw.items():
-        assert value == defaults[key], f"{path.name}: {key}={value!r} but the dataclass default is {defaults[key]!r}"
-    method = build_method(build_method_config(raw))
-    assert method.needs in NEEDS and set(method.devices) <= {"cpu", "cuda"}
-    json.dumps(method.describe())  # the record must serialise
+    assert cls.category in SURVEY_CATEGORIES and cls.provenance in PROVENANCES
+    config = build_method_config(raw)
+    assert cls.needs_for(config) in NEEDS
+    described = build_method(config).describe()
+    assert (described["category"], described["provenance"], described["name"]) == (cls.category, cls.provenance, path.stem)
+    json.dumps(described)  # the record must serialise
+
+
+def test_survey_categories_are_the_survey_tables():
+    import csv
+
+    from harness.report.published import survey_table
+
+    packaged = set(survey_table()["category"])
+    assert set(SURVEY_CATEGORIES) == packaged
+    if SURVEY_CSV.exists():  # the reference copy, where this checkout has it
+        with SURVEY_CSV.open() as handle:
+            assert set(SURVEY_CATEGORIES) == {row["category"] for row in csv.DictReader(handle)}
+
+
+@pytest.mark.parametrize("name", sorted(DEFAULTS_ONLY))
+def test_yaml_repeats_its_dataclass_defaults_exactly(name):
+    # Hydra refuses overrides of keys a YAML lacks, so every key is listed; this keeps the listed
+    # values from drifting away from the dataclass, the one source of defaults.
+    raw = _raw(METHOD_DIR / f"{name}.yaml")
+    cls = method_class(raw["_target_"])
+    defaults = {f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(cls.config_class)}
+    assert set(raw) == set(defaults), f"{name}.yaml fields differ from {cls.config_class.__name__}"
+    assert {k: v for k, v in raw.items() if v != defaults[k]} == {}
+
+
+class NoCategory(Method):
+    """A method that forgot to declare its survey family."""
+
+
+def test_a_method_without_a_category_is_refused():
+    with pytest.raises(ConfigError, match="method._target_: 'test_methods_configs.NoCategory' declares no survey category"):
+        method_class("test_methods_configs.NoCategory")
+
+
+def test_a_category_outside_the_survey_is_refused_at_class_definition():
+    with pytest.raises(TypeError, match="not a survey category"):
+        type("Misfiled", (Method,), {"category": "Other"})
+
+
+def test_needs_is_a_function_of_the_config_alone():
+    from methods.pipeline import Pipeline
+
+    def pipeline(steps, **params):
+        return build_method_config({"_target_": "methods.pipeline.Pipeline", "name": "pipeline", "steps": steps, **params})
+
+    assert Pipeline.needs_for(pipeline(["layer_drop", "dynamic_int8"])) == "nothing"
+    assert Pipeline.needs_for(pipeline(["head_prune", "dynamic_int8"])) == "calibration"
+    assert Pipeline.needs_for(pipeline(["layer_drop"], recover_epochs=1)) == "training"
+    assert Pipeline.needs_for(pipeline(["kd_logits", "dynamic_int8"])) == "training"
+    layer_drop = method_class("methods.structured.LayerDrop")
+    assert layer_drop.needs_for(build_method_config({"_target_": "methods.structured.LayerDrop", "recover_epochs": 0.5})) == "training"
+    assert layer_drop.needs_for(build_method_config({"_target_": "methods.structured.LayerDrop"})) == "nothing"

@@ -3,10 +3,9 @@ import torch
 from methods_helpers import FFN, HIDDEN, LAYERS, count_params, eval_batch, fake_ctx, logits, saved_and_reloaded, tiny_model
 
 from harness.errors import ConfigError
-from methods.artifacts import LOW_RANK_KEY
 from methods.base import build_method, build_method_config
-from methods.decomposition import LowRankLinear, energy_rank, reduces_parameters
-from methods.structured import encoder_linear_names
+from methods.anatomy import encoder_linear_names
+from methods.decomposition import LOW_RANK_KEY, LowRankLinear, energy_rank, reduces_parameters
 
 
 def low_rank(**params):

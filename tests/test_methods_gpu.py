@@ -69,7 +69,8 @@ def test_gpu_method_runs_close_to_float_and_reloads(target, name, params, tmp_pa
     got = cuda_logits(model, batch)
     assert (got - expected).abs().max() <= 0.1 * expected.abs().max() + 0.05
     reloaded = saved_and_reloaded(m, model, tmp_path).cuda()
-    if name == "sparse_2of4":  # reloads as the dense 2:4-masked fp16 model
+    if name == "sparse_2of4":  # reloads as the dense 2:4-masked fp16 model; 2 of every 4 weights are zero
+        assert m.sparse and m.info["achieved_sparsity"] == pytest.approx(0.5, abs=1e-3)
         assert torch.allclose(cuda_logits(reloaded, batch), got, atol=1e-2)
     else:
         assert torch.allclose(cuda_logits(reloaded, batch), got, atol=1e-3)
@@ -111,7 +112,7 @@ def test_2of4_shape_rule_refuses_tinybert_widths_and_takes_bert_base(dtype):
 
 def test_2of4_skips_and_records_layers_the_kernels_refuse():
     from methods.pruning import attach_2of4_masks, semi_structured_shape_problem
-    from methods.structured import encoder_linear_names
+    from methods.anatomy import encoder_linear_names
 
     model = tiny_model(hidden_size=128, num_attention_heads=4, intermediate_size=312)  # FFN in/out at 312
     masked, skipped = attach_2of4_masks(model, lambda l: semi_structured_shape_problem(l.out_features, l.in_features, torch.float16))

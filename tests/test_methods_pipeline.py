@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from harness.config import HardwareConfig
 from harness.errors import ConfigError
 from methods.base import build_method, build_method_config
-from methods.structured import encoder_layers, layer_parts
+from methods.anatomy import encoder_layers, layer_parts
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -32,7 +32,7 @@ def test_default_yaml_steps_apply_and_reload(tmp_path):
     assert method.info["steps"][0]["kept_layers"] == [0, 1]
     assert method.info["steps"][2]["backend"] == "torchao"
     assert len(encoder_layers(model)) == LAYERS - 2
-    assert method.needs == "calibration" and method.devices == ("cpu",)
+    assert type(method).needs_for(method.config) == "calibration" and method.devices == ("cpu",)
     reloaded = saved_and_reloaded(method, model, tmp_path)
     assert torch.equal(logits(reloaded, eval_batch()), logits(model, eval_batch()))
 
@@ -72,7 +72,7 @@ def test_unsupported_when_any_step_is():
 def test_recovery_runs_before_quantization():
     finetune = FakeFinetune(steps=1)
     method = pipeline(["layer_drop", "dynamic_int8"], recover_epochs=2)
-    assert method.needs == "training"
+    assert type(method).needs_for(method.config) == "training"
     method.apply(tiny_model(), fake_ctx(finetune=finetune))  # FakeFinetune would fail on int8 weights
     assert finetune.calls == [2]
 

@@ -6,7 +6,7 @@ from harness.config import HardwareConfig
 from harness.errors import ConfigError
 from methods.base import build_method, build_method_config
 from methods.pruning import apply_2of4_masks, prunable_tensors, two_of_four_mask
-from methods.structured import encoder_linear_names
+from methods.anatomy import encoder_linear_names
 
 
 def magnitude(**params):
@@ -27,7 +27,7 @@ def test_global_magnitude_hits_the_target_with_one_threshold():
     zeros = sum(int((w == 0).sum()) for w in tensors)
     assert zeros == round(0.6 * total)
     assert method.info["achieved_sparsity"] == pytest.approx(zeros / total)
-    assert method.info["sparse"] is True and method.info["latency_note"] == "dense kernels: zeros are still multiplied"
+    assert method.sparse is True and method.describe()["sparse"] is True and method.info["latency_note"] == "dense kernels: zeros are still multiplied"
     kept_min = min(w[w != 0].abs().min() for w in tensors)
     original = weights(tiny_model())
     pruned_max = max(o[w == 0].abs().max() for o, w in zip(original, tensors))
@@ -58,7 +58,7 @@ def test_embeddings_only_when_asked():
 def test_masks_hold_through_recovery_fine_tune():
     finetune = FakeFinetune(steps=2)
     method = magnitude(sparsity=0.5, recover_epochs=1)
-    assert method.needs == "training"
+    assert type(method).needs_for(method.config) == "training"
     model = method.apply(tiny_model(), fake_ctx(finetune=finetune))
     assert finetune.calls == [1]
     tensors = weights(model)

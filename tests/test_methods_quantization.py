@@ -10,7 +10,7 @@ from harness.config import HardwareConfig
 from harness.errors import ConfigError
 from methods.base import build_method, build_method_config
 from methods.quantization import ExportedModel
-from methods.structured import base_linear_names
+from methods.anatomy import base_linear_names
 
 CPU = HardwareConfig(device="cpu")
 TARGETS = {

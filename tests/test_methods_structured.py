@@ -20,16 +20,10 @@ from methods_helpers import (
 
 from harness.errors import ConfigError
 from methods.base import build_method, build_method_config
-from methods.structured import (
-    SHAPES_KEY,
-    encoder_layers,
-    head_scores,
-    keep_heads,
-    keep_neurons,
-    layer_parts,
-    layers_to_keep,
-    select_global,
-)
+from methods.anatomy import encoder_layers, layer_parts
+from methods.importance import head_scores, select_global
+from methods.structured import layers_to_keep
+from methods.surgery import SHAPES_KEY, keep_heads, keep_neurons
 
 
 def method(name, **params):
@@ -130,7 +124,7 @@ def test_head_prune_save_reload_identical(tmp_path):
 def test_head_prune_recover_calls_finetune():
     finetune = FakeFinetune(steps=1)
     pruner = method("head_prune", fraction=0.25, calibration_samples=4, batch_size=4, recover_epochs=1.5)
-    assert pruner.needs == "training"
+    assert type(pruner).needs_for(pruner.config) == "training"
     pruner.apply(tiny_model(), fake_ctx(finetune=finetune))
     assert finetune.calls == [1.5] and pruner.info["recovered_epochs"] == 1.5
 

@@ -129,7 +129,7 @@ def descends(step, n_steps: int = 8) -> tuple[float, float]:
 @pytest.mark.parametrize("attention_loss,hidden_target", [("tinybert", "all"), ("minilm", "cls")])
 
 def test_distillation_losses_are_zero_when_student_is_teacher(tokenizer, attention_loss, hidden_target):
-    from methods.distillation import DistillLoss
+    from methods.kd_losses import DistillLoss
 
     teacher = tiny_bert()
     student = copy.deepcopy(teacher).eval()
@@ -143,7 +143,8 @@ def test_distillation_losses_are_zero_when_student_is_teacher(tokenizer, attenti
 
 
 def test_layer_mapping_and_subset_student():
-    from methods.distillation import layer_mapping, student_layer_ids
+    from methods.kd_losses import layer_mapping
+    from methods.students import student_layer_ids
 
     assert layer_mapping(3, 6, "skip") == [(1, 2), (2, 4), (3, 6)]
     assert layer_mapping(3, 6, "last") == [(1, 4), (2, 5), (3, 6)]
@@ -154,7 +155,7 @@ def test_layer_mapping_and_subset_student():
 
 @pytest.mark.parametrize("kind", ["logits", "hidden_cls", "hidden_all_narrow", "tinybert", "minilm_narrow"])
 def test_each_distillation_loss_decreases(tokenizer, kind):
-    from methods.distillation import DistillLoss
+    from methods.kd_losses import DistillLoss
 
     teacher = tiny_bert()
     if kind.endswith("narrow"):  # a narrower random student: a learned projection for the hidden loss
@@ -189,7 +190,7 @@ def test_each_distillation_loss_decreases(tokenizer, kind):
 
 def test_kd_logits_trains_once_and_is_cached(tokenizer, cache_dir):
     from methods.distillation import KdLogits, KdLogitsConfig
-    from methods.structured import encoder_layers
+    from methods.anatomy import encoder_layers
 
     teacher = tiny_bert()
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
@@ -269,7 +270,7 @@ def test_movement_prune_end_to_end(tokenizer, cache_dir):
     method = MovementPrune(MovementPruneConfig(train_samples=64, epochs=2, sparsity=0.7, initial_warmup=0.25, final_warmup=0.25))
     pruned = method.apply(teacher, ctx)
     info = method.info
-    assert info["sparse"] and info["sparsity"] == pytest.approx(0.7, abs=1e-3) and info["min_matrix_sparsity"] == pytest.approx(0.7, abs=1e-3)
+    assert method.sparse and info["sparsity"] == pytest.approx(0.7, abs=1e-3) and info["min_matrix_sparsity"] == pytest.approx(0.7, abs=1e-3)
     assert info["schedule"]["steps"] == 8 and info["schedule"]["first"] == [0.0] and info["schedule"]["last"] == [0.7]
     assert info["distilled"] and "soft" in info["losses"]["last"]
     weight = pruned.bert.encoder.layer[0].intermediate.dense.weight
@@ -333,7 +334,7 @@ def test_qat_int8_converts_to_int8_and_keeps_sparsity(tokenizer, cache_dir, tmp_
     assert linear.weight().dtype == torch.qint8
     assert float((linear.weight().dequantize() == 0).float().mean()) >= 0.49  # the mask was locked
     assert type(quantized.classifier) is torch.nn.Linear
-    assert method.info["backend"] == "torch_ao" and method.info["training"]["locked_sparse_matrices"] == 1 and method.info["sparse"]
+    assert method.info["backend"] == "torch_ao" and method.info["training"]["locked_sparse_matrices"] == 1 and method.sparse
     method.save(quantized, str(tmp_path / "artifact"))
     reloaded = load_artifact(str(tmp_path / "artifact"))
     inputs = {k: v for k, v in batch(tokenizer).items() if k != "labels"}
@@ -411,7 +412,8 @@ def test_early_exit_is_per_sample_and_counts_fewer_flops(tokenizer):
 
 
 def test_early_exit_method_trains_ramps_and_sweeps_without_retraining(tokenizer, cache_dir, tmp_path):
-    from methods.early_exit import EarlyExit, EarlyExitConfig, RampSet, RampTrainingModel, load_early_exit
+    from methods.artifacts import load_artifact
+    from methods.early_exit import EarlyExit, EarlyExitConfig, RampSet, RampTrainingModel
 
     model = tiny_bert()
     ramps = RampSet.from_model(model)
@@ -435,7 +437,7 @@ def test_early_exit_method_trains_ramps_and_sweeps_without_retraining(tokenizer,
     sweep.apply(model, ctx)
     assert sweep.info["training"]["cache_hit"] is True  # another threshold / mode reuses the ramps
     method.save(early, str(tmp_path / "ee"))
-    reloaded = load_early_exit(str(tmp_path / "ee"))
+    reloaded = load_artifact(str(tmp_path / "ee"))
     plain_inputs = {k: v for k, v in inputs.items() if k != "labels"}
     with torch.inference_mode():
         assert torch.allclose(reloaded(**plain_inputs).logits, early(**plain_inputs).logits, atol=1e-5)
@@ -453,7 +455,8 @@ def test_movement_magnitude_score_init_starts_as_magnitude_pruning():
 
 def test_student_choices(tokenizer, cache_dir, tmp_path):
     from harness.errors import ConfigError
-    from methods.distillation import KdHiddenConfig, build_student
+    from methods.distillation import KdHiddenConfig
+    from methods.students import build_student
 
     teacher = tiny_bert()
     ctx = make_ctx(tokenizer, cache_dir, teacher)

@@ -49,18 +49,38 @@ def test_corrupt_foreign_and_wrong_version_files_are_skipped_and_named(tmp_path)
     (run / "records" / "foreign.json").write_text(json.dumps({"hello": "world"}))
     (run / "records" / "list.json").write_text("[1, 2]")
     old = json.loads(next(FIXTURES.glob("sst2__*baseline__cpu*.json")).read_text())
-    old["schema_version"] = "0.3"
-    (run / "records" / "old_schema.json").write_text(json.dumps(old))
-    broken = dict(old, schema_version="1.0", latency={"fixed": "not a list"}, cell=dict(old["cell"], task="rte"))
+    (run / "records" / "old_schema.json").write_text(json.dumps(dict(old, schema_version="0.3")))
+    (run / "records" / "future_schema.json").write_text(json.dumps(dict(old, schema_version="3.0")))
+    broken = dict(old, environment={"fingerprint": "fp"}, config=dict(old["config"], task=None), cell=dict(old["cell"], task="rte"))
     (run / "records" / "odd_inner_shape.json").write_text(json.dumps(broken))
 
     df, problems = load_records([str(run)])
 
     joined = "\n".join(problems)
-    for name in ("corrupt.json", "foreign.json", "list.json", "old_schema.json"):
+    for name in ("corrupt.json", "foreign.json", "list.json", "old_schema.json", "future_schema.json", "odd_inner_shape.json"):
         assert name in joined
-    assert len(df) in (15, 16)  # odd inner shape: read defensively (no latency) or skipped by name
-    assert "odd_inner_shape.json" in joined or "rte" in set(df.task)
+    assert "odd_inner_shape.json: malformed record" in joined
+    assert len(df) == 15 and "rte" not in set(df.task)
+
+
+def test_schema_1_records_are_migrated_with_the_category_their_class_declares(tmp_path):
+    from harness.record import SCHEMA_VERSION, load_record
+
+    current = json.loads(next(FIXTURES.glob("sst2__*magnitude__cpu*.json")).read_text())
+    method = {k: v for k, v in current["method"].items() if k not in ("category", "provenance", "sparse")}
+    old = dict(current, schema_version="1.0", method=dict(method, sparse=True))
+    del old["artifact"]  # 1.0 records that failed early had none
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    migrated = load_record(path)
+    assert migrated["schema_version"] == SCHEMA_VERSION and migrated["artifact"] is None
+    assert (migrated["method"]["category"], migrated["method"]["provenance"]) == ("Unstructured Pruning", "S")
+    assert migrated["method"]["sparse"] is True and migrated["method"]["name"] == "magnitude"
+    gone = dict(old, config=dict(old["config"], method=dict(old["config"]["method"], _target_="methods.removed.Gone")))
+    path.write_text(json.dumps(gone))
+    assert load_record(path)["method"]["category"] == ""  # the report groups it under "Other"
+    df, problems = load_records([str(path)])
+    assert problems == [] and list(df.category) == ["Other"]
 
 
 def test_missing_pattern_is_a_problem_not_a_crash(tmp_path):
@@ -78,14 +98,14 @@ def test_flattened_values_and_scales():
     assert sst2.energy_provenance == "estimated:codecarbon-tdp"
     squad = _by_cell(df, "squad_v1.1_devsplit", "baseline")
     assert squad.score == pytest.approx(88.0) and squad.primary_metric == "f1"  # SQuAD already 0-100
-    # MNLI: the matched split, whether the metrics are flat, split-prefixed or nested per split.
+    # MNLI: the matched split of the suffixed per-split metrics, never the mismatched one.
     assert _by_cell(df, "mnli", "dynamic_int8").primary_metric == "accuracy_matched"
     mnli = _by_cell(df, "mnli", "layer_drop")
     assert mnli.score == pytest.approx(81.5) and "mismatched" not in mnli.primary_metric and mnli.subset
-    nested = _by_cell(df, "mnli", "baseline")
-    assert (nested.score, nested.ci_lo) == (pytest.approx(84.0), pytest.approx(83.3))
+    matched = _by_cell(df, "mnli", "baseline")
+    assert (matched.score, matched.ci_lo) == (pytest.approx(84.0), pytest.approx(83.3))
     assert sst2.cpu_model == "Test Xeon A" and _by_cell(df, "sst2", "head_prune").cpu_model == "Test EPYC B"
-    random = _by_cell(df, "sst2", "svd", "cuda")
+    random = _by_cell(df, "sst2", "low_rank", "cuda")
     assert random.random_init and random.score != random.score  # NaN: not measured, never 0
     failed = _by_cell(df, "squad_v1.1_devsplit", "layer_drop")
     assert failed.status == "failed" and "fixture failure" in failed.reason

@@ -73,7 +73,7 @@ def test_machine_dependent_axes_are_split_per_machine(records):
 def test_task_points_prefer_full_evaluation_and_skip_random_init(records):
     cells = plot_groups(records, AXIS["size_w_emb"])[""]
     sst2 = task_points(cells, AXIS["size_w_emb"], "sst2").set_index("method")
-    assert set(sst2.index) == {"baseline", "dynamic_int8", "magnitude_prune", "layer_drop", "head_prune"}  # not svd: random init
+    assert set(sst2.index) == {"baseline", "dynamic_int8", "magnitude", "layer_drop", "head_prune"}  # not low_rank: random init
     assert sst2.loc["dynamic_int8", "cost"] == pytest.approx(41.3)
     squad = task_points(cells, AXIS["size_w_emb"], "squad_v1.1")  # devsplit maps to the SQuAD column
     assert set(squad.method) == {"baseline", "dynamic_int8"}

@@ -39,7 +39,7 @@ def test_columns_follow_the_survey(records):
 
 def test_rows_in_survey_category_order(records):
     table = table1(records)
-    assert list(table["Method"]) == ["baseline", "dynamic_int8", "magnitude_prune", "head_prune", "layer_drop", "svd"]
+    assert list(table["Method"]) == ["baseline", "dynamic_int8", "magnitude", "head_prune", "layer_drop", "low_rank"]
     assert list(table["Category"])[:3] == ["Baseline", "Quantization", "Unstructured Pruning"]
 
 
@@ -49,7 +49,7 @@ def test_speedups_against_the_same_machine_baseline(records):
     assert _row(numeric, "dynamic_int8").speedup_cpu == pytest.approx(2.0)  # 20/10, 24/12, 70/35
     assert _row(numeric, "layer_drop").speedup_cpu == pytest.approx(math.sqrt(2.5 * 1.5))  # geometric mean
     assert _row(numeric, "layer_drop").speedup_gpu == pytest.approx(2.0)  # 4 ms / 2 ms on machine B
-    assert _row(numeric, "svd").speedup_gpu == pytest.approx(4 / 3)
+    assert _row(numeric, "low_rank").speedup_gpu == pytest.approx(4 / 3)
     assert math.isnan(_row(numeric, "dynamic_int8").speedup_gpu)  # unsupported on cuda
 
 
@@ -69,7 +69,7 @@ def test_average_drops(records):
     assert _row(numeric, "dynamic_int8").avg_drop == pytest.approx(-1.0)  # (-1 -1 -1) / 3
     assert _row(numeric, "layer_drop").avg_drop == pytest.approx(-2.25)  # (-2 - 2.5) / 2, SQuAD failed
     assert _row(numeric, "head_prune").avg_drop == pytest.approx(-0.5)
-    assert math.isnan(_row(numeric, "svd").avg_drop)  # random init: no accuracy
+    assert math.isnan(_row(numeric, "low_rank").avg_drop)  # random init: no accuracy
     shown = table1(records)
     assert _row(shown, "dynamic_int8")["Avg. drop"] == "-1.00ᵈ"
     assert _row(shown, "layer_drop")["Avg. drop"] == "-2.25ˢ"
@@ -99,13 +99,13 @@ def test_markers_and_confidence_intervals(records):
     table = table1(records)
     assert _row(table, "baseline")["SST-2"] == "92.0 ±1.8"
     assert _row(table, "layer_drop")["MNLI"] == "81.5ˢ"  # subset-evaluated
-    assert _row(table, "svd")["SST-2"] == "–ʳ"  # random init: not measured
+    assert _row(table, "low_rank")["SST-2"] == "–ʳ"  # random init: not measured
     assert _row(table, "dynamic_int8")["SQuAD v1.1 (F1)"] == "87.0ᵈ"  # squad_v1.1_devsplit in the SQuAD column
     assert _row(table, "layer_drop")["Size w/ emb (%)"] == "60.7"
     # Sparse storage is the survey's size for pruned weights: used when smaller than dense, and marked.
-    assert _row(table, "magnitude_prune")["Size w/ emb (%)"] == "30.0ⁿ"
-    assert _row(table, "magnitude_prune")["Size w/o emb (%)"] == "100.0"
-    assert _row(table, "magnitude_prune")["CPU speedup"] == "1.00×"
+    assert _row(table, "magnitude")["Size w/ emb (%)"] == "30.0ⁿ"
+    assert _row(table, "magnitude")["Size w/o emb (%)"] == "100.0"
+    assert _row(table, "magnitude")["CPU speedup"] == "1.00×"
     assert _row(table, "layer_drop")["CPU speedup"] == "1.94×"
     assert table1(records, show_ci=False).loc[0, "SST-2"] == "92.0"
 
@@ -146,6 +146,15 @@ def test_markdown_and_latex_renderers(records):
     latex = to_latex(table, caption="50% of BERT_base")
     assert r"\begin{tabular}" in latex and r"50\% of BERT\_base" in latex
     assert latex_escape("81.5ˢ ±1.0") == r"81.5\textsuperscript{s} $\pm$1.0"
+
+
+def test_every_table_marker_has_a_latex_form():
+    from harness.report import table as table_module
+
+    markers = [table_module.MARK_SUBSET, table_module.MARK_RANDOM, table_module.MARK_VARIANT, table_module.MARK_SPARSE,
+               table_module.MARK_TRAIN_SUBSET]
+    for marker in markers:
+        assert latex_escape(f"1.0{marker}").startswith(r"1.0\textsuperscript{"), marker
 
 
 def test_seed_repeats_are_summarised_as_mean_and_std():

@@ -2,7 +2,6 @@
 
 import collections
 import json
-import os
 from pathlib import Path
 
 import numpy as np

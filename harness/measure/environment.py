@@ -35,7 +35,7 @@ def _short_hash(text: str, n: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:n]
 
 
-def _cpuinfo() -> dict[str, str]:
+def cpuinfo() -> dict[str, str]:
     """First processor block of /proc/cpuinfo (Linux); empty elsewhere."""
     fields: dict[str, str] = {}
     try:
@@ -50,6 +50,11 @@ def _cpuinfo() -> dict[str, str]:
     except OSError:
         pass
     return fields
+
+
+def cpu_flags() -> set[str]:
+    """The ISA flags of the first CPU (avx512_bf16, amx_tile, ...); empty where /proc/cpuinfo is absent."""
+    return set(cpuinfo().get("flags", "").split())
 
 
 def _package_versions() -> dict[str, Optional[str]]:
@@ -107,7 +112,7 @@ def machine_fingerprint(cpu_model: str, logical_cores: int, flags: set, gpu: Opt
 def collect_environment(hardware=None) -> dict:
     import torch
 
-    cpu = _cpuinfo()
+    cpu = cpuinfo()
     flags = set(cpu.get("flags", "").split())
     cpu_model = cpu.get("model name") or platform.processor() or platform.machine()
     logical = psutil.cpu_count(logical=True)

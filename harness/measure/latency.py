@@ -23,18 +23,12 @@ Batch = dict
 
 
 def configure_threads(hardware) -> dict:
-    """Apply intra/inter-op thread counts (and optional core pinning) for this process.
+    """Apply intra/inter-op thread counts for this process; report what is in effect.
 
-    Pinning is read from an optional `hardware.cpu_affinity` list of core ids, so configs
-    without that field keep the inherited affinity.
+    Core pinning is not configured here: the process inherits its affinity (harness.sweep pins
+    concurrent cells to disjoint cores), and the intra-op default follows it.
     """
     notes: list[str] = []
-    cores = getattr(hardware, "cpu_affinity", None)
-    if cores:
-        try:
-            os.sched_setaffinity(0, [int(c) for c in cores])
-        except (OSError, ValueError) as err:
-            notes.append(f"cpu_affinity {list(cores)} not applied: {err}")
     intra = hardware.num_threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(int(intra))
     if hardware.interop_threads:

@@ -1,17 +1,17 @@
 """One record -> one flat dict of the values the table and the plots use.
 
-Every section of a record may be null, so every lookup here tolerates absence and yields None
-(NaN in the frame): a missing value is shown as missing, never as 0.
+Reads exactly what harness.runner writes (harness.record.Record, schema 2.x; older versions are
+migrated by harness.record.load_record first). Sections that were not measured are null, so those
+lookups yield None (NaN in the frame): a missing value is shown as missing, never as 0.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 from typing import Any, Optional
 
-from harness.report.method_catalog import method_category
+from harness.report.categories import UNCATEGORISED
 
 COLUMNS = [
     "path", "task", "model", "method", "hardware", "device", "status", "reason", "seed",
@@ -28,40 +28,39 @@ COLUMNS = [
 
 
 def flatten_record(record: dict, path: str | Path) -> dict:
-    config = record.get("config") or {}
-    cell = record.get("cell") or {}
-    task_cfg, model_cfg, hw_cfg = (config.get(k) or {} for k in ("task", "model", "hardware"))
-    method_cfg = config.get("method") or {}
-    env = record.get("environment") or {}
-    method_name = cell.get("method") or method_cfg.get("name") or "?"
-    category, provenance = method_category(method_name, record.get("method"))
-    task = cell.get("task") or task_cfg.get("name") or "?"
+    config = record["config"]
+    names = record["cell"]
+    task_cfg, model_cfg, hw_cfg = config["task"], config["model"], config["hardware"]
+    env = record["environment"]
+    described = record.get("method") or {}
+    task = names["task"]
     metric, value, ci = primary_metric(record.get("metrics"), task, task_cfg.get("primary_metric"))
+    gpu = env.get("gpu") or {}
+    subset = record["data"].get("subset") or {}  # absent when the cell failed before loading data
     row = {
         "path": str(path),
         "task": task,
-        "model": cell.get("model") or model_cfg.get("name") or "?",
-        "method": method_name,
-        "hardware": cell.get("hardware") or hw_cfg.get("name") or "?",
-        "device": hw_cfg.get("device") or ("cuda" if "cuda" in str(cell.get("hardware", "")) else "cpu"),
+        "model": names["model"],
+        "method": names["method"],
+        "hardware": names["hardware"],
+        "device": hw_cfg["device"],
         "status": record.get("status"),
         "reason": record.get("reason"),
         "seed": config.get("seed"),
-        "category": category,
-        "provenance": provenance,
+        "category": described.get("category") or UNCATEGORISED,
+        "provenance": described.get("provenance") or "",
         "config_hash": record.get("config_hash"),
         "created_at": record.get("created_at"),
-        "fingerprint": machine_fingerprint(env),
-        "cpu_model": env.get("cpu_model") or _part(env.get("cpu"), "model"),
-        "gpu_name": env.get("gpu_name") or _part(env.get("gpu"), "name"),
+        "fingerprint": env["fingerprint"],
+        "cpu_model": (env.get("cpu") or {}).get("model"),
+        "gpu_name": gpu.get("name"),
         "primary_metric": metric,
         "metric_value": value,
         "score": to_points(value, task, metric),
         "ci_lo": to_points(ci[0], task, metric) if ci else None,
         "ci_hi": to_points(ci[1], task, metric) if ci else None,
-        "subset": is_subset(record),
-        "train_subset": bool(((record.get("data") or {}).get("subset") or {}).get("train_subset", False))
-        if isinstance((record.get("data") or {}).get("subset"), dict) else False,
+        "subset": bool(subset.get("eval_subset")),
+        "train_subset": bool(subset.get("train_subset")),
         "random_init": model_cfg.get("init") == "random",
         "notes": "; ".join(str(n) for n in record.get("metrics_notes") or []),
     }
@@ -75,39 +74,24 @@ def flatten_record(record: dict, path: str | Path) -> dict:
 
 
 def primary_metric(metrics: Optional[dict], task: str, primary: Optional[str]) -> tuple[Optional[str], Optional[float], Optional[list]]:
-    """(metric name, value, [lo, hi] or None), whatever shape the metrics take: flat ("accuracy_matched"),
-    split-prefixed ("validation_matched/accuracy") or nested per split. SQuAD prefers F1 and MNLI its
-    matched split, because those are the survey's columns."""
+    """(metric name, value, [lo, hi] or None). Metrics are flat; a task with several eval splits
+    suffixes them ("accuracy_matched"). SQuAD prefers F1 and MNLI its matched split, because those
+    are the survey's columns."""
     if not isinstance(metrics, dict):
         return primary, None, None
-    values = _flat({k: v for k, v in metrics.items() if k != "ci95"})
-    cis = _flat(metrics.get("ci95") if isinstance(metrics.get("ci95"), dict) else {})
+    cis = metrics.get("ci95") or {}
     candidates = ["f1"] if task.startswith("squad") else []
     if task.startswith("mnli"):
-        candidates += ["accuracy_matched", "validation_matched/accuracy", "matched/accuracy"]
+        candidates.append("accuracy_matched")
     candidates += [primary] if primary else []
-    candidates += ["accuracy"]
+    candidates.append("accuracy")
     for name in candidates:
-        # "x/accuracy" keys of a mismatched split match "/accuracy" too: they go last.
-        suffixed = sorted((k for k in values if k.endswith("/" + name)), key=lambda k: "mismatched" in k)
-        for key in [name] + suffixed:
-            value = _number(values.get(key))
-            if value is not None:
-                ci = cis.get(key)
-                ci = [_number(ci[0]), _number(ci[1])] if isinstance(ci, (list, tuple)) and len(ci) == 2 else None
-                return name, value, ci if ci and None not in ci else None
+        value = _number(metrics.get(name))
+        if value is not None:
+            ci = cis.get(name)
+            ci = [_number(ci[0]), _number(ci[1])] if isinstance(ci, (list, tuple)) and len(ci) == 2 else None
+            return name, value, ci if ci and None not in ci else None
     return primary, None, None
-
-
-def _flat(nested: dict) -> dict:
-    """One level of per-split nesting -> "split/metric" keys."""
-    flat = {}
-    for key, value in nested.items():
-        if isinstance(value, dict):
-            flat.update({f"{key}/{inner}": v for inner, v in value.items()})
-        else:
-            flat[str(key)] = value
-    return flat
 
 
 def to_points(value: Optional[float], task: str, metric: Optional[str]) -> Optional[float]:
@@ -117,26 +101,6 @@ def to_points(value: Optional[float], task: str, metric: Optional[str]) -> Optio
     if task.startswith("squad") or abs(value) > 1.0:
         return float(value)
     return 100.0 * float(value)
-
-
-def is_subset(record: dict) -> bool:
-    """Evaluated on part of the eval split. The runner's structured flag wins; older or foreign
-    records fall back to any subset flag or note."""
-    data = record.get("data") or {}
-    if isinstance(data.get("subset"), dict) and "eval_subset" in data["subset"]:
-        return bool(data["subset"]["eval_subset"])
-    flags = [v for k, v in data.items() if "subset" in str(k).lower() and not isinstance(v, dict)]
-    flags += [v.get("subset") for v in data.values() if isinstance(v, dict)]
-    notes = " ".join(str(n) for n in record.get("metrics_notes") or []).lower()
-    return any(f is True for f in flags) or "subset" in notes
-
-
-def machine_fingerprint(env: dict) -> str:
-    """The runner's fingerprint; without one, a hash of the CPU and GPU names (same parts, same machine)."""
-    if env.get("fingerprint"):
-        return str(env["fingerprint"])
-    parts = f"{env.get('cpu_model') or _part(env.get('cpu'), 'model')}|{env.get('gpu_name') or _part(env.get('gpu'), 'name')}"
-    return "derived:" + hashlib.sha256(parts.encode()).hexdigest()[:12]
 
 
 def _size(size: Optional[dict]) -> dict:
@@ -192,13 +156,6 @@ def _latency(latency: Optional[dict], seq_len: Optional[int], mode: Optional[str
         # "clean" | "contended" | "unknown" over every timed pass; None for records before verdicts.
         "latency_verdict": contention.get("verdict"),
     }
-
-
-def _part(section: Any, key: str) -> Optional[str]:
-    """environment.cpu / environment.gpu may be a dict, a list of dicts (several GPUs) or absent."""
-    if isinstance(section, list) and section:
-        section = section[0]
-    return section.get(key) if isinstance(section, dict) else None
 
 
 def _number(value: Any) -> Optional[float]:

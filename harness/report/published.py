@@ -6,7 +6,7 @@ mapped, because the survey row is a different method under a similar name:
   layer_drop                   vs Lin et al. 2020 (spectral-normalised identity prior, not top-layer drop)
   head_prune                   (Michel et al. 2019 has no Table 1 row)
   kd_logits                    vs DistilBERT (triple-loss distillation during pre-training)
-  magnitude_prune              vs RPP (reweighted proximal) and IMP (lottery ticket with rewinding)
+  magnitude                    vs RPP (reweighted proximal) and IMP (lottery ticket with rewinding)
 Published figures come from other hardware, other baselines and mixed dev/test splits: they sit
 beside measured rows for orientation, never in a frontier or an average.
 """

@@ -17,6 +17,7 @@ MATCH_KEYS = ["model", "task", "hardware", "fingerprint"]
 
 
 def is_baseline(df: pd.DataFrame) -> pd.Series:
+    """Rows of methods that declare themselves the survey's "Baseline" (record method.category)."""
     return df["category"].eq("Baseline")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from harness.report.method_catalog import category_rank
+from harness.report.categories import category_rank
 from harness.report.speedup import add_speedups, geometric_mean, is_baseline
 
 DEFAULT_TASKS = ("mnli", "qqp", "sst2", "squad_v1.1")

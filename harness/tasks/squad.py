@@ -12,9 +12,7 @@ from typing import Optional
 import numpy as np
 
 from harness.config import TaskConfig
-from harness.tasks.types import EvalSplit, token_dataset
-
-MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+from harness.tasks.types import MODEL_INPUTS, EvalSplit, token_dataset
 
 
 def _windows(examples: list[dict], tokenizer, task: TaskConfig):

@@ -9,6 +9,8 @@ import numpy as np
 
 from harness.config import TaskConfig
 
+MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")  # the tokenizer outputs a model takes
+
 
 @dataclass
 class EvalSplit:

@@ -1,0 +1,106 @@
+"""Adding a method is one class + one YAML (README, "Adding a method"): a throwaway method, defined
+in a temporary module and YAML that no harness file knows, runs as a cell, saves, reloads and
+appears in Table 1 under the category it declares."""
+
+import textwrap
+
+import pytest
+import torch
+from methods_helpers import eval_batch, logits, tiny_model
+
+from harness import cli
+from harness.record import load_record, record_path, write_json_atomic
+from harness.report import load_records, table1
+from methods.artifacts import load_artifact
+from methods.base import build_method, build_method_config
+
+FAMILY = '''
+from dataclasses import dataclass
+
+import torch
+
+from harness.errors import check
+from methods.anatomy import encoder_linear_names
+from methods.base import Method, MethodConfig
+
+
+@dataclass
+class GridRoundConfig(MethodConfig):
+    _target_: str = "throwaway_family.GridRound"
+    name: str = "grid_round"
+    bits: int = 4  # weights of the encoder Linears snap to a 2^bits-level grid per tensor
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(2 <= self.bits <= 8, "method.bits", f"must be in [2, 8], got {self.bits}")
+
+
+class GridRound(Method):
+    """Simulated uniform weight quantization (values on a grid, stored as float)."""
+
+    config_class = GridRoundConfig
+    category = "Quantization"
+
+    def apply(self, model, ctx):
+        levels = 2 ** self.config.bits - 1
+        names = encoder_linear_names(model)
+        with torch.no_grad():
+            for name in names:
+                weight = model.get_submodule(name).weight
+                low, high = weight.min(), weight.max()
+                step = (high - low) / levels
+                weight.copy_(low + torch.round((weight - low) / step) * step)
+        self.info["rounded_linears"] = len(names)
+        return model
+'''
+YAML = """\
+# Throwaway test method: encoder Linear weights on a 2^bits-level grid.
+_target_: throwaway_family.GridRound
+name: grid_round
+recover_epochs: 0
+bits: 4
+"""
+QUICK = ["task.finetune.max_train_samples=32", "task.finetune.epochs=1", "task.max_eval_samples=16",
+         "hardware.batch_sizes=[1]", "hardware.min_iterations=2", "hardware.min_duration_s=0", "hardware.warmup=0",
+         "measure.bootstrap=0", "measure.energy=false", "measure.memory=false", "measure.flops=false",
+         "measure.real_length_latency=false", "isolate=false"]
+
+
+@pytest.fixture
+def throwaway_method(tmp_path, monkeypatch):
+    """The module on the import path and the YAML in (a copy of) conf/method: nothing else."""
+    import shutil
+
+    (tmp_path / "throwaway_family.py").write_text(textwrap.dedent(FAMILY))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    conf = tmp_path / "conf"
+    shutil.copytree(cli.CONF_DIR, conf)
+    (conf / "method" / "grid_round.yaml").write_text(YAML)
+    monkeypatch.setattr(cli, "CONF_DIR", conf)
+    return tmp_path
+
+
+@pytest.mark.slow  # one tiny-BERT cell end to end (fine-tune, accuracy, latency): ~10-30 s
+def test_a_new_method_runs_saves_reloads_and_lands_in_its_category(throwaway_method, compose, tiny_bert_dir, tmp_path):
+    from harness.runner import config_hash, execute, needs_train_data
+    from harness.tasks import check_task_data
+
+    cell = compose("method=grid_round", "method.bits=3", "model=local", f"model.path={tiny_bert_dir}", "task=sst2", *QUICK)
+    fingerprints = check_task_data(cell.task, cell.paths.data_root, need_train=needs_train_data(cell))
+    record = execute(cell, config_hash(cell, fingerprints), fingerprints)
+    assert record["status"] == "ok", record["reason"]
+    assert record["method"]["category"] == "Quantization" and record["method"]["rounded_linears"] == 12
+    assert record["metrics"]["accuracy"] is not None and record["latency"]["fixed"][0]["p50_ms"] > 0
+
+    method = build_method(build_method_config({"_target_": "throwaway_family.GridRound", "bits": 3}))
+    model = method.apply(tiny_model(), None)
+    assert len(torch.unique(model.bert.encoder.layer[0].output.dense.weight)) <= 2**3
+    method.save(model, str(tmp_path / "artifact"))
+    assert torch.equal(logits(load_artifact(tmp_path / "artifact"), eval_batch()), logits(model, eval_batch()))
+
+    path = write_json_atomic(record_path(cell.paths.results_dir, record["cell"], record["config_hash"]), record)
+    assert load_record(path)["method"]["category"] == "Quantization"
+    frame, problems = load_records([str(cell.paths.results_dir)])
+    assert problems == []
+    row = table1(frame).set_index("Method").loc["grid_round"]
+    assert row["Category"] == "Quantization" and row["Prov."] == "S"
