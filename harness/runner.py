@@ -12,7 +12,7 @@ import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
-from harness.config import CellConfig
+from harness.config import DEFAULT_RUNTIME, CellConfig
 from harness.errors import UnsupportedError
 from harness.finetune import CACHE_VERSION, stable_hash
 from harness.record import SCHEMA_VERSION, load_record, record_path, write_json_atomic
@@ -22,7 +22,8 @@ MEASUREMENT_PASSES = ("latency", "memory", "energy", "flops")
 
 
 def cell_names(cell: CellConfig) -> dict:
-    return {"method": cell.method.name, "model": cell.model.name, "task": cell.task.name, "hardware": cell.hardware.name}
+    return {"method": cell.method.name, "model": cell.model.name, "task": cell.task.name, "hardware": cell.hardware.name,
+            "runtime": cell.runtime.name}
 
 
 def config_dict(cell: CellConfig) -> dict:
@@ -40,8 +41,12 @@ def needs_train_data(cell: CellConfig) -> bool:
 def config_hash(cell: CellConfig, fingerprints: dict) -> str:
     """What makes a measurement different. Paths and run flags do not; data contents and
     CACHE_VERSION do. The project's git commit is recorded but deliberately not hashed, so a
-    documentation commit does not invalidate a sweep (bump CACHE_VERSION for code that changes numbers)."""
+    documentation commit does not invalidate a sweep (bump CACHE_VERSION for code that changes numbers).
+    The default runtime (pytorch) is left out, so cells recorded before the runtime axis existed keep
+    their hashes; any other runtime, with all its settings, is hashed."""
     semantic = {k: v for k, v in config_dict(cell).items() if k not in ("paths", "force", "isolate", "run_name")}
+    if cell.runtime.name == DEFAULT_RUNTIME:
+        semantic.pop("runtime")
     return stable_hash({"config": semantic, "data": fingerprints, "cache_version": CACHE_VERSION})
 
 
@@ -88,6 +93,7 @@ def base_record(cell: CellConfig, chash: str, fingerprints: dict, status: str, r
         "data": {"fingerprints": fingerprints},
         "environment": collect_environment(cell.hardware),
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "runtime": {"name": cell.runtime.name},  # RuntimeSection; the conversion's details once converted
     }
 
 
@@ -96,11 +102,12 @@ def run_cell(cell: CellConfig, chash: str, fingerprints: dict) -> dict:
     import torch  # noqa: F401 - imported before quieting: its logging setup resets levels
 
     from harness import measure, quiet_third_party_logs, stages as steps
+    from harness.runtimes import unsupported_reason as runtime_unsupported_reason
     from methods.base import build_method
 
     quiet_third_party_logs()
     method = build_method(cell.method)
-    reason = method.unsupported_reason(cell.hardware)
+    reason = method.unsupported_reason(cell.hardware) or runtime_unsupported_reason(method, cell.runtime, cell.hardware)
     record = base_record(cell, chash, fingerprints, "unsupported" if reason else "ok", reason)
     record["method"] = method.describe()
     if reason:
@@ -119,14 +126,23 @@ def run_cell(cell: CellConfig, chash: str, fingerprints: dict) -> dict:
     context = steps.method_context(cell, loaded.tokenizer, task_data, model)
     with timer("method"):
         try:
-            model = method.apply(model, context)
+            # On onnxruntime/openvino an int8 method hands the fp32 model to the runtime's own quantizer.
+            quantization = method.runtime_quantization(cell.runtime.name, context)
+            if quantization is None:
+                model = method.apply(model, context)
         except UnsupportedError as err:
             record.update(status="unsupported", reason=str(err), method=method.describe())
             return record
     record["method"] = method.describe()
-    with timer("save_artifact"):
-        record["size"] = steps.measure_artifact(method, model, baseline_size)
-    model = steps.to_device(model, cell.hardware)
+    if cell.runtime.name == DEFAULT_RUNTIME:
+        with timer("save_artifact"):
+            record["size"] = steps.measure_artifact(method, model, baseline_size)
+        model = steps.to_device(model, cell.hardware)
+        record["runtime"] = steps.pytorch_runtime_section(cell)
+    else:  # the converted artifact replaces the PyTorch model for every measurement below
+        with timer("convert"):
+            model, record["size"], record["runtime"] = steps.convert_for_runtime(
+                cell, record["environment"]["threads"], model, quantization, loaded.tokenizer, task_data, baseline_size)
     # Accuracy and latency are measured on this same object (MLPerf TEST01's idea).
     record["artifact"] = {"digest_before_accuracy": steps.model_digest(model)}
     with timer("accuracy"):

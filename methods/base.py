@@ -16,9 +16,11 @@ import importlib
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, ClassVar, Optional
 
+from harness.config import RUNTIMES
 from harness.errors import ConfigError, check
 
 NEEDS = ("nothing", "calibration", "training")
+ALL_RUNTIMES = RUNTIMES  # for methods whose model is a plain graph: it exports to every runtime
 
 
 @dataclass
@@ -51,10 +53,19 @@ class MethodContext:
     teacher: Any = None  # the fine-tuned baseline, for distillation-based methods
 
 
+@dataclass
+class RuntimeQuantization:
+    """What a method hands a runtime whose own tooling quantizes the fp32 model (harness/runtimes/)."""
+
+    scheme: str  # int8_dynamic | int8_static
+    calibration: Optional[list] = None  # model-input dicts of training samples (int8_static)
+
+
 class Method:
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
     needs: ClassVar[str] = "nothing"
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+    runtimes: ClassVar[tuple[str, ...]] = ("pytorch",)  # runtime.name values this method's artifact runs on
 
     def __init__(self, config: MethodConfig):
         self.config = config
@@ -64,6 +75,17 @@ class Method:
         """None when the method can run on `hardware`, else why not (recorded, never silently skipped)."""
         if hardware.device not in self.devices:
             return f"unsupported on {hardware.device}: {self.config.name} runs on {', '.join(self.devices)} only"
+        return None
+
+    def runtime_unsupported_reason(self, runtime: str) -> Optional[str]:
+        """None when the method's artifact can run on `runtime`, else why not (recorded as unsupported)."""
+        if runtime not in self.runtimes:
+            return f"unsupported on runtime {runtime}: {self.config.name} runs on {', '.join(self.runtimes)} only"
+        return None
+
+    def runtime_quantization(self, runtime: str, ctx: MethodContext) -> Optional[RuntimeQuantization]:
+        """None: apply() makes the model and the runtime converts it as it is. Otherwise the runner skips
+        apply() and the runtime quantizes the fp32 model with its own tooling, as this says."""
         return None
 
     def apply(self, model, ctx: MethodContext):
@@ -87,6 +109,8 @@ class Method:
 
 class Baseline(Method):
     """The fine-tuned, uncompressed model: the reference every other cell is compared with."""
+
+    runtimes = ALL_RUNTIMES
 
     def apply(self, model, ctx):
         return model

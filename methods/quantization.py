@@ -32,7 +32,7 @@ from torch import nn
 
 from harness.errors import check
 from methods.artifacts import write_marker
-from methods.base import Method, MethodConfig, check_calibration
+from methods.base import ALL_RUNTIMES, Method, MethodConfig, RuntimeQuantization, check_calibration
 from methods.structured import base_linear_names
 
 INT8_BACKENDS = ("torch_ao", "torchao", "pt2e")
@@ -287,6 +287,14 @@ class DynamicInt8(_QuantMethod):
 
     config_class = DynamicInt8Config
     devices = ("cpu",)
+    runtimes = ALL_RUNTIMES  # onnxruntime: quantize_dynamic; openvino: NNCF int8 weight compression
+
+    def runtime_quantization(self, runtime, ctx):
+        if runtime == "pytorch":
+            return None
+        # backend/compile select PyTorch kernels; on another runtime its own quantizer does the work
+        self.info.update(backend=runtime, compiled=False)
+        return RuntimeQuantization("int8_dynamic")
 
     def apply(self, model, ctx):
         backend = self.config.backend
@@ -326,6 +334,14 @@ class StaticInt8(_QuantMethod):
     config_class = StaticInt8Config
     needs = "calibration"
     devices = ("cpu",)
+    runtimes = ALL_RUNTIMES  # onnxruntime: quantize_static (QDQ); openvino: nncf.quantize
+
+    def runtime_quantization(self, runtime, ctx):
+        if runtime == "pytorch":
+            return None
+        batches = ctx.calibration_batches(self.config.calibration_samples, self.config.batch_size)
+        self.info.update(backend=runtime, compiled=False, calibration_samples=sum(len(next(iter(b.values()))) for b in batches))
+        return RuntimeQuantization("int8_static", calibration=batches)
 
     def apply(self, model, ctx):
         cfg = self.config

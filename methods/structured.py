@@ -19,7 +19,7 @@ from torch import nn
 
 from harness.errors import ConfigError, check
 from methods.artifacts import LOW_RANK_KEY
-from methods.base import Method, MethodConfig, check_calibration
+from methods.base import ALL_RUNTIMES, Method, MethodConfig, check_calibration
 
 SHAPES_KEY = "compbench_layer_shapes"  # config field: [{"heads": int, "intermediate_size": int}, ...]
 KEPT_HEADS_KEY = "compbench_kept_heads"  # provenance only: original head ids kept per layer
@@ -309,6 +309,8 @@ SCOPES = ("global", "per_layer")
 
 class RecoverableMethod(Method):
     """A method whose optional recovery fine-tune (recover_epochs > 0) makes it need training data."""
+
+    runtimes = ALL_RUNTIMES  # their result is a plain float model: it exports to every runtime
 
     def __init__(self, config):
         super().__init__(config)
