@@ -74,25 +74,32 @@ class OnnxRuntime(Runtime):
     def _quantize(self, model, path: Path, work: Path, quantization) -> tuple[Path, dict]:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
+        import onnx
+
         out = work / "quantized.onnx"
         excluded = head_nodes(path, model)
+        # ONNX shape inference cannot type the outputs of the optimizer's contrib ops (SkipLayerNormalization,
+        # BiasGelu, ...); without a default the quantizer silently skips every MatMul that follows one.
+        extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}
         if quantization.scheme == "int8_dynamic":
             op_types = ["MatMul", "Attention"]
             quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=op_types,
-                             nodes_to_exclude=excluded, per_channel=False)
+                             nodes_to_exclude=excluded, per_channel=False, extra_options=extra)
             return out, {"tool": "onnxruntime.quantization.quantize_dynamic", "scheme": "int8_dynamic", "weights": "int8 per-tensor",
-                         "activations": "uint8, quantized per call at run time", "op_types": op_types, "excluded_nodes": excluded}
+                         "activations": "uint8, quantized per call at run time", "op_types": op_types, "excluded_nodes": excluded,
+                         "quantized_nodes": quantized_names(out, DYNAMIC_INT8_OPS)}
         op_types = ["MatMul"]
+        path = typed_graph(path, work)
         reader = FeedReader([{k: np.asarray(b[k].cpu().numpy(), dtype=np.int64) for k in input_names_of(path)} for b in quantization.calibration])
         quantize_static(str(path), str(out), reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=op_types,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=False,
-                        nodes_to_exclude=excluded, calibrate_method=CalibrationMethod.MinMax)
-        for extra in work.glob("*augmented*"):  # the calibration graph
-            extra.unlink()
+                        nodes_to_exclude=excluded, calibrate_method=CalibrationMethod.MinMax, extra_options=extra)
+        for leftover in work.glob("*augmented*"):  # the calibration graph
+            leftover.unlink()
         return out, {"tool": "onnxruntime.quantization.quantize_static", "scheme": "int8_static", "format": "QDQ",
                      "weights": "int8 per-tensor", "activations": "uint8, MinMax-calibrated scales", "calibration_method": "MinMax",
                      "calibration_batches": len(reader.feeds), "calibration_samples": sum(len(f["input_ids"]) for f in reader.feeds),
-                     "op_types": op_types, "excluded_nodes": excluded}
+                     "op_types": op_types, "excluded_nodes": excluded, "quantized_nodes": quantized_matmuls(out)}
 
     def _session(self, path: Path):
         import onnxruntime as ort
@@ -133,6 +140,35 @@ def attention_shape(model) -> tuple[int, int]:
     return shapes.pop() if len(shapes) == 1 else (0, 0)
 
 
+DYNAMIC_INT8_OPS = ("MatMulInteger", "DynamicQuantizeMatMul", "QAttention")
+
+
+def quantized_names(path: Path, op_types) -> list[str]:
+    import onnx
+
+    return [n.name for n in onnx.load(str(path), load_external_data=False).graph.node if n.op_type in op_types]
+
+
+def quantized_matmuls(path: Path) -> list[str]:
+    """MatMuls whose both inputs come through DequantizeLinear (QDQ): the ones the session runs in int8."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    dequantized = {out for n in graph.node if n.op_type == "DequantizeLinear" for out in n.output}
+    return [n.name for n in graph.node if n.op_type == "MatMul" and all(i in dequantized for i in n.input[:2])]
+
+
+def typed_graph(path: Path, work: Path) -> Path:
+    """The graph with every tensor typed by ORT's symbolic shape inference, which knows the contrib ops:
+    quantize_static skips any activation it cannot type (DefaultTensorType covers weights only)."""
+    import onnx
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    out = work / "typed.onnx"
+    onnx.save(SymbolicShapeInference.infer_shapes(onnx.load(str(path)), auto_merge=True), str(out))
+    return out
+
+
 def input_names_of(path: Path) -> list[str]:
     import onnx
 
@@ -145,7 +181,8 @@ def head_nodes(path: Path, model) -> list[str]:
     import onnx
 
     prefixes = tuple(f"/{WRAPPER}/{name}/" for name in head_modules(model))
-    return [n.name for n in onnx.load(str(path), load_external_data=False).graph.node if prefixes and n.name.startswith(prefixes)]
+    names = [n.name for n in onnx.load(str(path), load_external_data=False).graph.node if prefixes and n.name.startswith(prefixes)]
+    return names + [f"{name}_MatMul" for name in names]  # the quantizer splits a Gemm into <name>_MatMul + Add first
 
 
 def weight_bytes(path: Path) -> dict:

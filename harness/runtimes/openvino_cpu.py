@@ -20,7 +20,7 @@ from harness.runtimes.base import Runtime, RuntimeModel, embedding_bytes, head_m
 from harness.runtimes.export import WRAPPER, export_onnx
 
 RECORDED_PROPERTIES = ("INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT", "PERFORMANCE_HINT", "NUM_STREAMS",
-                       "ENABLE_CPU_PINNING", "SCHEDULING_CORE_TYPE", "DYNAMIC_QUANTIZATION_GROUP_SIZE", "KV_CACHE_PRECISION")
+                       "ENABLE_CPU_PINNING", "SCHEDULING_CORE_TYPE", "DYNAMIC_QUANTIZATION_GROUP_SIZE")
 
 
 class OpenVinoModel(RuntimeModel):
@@ -92,6 +92,8 @@ class OpenVinoRuntime(Runtime):
                 value = compiled.get_property(name)
             except RuntimeError:  # a property this plugin version does not expose
                 continue
+            if hasattr(value, "to_string"):  # an openvino Type (precision hints)
+                value = value.to_string()
             properties[name] = value if isinstance(value, (int, float, bool)) else str(value)
         return compiled, properties
 
