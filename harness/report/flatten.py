@@ -14,7 +14,7 @@ from typing import Any, Optional
 from harness.report.method_catalog import method_category
 
 COLUMNS = [
-    "path", "task", "model", "method", "hardware", "device", "status", "reason", "seed",
+    "path", "task", "model", "method", "runtime", "hardware", "device", "status", "reason", "seed",
     "category", "provenance", "config_hash", "created_at",
     "fingerprint", "cpu_model", "gpu_name",
     "primary_metric", "metric_value", "score", "ci_lo", "ci_hi",
@@ -34,13 +34,17 @@ def flatten_record(record: dict, path: str | Path) -> dict:
     env = record.get("environment") or {}
     method_name = cell.get("method") or method_cfg.get("name") or "?"
     category, provenance = method_category(method_name, record.get("method"))
+    # Records from before the runtime axis ran on PyTorch. Another runtime is part of the method's label,
+    # so every grouping by method (table rows, plot points, duplicates) keeps runtimes apart.
+    runtime = cell.get("runtime") or (config.get("runtime") or {}).get("name") or "pytorch"
     task = cell.get("task") or task_cfg.get("name") or "?"
     metric, value, ci = primary_metric(record.get("metrics"), task, task_cfg.get("primary_metric"))
     row = {
         "path": str(path),
         "task": task,
         "model": cell.get("model") or model_cfg.get("name") or "?",
-        "method": method_name,
+        "method": method_name if runtime == "pytorch" else f"{method_name} [{runtime}]",
+        "runtime": runtime,
         "hardware": cell.get("hardware") or hw_cfg.get("name") or "?",
         "device": hw_cfg.get("device") or ("cuda" if "cuda" in str(cell.get("hardware", "")) else "cpu"),
         "status": record.get("status"),

@@ -14,7 +14,9 @@ MATCH_KEYS = ["model", "task", "hardware", "fingerprint"]
 
 
 def is_baseline(df: pd.DataFrame) -> pd.Series:
-    return df["category"].eq("Baseline")
+    """The fp32 PyTorch baseline: cells on other runtimes (its ONNX Runtime export too) are compared with it."""
+    on_pytorch = df["runtime"].eq("pytorch") if "runtime" in df else True
+    return df["category"].eq("Baseline") & on_pytorch
 
 
 def add_speedups(df: pd.DataFrame) -> pd.DataFrame:
