@@ -1,21 +1,21 @@
-"""Runtimes (harness/runtimes/) on a tiny BERT: the converted artifact is what is scored, timed and
-sized; fp32 conversions match PyTorch; int8 uses each runtime's own quantizer and stays close to fp32;
-a missing runtime or an unsupported method x runtime is one line."""
+"""Runtimes (harness/runtimes/): the converted artifact is what is scored, timed and sized; fp32
+conversions match PyTorch; int8 uses each runtime's own quantizer and stays close to fp32; a missing
+runtime or an unsupported method x runtime is one line; pytorch records keep their names and hashes."""
 
-import json
-import subprocess
-import sys
-from pathlib import Path
+import importlib.util
+import tempfile
 
 import pytest
+import torch
 
+from harness.config import RuntimeConfig
 from harness.errors import ConfigError
+from harness.finetune import CACHE_VERSION, stable_hash
+from harness.preflight import check_supported
 from harness.record import record_path
-from harness.runner import cell_names, config_hash, execute, needs_train_data
+from harness.runner import cell_names, config_dict, config_hash, execute, needs_train_data
 from harness.tasks import check_task_data
-
-pytest.importorskip("onnxruntime")
-pytest.importorskip("openvino")
+from methods.base import RuntimeQuantization
 
 RUNTIMES = ("onnxruntime", "openvino")
 QUICK = ["task.finetune.max_train_samples=64", "task.finetune.epochs=1", "task.max_eval_samples=48",
@@ -33,22 +33,150 @@ def run(cell):
     return execute(cell, config_hash(cell, fingerprints), fingerprints)
 
 
-@pytest.mark.parametrize("runtime", RUNTIMES)
-def test_fp32_artifact_matches_pytorch_and_is_what_is_measured(compose, tiny_bert_dir, runtime):
+def needs(runtime):
+    modules = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
+    return pytest.mark.skipif(importlib.util.find_spec(modules[runtime]) is None, reason=f"{runtime} not installed (.[runtimes])")
+
+
+# --------------------------------------------------------------------------- validation (no model)
+def test_missing_runtime_is_one_line_with_the_install_command(compose, monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real_find_spec(name, *a))
+    with pytest.raises(ConfigError) as err:
+        compose("runtime=onnxruntime")
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith("runtime: onnxruntime needs onnxruntime, not installed")
+    assert 'pip install -e ".[runtimes]"' in message
+
+
+def test_unknown_runtime_and_bad_settings_are_refused(compose):
+    with pytest.raises(ConfigError, match=r"^runtime: unknown choice 'tensorrt'"):
+        compose("runtime=tensorrt")
+    with pytest.raises(ConfigError, match=r"^runtime.opset: must be an integer in \[14, 20\]"):
+        compose("runtime=onnxruntime", "runtime.opset=9")
+
+
+@pytest.mark.parametrize("overrides, problem", [
+    (["method=weight_only_int8"], "unsupported on runtime onnxruntime: weight_only_int8 runs on pytorch only"),
+    (["hardware.compile=compile"], "hardware.compile=compile is a PyTorch setting"),
+])
+def test_unsupported_combination_is_one_line_alone_and_a_record_in_a_sweep(compose, overrides, problem):
+    cell = compose("runtime=onnxruntime", *overrides, "isolate=false")
+    with pytest.raises(ConfigError) as err:
+        check_supported(cell)
+    assert str(err.value).startswith("runtime: ") and problem in str(err.value) and "\n" not in str(err.value)
+    record = execute(cell, "0" * 16, {})  # refused before any model or data is loaded
+    assert record["status"] == "unsupported" and problem in record["reason"]
+    assert record["cell"]["runtime"] == "onnxruntime" and record["runtime"] == {"name": "onnxruntime"}
+
+
+def test_pytorch_cells_keep_their_record_names_and_hashes(compose):
+    cell = compose("method=baseline")
+    fingerprints = {"glue/SST-2/dev.tsv": "abc"}
+    before_the_axis = {k: v for k, v in config_dict(cell).items() if k not in ("paths", "force", "isolate", "run_name", "runtime")}
+    assert config_hash(cell, fingerprints) == stable_hash({"config": before_the_axis, "data": fingerprints, "cache_version": CACHE_VERSION})
+    path = record_path("r", cell_names(cell), config_hash(cell, fingerprints))
+    assert path.name.count("__") == 4 and "pytorch" not in path.name
+    other = compose("method=baseline", "runtime=openvino")
+    other_path = record_path("r", cell_names(other), config_hash(other, fingerprints))
+    assert "__openvino__" in other_path.name and config_hash(other, fingerprints) != config_hash(cell, fingerprints)
+
+
+# ------------------------------------------------------------------------ conversion (tiny models)
+def tiny_model(head="sequence"):
+    from transformers import BertConfig, BertForQuestionAnswering, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=1000, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, num_labels=2)
+    return (BertForSequenceClassification if head == "sequence" else BertForQuestionAnswering)(config).eval()
+
+
+def batches(count=3, rows=8):
+    generator = torch.Generator().manual_seed(1)
+    out = []
+    for i in range(count):
+        length = 9 + 5 * i  # different sequence lengths: the axes are dynamic
+        ids = torch.randint(0, 1000, (rows, length), generator=generator)
+        mask = torch.ones_like(ids)
+        mask[: rows // 2, length - 3:] = 0  # padded rows
+        out.append({"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)})
+    return out
+
+
+def convert(runtime, model, quantization=None, outputs=("logits",)):
+    from harness.runtimes import build_runtime
+    from harness.runtimes.base import output_difference
+
+    work_dir = tempfile.TemporaryDirectory()
+    converted, section = build_runtime(RuntimeConfig(name=runtime), {"intra_op": 1, "inter_op": 1}).prepare(
+        model, quantization, batches(1, 2)[0], list(outputs), work_dir)
+    return converted, section, output_difference(model, converted, batches(), "test")
+
+
+# Conversions take seconds (export, optimizer, quantizer, plugin compile), so they are marked slow.
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", [pytest.param(r, marks=needs(r)) for r in RUNTIMES])
+def test_fp32_conversion_matches_pytorch(runtime):
+    model = tiny_model()
+    converted, section, check = convert(runtime, model)
+    assert check["max_abs_diff"] < 1e-4 and check["prediction_agreement"] == 1.0
+    assert section["threads"]["intra_op"] == 1 and section["quantization"] is None
+    # the module-like call evaluation uses, on a shape never exported
+    batch = batches(1, 3)[0]
+    with torch.inference_mode():
+        assert torch.allclose(converted(**batch).logits, model(**batch).logits, atol=1e-4)
+    assert section["weight_bytes"] == pytest.approx(sum(p.numel() * 4 for p in model.parameters()), rel=0.05)
+
+
+@pytest.mark.slow
+@needs("onnxruntime")
+def test_question_answering_exports_both_span_outputs():
+    model = tiny_model("qa")
+    converted, section, check = convert("onnxruntime", model, outputs=("start_logits", "end_logits"))
+    assert set(check["max_abs_diff_by_output"]) == {"start_logits", "end_logits"} and check["max_abs_diff"] < 1e-4
+    assert section["dynamic_axes"]["start_logits"] == {0: "batch", 1: "sequence"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime, scheme", [pytest.param(r, s, marks=needs(r)) for r in RUNTIMES for s in ("int8_dynamic", "int8_static")])
+def test_int8_uses_the_runtimes_quantizer_and_keeps_the_head_float(runtime, scheme):
+    model = tiny_model()
+    fp32_bytes = sum(p.numel() * 4 for p in model.parameters())  # what the fp32 artifact weighs (test above)
+    calibration = batches(4) if scheme == "int8_static" else None
+    converted, section, check = convert(runtime, model, RuntimeQuantization(scheme, calibration))
+    quantization = section["quantization"]
+    assert quantization["tool"].startswith("onnxruntime.quantization" if runtime == "onnxruntime" else "nncf.")
+    # int8 encoder weights: smaller than fp32 (the embeddings stay float), outputs still close
+    assert section["weight_bytes"] < 0.9 * fp32_bytes
+    assert 0 < check["max_abs_diff"] < 0.05 and check["prediction_agreement"] >= 0.9
+    if runtime == "onnxruntime":
+        assert len(quantization["quantized_nodes"]) >= 6  # 2 layers x (attention out, intermediate, output) at least
+        assert not any("/classifier/" in name for name in quantization["quantized_nodes"])
+    else:
+        assert quantization["scheme"] == ("int8_weight_only" if scheme == "int8_dynamic" else "int8_static")
+
+
+# ------------------------------------------------------------------ end to end on real SST-2 rows
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime, method", [pytest.param("onnxruntime", "dynamic_int8", marks=needs("onnxruntime")),
+                                             pytest.param("openvino", "static_int8", marks=needs("openvino"))])
+def test_cells_on_a_runtime_measure_the_converted_artifact(compose, tiny_bert_dir, runtime, method):
     torch_record = run(tiny_cell(compose, tiny_bert_dir))
-    record = run(tiny_cell(compose, tiny_bert_dir, f"runtime={runtime}"))
-    assert record["status"] == "ok", record["reason"]
-    section = record["runtime"]
-    assert section["name"] == runtime and record["cell"]["runtime"] == runtime and record["config"]["runtime"]["name"] == runtime
-    assert section["output_check"]["max_abs_diff"] < 1e-4
-    assert section["output_check"]["prediction_agreement"] == 1.0
-    assert section["dynamic_axes"]["input_ids"] == {0: "batch", 1: "sequence"}
-    assert section["threads"]["intra_op"] == record["environment"]["threads"]["intra_op"]
-    # Same predictions as PyTorch on the eval slice: the fp32 artifact is the same model.
-    assert record["metrics"]["accuracy"] == pytest.approx(torch_record["metrics"]["accuracy"], abs=1e-9)
-    # Size is the artifact's: a float32 graph weighs about what the float32 state dict does.
-    assert record["size"]["disk_bytes"] >= record["size"]["bytes_dense"] > 0
-    assert 95 < record["size"]["pct_of_baseline_with_emb"] < 105
-    assert record["latency"]["fixed"][0]["p50_ms"] > 0 and record["latency"]["mode"] == runtime
-    assert record["artifact"]["digest_before_accuracy"] == record["artifact"]["digest_after_measurement"]
-    assert record["flops"]["flops_per_sample"] == torch_record["flops"]["flops_per_sample"]
+    fp32 = run(tiny_cell(compose, tiny_bert_dir, f"runtime={runtime}"))
+    int8 = run(tiny_cell(compose, tiny_bert_dir, f"runtime={runtime}", f"method={method}", "method.calibration_samples=64"))
+    for record in (fp32, int8):
+        assert record["status"] == "ok", record["reason"]
+        assert record["cell"]["runtime"] == record["config"]["runtime"]["name"] == record["runtime"]["name"] == runtime
+        assert record["runtime"]["threads"]["intra_op"] == record["environment"]["threads"]["intra_op"]
+        assert record["latency"]["mode"] == runtime and record["latency"]["fixed"][0]["p50_ms"] > 0
+        assert record["artifact"]["digest_before_accuracy"] == record["artifact"]["digest_after_measurement"]
+        assert record["size"]["disk_bytes"] >= record["size"]["bytes_dense"] > 0
+        assert record["flops"]["flops_per_sample"] == torch_record["flops"]["flops_per_sample"]
+    # fp32 through the runtime: PyTorch's predictions, hence its accuracy
+    assert fp32["runtime"]["output_check"]["max_abs_diff"] < 1e-4
+    assert fp32["metrics"]["accuracy"] == pytest.approx(torch_record["metrics"]["accuracy"], abs=1e-9)
+    # int8: the runtime's quantizer on the fp32 model, accuracy close to fp32
+    assert int8["runtime"]["quantization"] is not None and int8["method"]["backend"] == runtime
+    assert abs(int8["metrics"]["accuracy"] - fp32["metrics"]["accuracy"]) <= 0.05
+    assert int8["size"]["bytes_without_embeddings"] < fp32["size"]["bytes_without_embeddings"]
