@@ -196,3 +196,23 @@ def test_structurally_pruned_models_export_as_plain_graphs(runtime):
     for pruned in (model, reference):
         converted, section, check = convert(runtime, pruned)
         assert check["max_abs_diff"] < 1e-4 and check["prediction_agreement"] == 1.0
+
+
+def test_reports_keep_runtimes_apart_and_compare_them_with_pytorch_fp32():
+    import pandas as pd
+
+    from harness.report.flatten import flatten_record
+    from harness.report.speedup import add_speedups
+
+    def record(method, runtime, p50):
+        cell = {"task": "sst2", "model": "m", "method": method, "hardware": "cpu"}
+        if runtime:  # records from before the runtime axis have none: they are pytorch
+            cell["runtime"] = runtime
+        return {"status": "ok", "cell": cell, "config": {"task": {"max_seq_length": 128}}, "environment": {"fingerprint": "f"},
+                "latency": {"fixed": [{"batch_size": 1, "seq_len": 128, "p50_ms": p50}]}}
+
+    rows = pd.DataFrame([flatten_record(record(*r), "x") for r in
+                         [("baseline", None, 10.0), ("baseline", "onnxruntime", 5.0), ("dynamic_int8", "openvino", 4.0)]])
+    assert list(rows["method"]) == ["baseline", "baseline [onnxruntime]", "dynamic_int8 [openvino]"]
+    assert list(rows["runtime"]) == ["pytorch", "onnxruntime", "openvino"]
+    assert list(add_speedups(rows)["speedup"]) == pytest.approx([1.0, 2.0, 2.5])
