@@ -216,3 +216,25 @@ def test_reports_keep_runtimes_apart_and_compare_them_with_pytorch_fp32():
     assert list(rows["method"]) == ["baseline", "baseline [onnxruntime]", "dynamic_int8 [openvino]"]
     assert list(rows["runtime"]) == ["pytorch", "onnxruntime", "openvino"]
     assert list(add_speedups(rows)["speedup"]) == pytest.approx([1.0, 2.0, 2.5])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args, message", [
+    (["method=weight_only_int8", "runtime=onnxruntime"],
+     "compbench: error: runtime: unsupported on runtime onnxruntime: weight_only_int8 runs on pytorch only; "
+     "pick another method, runtime or hardware (a -m sweep records this cell as unsupported)"),
+    (["runtime=openvino"], 'compbench: error: runtime: openvino needs openvino, not installed: pip install -e ".[runtimes]"'),
+])
+def test_cli_refuses_in_one_line_with_exit_2(args, message, tmp_path, data_root):
+    import os
+    import subprocess
+    import sys
+
+    hide_openvino = "import importlib.util as u; f = u.find_spec; u.find_spec = lambda n, *a: None if n == 'openvino' else f(n, *a); "
+    code = (hide_openvino if "runtime=openvino" in args else "") + "from harness.cli import main; main()"
+    env = {**os.environ, "COMPBENCH_DATA_ROOT": str(data_root), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", code, *args, f"paths.results_dir={tmp_path / 'results'}", f"paths.cache_dir={tmp_path / 'cache'}"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == message and proc.stderr.count("compbench: error") == 1
+    assert not (tmp_path / "results").exists()
