@@ -13,7 +13,7 @@ from harness.config import register_configs, to_cell_config
 from harness.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-GROUPS = ("method", "model", "task", "hardware")
+GROUPS = ("method", "model", "task", "hardware", "runtime")
 HYDRA_INFO_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc", "--version")
 
 

@@ -24,6 +24,11 @@ DATA_SOURCES = ("auto", "local", "hub")
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "bfloat16", "float16")
 COMPILE_MODES = ("eager", "compile", "cudagraphs")
+RUNTIMES = ("pytorch", "onnxruntime", "openvino")
+DEFAULT_RUNTIME = "pytorch"
+# Modules each runtime imports (harness/runtimes/); all come with `pip install -e ".[runtimes]"`.
+RUNTIME_MODULES = {"pytorch": (), "onnxruntime": ("onnx", "onnxruntime"), "openvino": ("onnx", "openvino", "nncf")}
+RUNTIME_INSTALL = 'pip install -e ".[runtimes]"'
 
 
 @dataclass
@@ -144,6 +149,23 @@ class HardwareConfig:
 
 
 @dataclass
+class RuntimeConfig:
+    """The engine that runs the measured artifact (harness/runtimes/). pytorch: the model as the method
+    left it (hardware.compile still picks eager / compile / CUDA graphs); onnxruntime and openvino: the
+    method's model exported to ONNX and converted, and that artifact is scored, timed and sized."""
+
+    name: str = DEFAULT_RUNTIME
+    opset: int = 17  # ONNX opset of the export (TorchScript exporter)
+    graph_optimizations: bool = True  # onnxruntime: transformer fusions (onnxruntime.transformers optimizer, model_type bert)
+    max_abs_diff: float = 1e-3  # an unquantized conversion whose outputs differ more from PyTorch fails the cell
+
+    def __post_init__(self):
+        check(self.name in RUNTIMES, "runtime.name", f"unknown runtime {self.name!r}", RUNTIMES)
+        check(isinstance(self.opset, int) and 14 <= self.opset <= 20, "runtime.opset", f"must be an integer in [14, 20], got {self.opset!r}")
+        check(self.max_abs_diff > 0, "runtime.max_abs_diff", f"must be > 0, got {self.max_abs_diff}")
+
+
+@dataclass
 class MeasureConfig:
     accuracy: bool = True
     latency: bool = True
@@ -180,12 +202,13 @@ class PathsConfig:
 
 @dataclass
 class CellConfig:
-    """One cell: method x model x task x hardware, plus run-wide settings."""
+    """One cell: method x model x task x hardware x runtime, plus run-wide settings."""
 
     method: Any = None  # methods.base.MethodConfig subclass, built from its _target_
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 42
@@ -226,6 +249,7 @@ def to_cell_config(cfg: DictConfig | dict) -> CellConfig:
         model=_build(ModelConfig, raw.get("model"), "model"),
         task=_build(TaskConfig, raw.get("task"), "task"),
         hardware=_build(HardwareConfig, raw.get("hardware"), "hardware"),
+        runtime=_build(RuntimeConfig, raw.get("runtime"), "runtime"),
         measure=_build(MeasureConfig, raw.get("measure"), "measure"),
         paths=paths,
         seed=raw.get("seed", 42),
@@ -240,7 +264,17 @@ def to_cell_config(cfg: DictConfig | dict) -> CellConfig:
     check(isinstance(cell.allow_concurrent_latency, bool), "allow_concurrent_latency", f"must be true or false, got {cell.allow_concurrent_latency!r}")
     if cell.hardware.device == "cuda":
         _require_cuda()
+    _require_runtime(cell.runtime)
     return cell
+
+
+def _require_runtime(runtime: RuntimeConfig) -> None:
+    """A runtime whose packages are missing is refused here, before any model is loaded."""
+    import importlib.util
+
+    missing = [m for m in RUNTIME_MODULES[runtime.name] if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError("runtime", f"{runtime.name} needs {', '.join(missing)}, not installed: {RUNTIME_INSTALL}")
 
 
 def _require_cuda() -> None:
@@ -255,3 +289,4 @@ def register_configs() -> None:
     cs.store(group="model", name="base_model", node=ModelConfig)
     cs.store(group="task", name="base_task", node=TaskConfig)
     cs.store(group="hardware", name="base_hardware", node=HardwareConfig)
+    cs.store(group="runtime", name="base_runtime", node=RuntimeConfig)

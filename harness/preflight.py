@@ -61,11 +61,16 @@ def check_output_dirs(cells) -> None:
 def check_supported(cell) -> None:
     """A single cell (no -m) whose method cannot run on its hardware is a user error; in a sweep
     the same cell is recorded as `unsupported`, so tables show the gap."""
+    from harness.runtimes import unsupported_reason as runtime_unsupported_reason
     from methods.base import build_method
 
-    reason = build_method(cell.method).unsupported_reason(cell.hardware)
+    method = build_method(cell.method)
+    reason = method.unsupported_reason(cell.hardware)
     if reason:
         raise ConfigError("method", f"{reason}; pick another method or hardware (a -m sweep records this cell as unsupported)")
+    reason = runtime_unsupported_reason(method, cell.runtime, cell.hardware)
+    if reason:
+        raise ConfigError("runtime", f"{reason}; pick another method, runtime or hardware (a -m sweep records this cell as unsupported)")
 
 
 @dataclass

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, TypedDict
 
 SCHEMA_VERSION = "2.0"
+DEFAULT_RUNTIME = "pytorch"  # harness.config.DEFAULT_RUNTIME; repeated so readers need no Hydra import
 STATUSES = ("ok", "failed", "unsupported")
 # Schema history (load_record migrates older majors to the current one, in memory):
 #   1.0  method section without category / provenance / sparse (the report looked them up in a
@@ -221,6 +222,30 @@ class Record(TypedDict):
     data: DataSection
     environment: EnvironmentSection
     created_at: str  # ISO 8601, UTC
+    runtime: "RuntimeSection"  # absent in records made before the runtime axis (read them as pytorch)
+
+
+class RuntimeSection(TypedDict, total=False):
+    """What ran the measured artifact (harness/runtimes/). Unsupported/failed cells carry the name only."""
+
+    name: str  # pytorch | onnxruntime | openvino
+    version: str  # the runtime package's version (torch for pytorch)
+    mode: str  # pytorch only: hardware.compile (eager | compile | cudagraphs)
+    exporter: str  # how the ONNX graph was made (TorchScript exporter, dynamo=False)
+    torch: str  # torch version that exported
+    opset: int  # ONNX opset
+    inputs: list  # graph input names
+    outputs: list  # graph output names
+    dynamic_axes: dict  # input/output -> {axis: name}: batch and sequence stay dynamic
+    graph_optimizations: dict  # fusions / converter settings applied before the session or plugin
+    quantization: Optional[dict]  # the runtime quantizer's tool and settings; None for float artifacts
+    session: dict  # provider / plugin properties as applied (threads, precision hint, ...)
+    threads: dict  # {"intra_op", "inter_op"} as the runtime applied them
+    artifact_files: list  # the files the artifact consists of (their bytes are size.disk_bytes)
+    weight_bytes: int  # bytes of the artifact's weights (initializers / constants) = size.bytes_dense
+    embedding_bytes: int  # the embedding tables' share of weight_bytes
+    conversion_s: float  # wall time of export + optimization + quantization + session creation
+    output_check: dict  # max/mean |diff| and prediction agreement vs the PyTorch model on real eval inputs
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
@@ -251,7 +276,12 @@ def _jsonable(value: Any):
 
 
 def record_path(results_dir: str | os.PathLike, cell: dict, config_hash: str) -> Path:
-    name = "__".join([cell["task"], cell["model"], cell["method"], cell["hardware"], config_hash[:12]])
+    """`<task>__<model>__<method>__<hardware>[__<runtime>]__<hash12>.json`: the runtime is named only when
+    it is not the default (pytorch), so records made before the runtime axis keep their names."""
+    parts = [cell["task"], cell["model"], cell["method"], cell["hardware"]]
+    if cell.get("runtime", DEFAULT_RUNTIME) != DEFAULT_RUNTIME:
+        parts.append(cell["runtime"])
+    name = "__".join(parts + [config_hash[:12]])
     return Path(results_dir) / "records" / f"{name}.json"
 
 

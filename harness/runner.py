@@ -11,7 +11,7 @@ import time
 import traceback
 from contextlib import contextmanager
 
-from harness.config import CellConfig
+from harness.config import DEFAULT_RUNTIME, CellConfig
 from harness.errors import UnsupportedError
 from harness.finetune import CACHE_VERSION, stable_hash
 from harness.record import SCHEMA_VERSION, Record
@@ -21,7 +21,8 @@ MEASUREMENT_PASSES = ("latency", "memory", "energy", "flops")
 
 
 def cell_names(cell: CellConfig) -> dict:
-    return {"method": cell.method.name, "model": cell.model.name, "task": cell.task.name, "hardware": cell.hardware.name}
+    return {"method": cell.method.name, "model": cell.model.name, "task": cell.task.name, "hardware": cell.hardware.name,
+            "runtime": cell.runtime.name}
 
 
 def config_dict(cell: CellConfig) -> dict:
@@ -37,17 +38,23 @@ def needs_train_data(cell: CellConfig) -> bool:
 
 
 def times_against_reference(cell: CellConfig, method) -> bool:
-    """Interleaved speedup: every timed cell except the baseline itself (it is the reference)."""
+    """Interleaved speedup: every timed cell except the PyTorch baseline itself (it is the reference;
+    the baseline on another runtime is compared with it like any method)."""
     from methods.base import Baseline
 
-    return cell.measure.latency and cell.measure.interleaved_speedup and not isinstance(method, Baseline)
+    is_reference = isinstance(method, Baseline) and cell.runtime.name == DEFAULT_RUNTIME
+    return cell.measure.latency and cell.measure.interleaved_speedup and not is_reference
 
 
 def config_hash(cell: CellConfig, fingerprints: dict) -> str:
     """What makes a measurement different. Paths and run flags do not; data contents and
     CACHE_VERSION do. The project's git commit is recorded but deliberately not hashed, so a
-    documentation commit does not invalidate a sweep (bump CACHE_VERSION for code that changes numbers)."""
+    documentation commit does not invalidate a sweep (bump CACHE_VERSION for code that changes numbers).
+    The default runtime (pytorch) is left out, so cells recorded before the runtime axis existed keep
+    their hashes; any other runtime, with all its settings, is hashed."""
     semantic = {k: v for k, v in config_dict(cell).items() if k not in ("paths", "force", "isolate", "run_name")}
+    if cell.runtime.name == DEFAULT_RUNTIME:
+        semantic.pop("runtime")
     return stable_hash({"config": semantic, "data": fingerprints, "cache_version": CACHE_VERSION})
 
 
@@ -88,6 +95,7 @@ def base_record(cell: CellConfig, cell_hash: str, fingerprints: dict, status: st
         "data": {"fingerprints": fingerprints},
         "environment": collect_environment(cell.hardware),
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "runtime": {"name": cell.runtime.name},  # RuntimeSection; the conversion's details once converted
     }
 
 
@@ -96,11 +104,12 @@ def run_cell(cell: CellConfig, cell_hash: str, fingerprints: dict) -> Record:
     import torch  # noqa: F401 - imported before quieting: its logging setup resets levels
 
     from harness import measure, quiet_third_party_logs, stages
+    from harness.runtimes import unsupported_reason as runtime_unsupported_reason
     from methods.base import build_method
 
     quiet_third_party_logs()
     method = build_method(cell.method)
-    reason = method.unsupported_reason(cell.hardware)
+    reason = method.unsupported_reason(cell.hardware) or runtime_unsupported_reason(method, cell.runtime, cell.hardware)
     record = base_record(cell, cell_hash, fingerprints, "unsupported" if reason else "ok", reason)
     record["method"] = method.describe()
     if reason:
@@ -122,14 +131,23 @@ def run_cell(cell: CellConfig, cell_hash: str, fingerprints: dict) -> Record:
     context = stages.method_context(cell, loaded.tokenizer, task_data, model)
     with timer("method"):
         try:
-            model = method.apply(model, context)
+            # On onnxruntime/openvino an int8 method hands the fp32 model to the runtime's own quantizer.
+            quantization = method.runtime_quantization(cell.runtime.name, context)
+            if quantization is None:
+                model = method.apply(model, context)
         except UnsupportedError as err:
             record.update(status="unsupported", reason=str(err), method=method.describe())
             return record
     record["method"] = method.describe()
-    with timer("save_artifact"):
-        record["size"] = stages.measure_artifact(method, model, baseline_size)
-    model = stages.to_device(model, cell.hardware)
+    if cell.runtime.name == DEFAULT_RUNTIME:
+        with timer("save_artifact"):
+            record["size"] = stages.measure_artifact(method, model, baseline_size)
+        model = stages.to_device(model, cell.hardware)
+        record["runtime"] = stages.pytorch_runtime_section(cell)
+    else:  # the converted artifact replaces the PyTorch model for every measurement below
+        with timer("convert"):
+            model, record["size"], record["runtime"] = stages.convert_for_runtime(
+                cell, record["environment"]["threads"], model, quantization, loaded.tokenizer, task_data, baseline_size)
     if reference is not None:
         reference = stages.to_device(reference, cell.hardware)
     # Accuracy and latency are measured on this same object (MLPerf TEST01's idea).

@@ -110,6 +110,9 @@ def model_digest(model) -> str:
 
     import torch
 
+    if hasattr(model, "artifact_digest"):  # a runtime's artifact: the digest of its files
+        return model.artifact_digest()
+
     digest = hashlib.sha256()
     for name, value in model.state_dict().items():
         for tensor in value if isinstance(value, tuple) else (value,):  # torch.ao packs (weight, bias)
@@ -182,6 +185,18 @@ def real_batches(tokenizer, task_data, batch_size: int, device: str, count: int 
     return batches
 
 
+def prepare_run(model, hardware):
+    """(run(batch), mode): a runtime artifact's own call (harness/runtimes/), else harness.measure.prepare_model."""
+    if hasattr(model, "latency_run"):
+        return model.latency_run(), model.runtime
+    return measure.prepare_model(model, hardware)
+
+
+def with_inputs(run, batches: list):
+    """A runtime's run converts these batches to its numpy inputs now, outside the timed region."""
+    return run.bind(batches) if hasattr(run, "bind") else run
+
+
 def _threads(cell: CellConfig) -> int:
     import torch
 
@@ -190,16 +205,17 @@ def _threads(cell: CellConfig) -> int:
 
 def latency(cell: CellConfig, model, tokenizer, task_data, reference=None) -> dict:
     """Every batch size x length setting, each under a contention verdict; with a `reference`
-    (the fine-tuned fp32 baseline) the method is timed interleaved with it and gets a speedup."""
+    (the fine-tuned fp32 baseline in PyTorch eager) the method is timed interleaved with it and
+    gets a speedup."""
     from harness.measure.contention import until_clean, worst
 
     hw = cell.hardware
-    run, mode = measure.prepare_model(model, hw)
+    run, mode = prepare_run(model, hw)
     run_reference = None
     if reference is not None:
         run_reference, _ = measure.prepare_model(reference, dataclasses.replace(hw, compile="eager"))
     seq_len = cell.task.max_seq_length
-    result = {"fixed": [], "real_length": [], "mode": mode, "notes": []}
+    result = {"fixed": [], "real_length": [], "mode": mode, "runtime": cell.runtime.name, "notes": []}
     for batch_size in hw.batch_sizes:
         settings = [("fixed", fixed_batches(tokenizer, task_data, batch_size, seq_len, hw.device), seq_len, f"fixed bs={batch_size} n={seq_len}")]
         if cell.measure.real_length_latency:
@@ -207,8 +223,8 @@ def latency(cell: CellConfig, model, tokenizer, task_data, reference=None) -> di
         for setting, batches, length, label in settings:
             def once():
                 if run_reference is None:
-                    return measure.measure_latency(run, batches, hw, batch_size, length, label=label, n_bootstrap=cell.measure.bootstrap), None
-                return measure.measure_interleaved(run, run_reference, batches, hw, batch_size, length, label=label, n_bootstrap=cell.measure.bootstrap)
+                    return measure.measure_latency(with_inputs(run, batches), batches, hw, batch_size, length, label=label, n_bootstrap=cell.measure.bootstrap), None
+                return measure.measure_interleaved(with_inputs(run, batches), run_reference, batches, hw, batch_size, length, label=label, n_bootstrap=cell.measure.bootstrap)
 
             (entry, speedup), contention = until_clean(once, _threads(cell), cell.measure)
             entry["speedup"] = speedup
@@ -226,9 +242,10 @@ def latency(cell: CellConfig, model, tokenizer, task_data, reference=None) -> di
 
 
 def _throughput_workload(cell, model, tokenizer, task_data):
-    run, _ = measure.prepare_model(model, cell.hardware)
+    run, _ = prepare_run(model, cell.hardware)
     batch_size = max(cell.hardware.batch_sizes)
     batch = fixed_batches(tokenizer, task_data, batch_size, cell.task.max_seq_length, cell.hardware.device, count=1)[0]
+    run = with_inputs(run, [batch])
     return (lambda: run(batch)), batch_size
 
 
@@ -259,7 +276,59 @@ def flops(cell: CellConfig, model, tokenizer, task_data) -> dict:
     import torch
 
     batch = fixed_batches(tokenizer, task_data, 1, cell.task.max_seq_length, cell.hardware.device, count=1)[0]
+    counted = getattr(model, "reference", model)  # a runtime graph has no FLOP counter: its PyTorch source has the same ops
     with torch.inference_mode():
-        fixed = measure.count_flops(model, batch)
-        real = measure.average_flops(model, real_batches(tokenizer, task_data, 8, cell.hardware.device, count=8))
-    return {**fixed, "real_length_flops_per_sample": real}
+        fixed = measure.count_flops(counted, batch)
+        real = measure.average_flops(counted, real_batches(tokenizer, task_data, 8, cell.hardware.device, count=8))
+    result = {**fixed, "real_length_flops_per_sample": real}
+    if counted is not model:
+        result["counted_on"] = "the PyTorch model the runtime artifact was converted from (int8 runtime cells: its fp32 model)"
+    return result
+
+
+def pytorch_runtime_section(cell: CellConfig) -> dict:
+    import torch
+
+    return {"name": cell.runtime.name, "version": torch.__version__, "mode": cell.hardware.compile}
+
+
+def convert_for_runtime(cell: CellConfig, threads: dict, model, quantization, tokenizer, task_data, baseline_size: dict):
+    """Convert the method's model with the cell's runtime (harness/runtimes/): returns the artifact that
+    every later stage measures, its size section (bytes of the artifact, parameter counts of its
+    PyTorch source), and the record's runtime section with the output check on real eval inputs."""
+    import tempfile
+    import time
+
+    from harness.runtimes import build_runtime
+    from harness.runtimes.base import output_difference
+
+    model = model.eval()
+    check_batches = real_batches(tokenizer, task_data, 8, "cpu", count=4)
+    work_dir = tempfile.TemporaryDirectory(prefix=f"compbench-{cell.runtime.name}-")
+    start = time.perf_counter()
+    converted, section = build_runtime(cell.runtime, threads).prepare(
+        model, quantization, check_batches[0], list(_eval_split(task_data).output_names), work_dir)
+    section["conversion_s"] = round(time.perf_counter() - start, 3)
+    reference = "the method's PyTorch model" if quantization is None else f"the fp32 PyTorch model handed to the {cell.runtime.name} quantizer"
+    section["output_check"] = output_difference(model, converted, check_batches, reference)
+    worst = section["output_check"]["max_abs_diff"]
+    if quantization is None and not worst <= cell.runtime.max_abs_diff:
+        raise RuntimeError(f"the {cell.runtime.name} artifact's outputs differ from PyTorch's by up to {worst:.3g} "
+                           f"(> runtime.max_abs_diff={cell.runtime.max_abs_diff}) on real eval inputs")
+    source = measure.measure_size(model, baseline_sizes=baseline_size)
+    weights, embeddings = section["weight_bytes"], section["embedding_bytes"]
+    base_dense, base_noemb = baseline_size.get("bytes_dense"), baseline_size.get("bytes_without_embeddings")
+    size = {
+        "params_total": source["params_total"],  # parameter counts: of the PyTorch source (int8 does not change them)
+        "params_without_embeddings": source["params_without_embeddings"],
+        "nonzero_params_total": source["nonzero_params_total"],
+        "bytes_dense": weights,  # bytes: of the artifact's weights as the runtime stores them
+        "bytes_without_embeddings": weights - embeddings,
+        "bytes_sparse": None,  # runtime artifacts store weights dense
+        "disk_bytes": converted.artifact_bytes(),
+        "pct_of_baseline_with_emb": 100.0 * weights / base_dense if base_dense else None,
+        "pct_of_baseline_without_emb": 100.0 * (weights - embeddings) / base_noemb if base_noemb else None,
+        "baseline_bytes_dense": base_dense,
+        "baseline_bytes_without_embeddings": base_noemb,
+    }
+    return converted, size, section

@@ -22,6 +22,7 @@ import importlib
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, ClassVar, Optional
 
+from harness.config import RUNTIMES
 from harness.errors import ConfigError, check
 
 NEEDS = ("nothing", "calibration", "training")  # ordered: each needs at least what the previous one does
@@ -44,6 +45,7 @@ SURVEY_CATEGORIES = (
 # The survey's provenance column: A = task-agnostic compression, S = task-specific. Our methods
 # compress a model that is already fine-tuned, so almost all are S; the baseline has none.
 PROVENANCES = ("", "A", "S", "A,S")
+ALL_RUNTIMES = RUNTIMES  # for methods whose model is a plain graph: it exports to every runtime
 
 
 @dataclass
@@ -93,6 +95,14 @@ class MethodContext:
     teacher: Any = None  # the fine-tuned baseline, for distillation-based methods
 
 
+@dataclass
+class RuntimeQuantization:
+    """What a method hands a runtime whose own tooling quantizes the fp32 model (harness/runtimes/)."""
+
+    scheme: str  # int8_dynamic | int8_static
+    calibration: Optional[list] = None  # model-input dicts of training samples (int8_static)
+
+
 class Method:
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
     category: ClassVar[str] = ""  # one of SURVEY_CATEGORIES; build_method refuses a class without one
@@ -111,6 +121,7 @@ class Method:
             raise TypeError(f"{cls.__name__}.category {cls.category!r} is not a survey category {SURVEY_CATEGORIES}")
         if cls.provenance not in PROVENANCES or cls.needs not in NEEDS:
             raise TypeError(f"{cls.__name__}: provenance must be one of {PROVENANCES}, needs one of {NEEDS}")
+    runtimes: ClassVar[tuple[str, ...]] = ("pytorch",)  # runtime.name values this method's artifact runs on
 
     def __init__(self, config: MethodConfig):
         self.config = config
@@ -126,6 +137,17 @@ class Method:
         """None when the method can run on `hardware`, else why not (recorded, never silently skipped)."""
         if hardware.device not in self.devices:
             return f"unsupported on {hardware.device}: {self.config.name} runs on {', '.join(self.devices)} only"
+        return None
+
+    def runtime_unsupported_reason(self, runtime: str) -> Optional[str]:
+        """None when the method's artifact can run on `runtime`, else why not (recorded as unsupported)."""
+        if runtime not in self.runtimes:
+            return f"unsupported on runtime {runtime}: {self.config.name} runs on {', '.join(self.runtimes)} only"
+        return None
+
+    def runtime_quantization(self, runtime: str, ctx: MethodContext) -> Optional[RuntimeQuantization]:
+        """None: apply() makes the model and the runtime converts it as it is. Otherwise the runner skips
+        apply() and the runtime quantizes the fp32 model with its own tooling, as this says."""
         return None
 
     def apply(self, model, ctx: MethodContext):
@@ -164,6 +186,7 @@ class Baseline(Method):
 
     category = "Baseline"
     provenance = ""
+    runtimes = ALL_RUNTIMES
 
     def apply(self, model, ctx):
         return model

@@ -18,7 +18,7 @@ from torch import nn
 from harness.errors import check
 from methods.anatomy import encoder_linear_names
 from methods.artifacts import register_structure
-from methods.base import Method, MethodConfig, check_exactly_one
+from methods.base import ALL_RUNTIMES, Method, MethodConfig, check_exactly_one
 
 LOW_RANK_KEY = "compbench_low_rank"  # config field: {module name: rank}
 
@@ -84,6 +84,7 @@ class LowRankConfig(MethodConfig):
 
 class LowRank(Method):
     config_class = LowRankConfig
+    runtimes = ALL_RUNTIMES  # a plain float model: it exports to every runtime
     category = "Matrix Decomposition"
 
     def apply(self, model, ctx):

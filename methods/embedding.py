@@ -15,7 +15,7 @@ from torch import nn
 
 from harness.errors import ConfigError, check
 from methods.artifacts import register_structure
-from methods.base import Method, MethodConfig
+from methods.base import ALL_RUNTIMES, Method, MethodConfig
 
 VOCAB_KEY = "compbench_vocab"  # config field: {"original_vocab_size", "kept_vocab_size", "unk_token_id", "padding_idx"}
 
@@ -62,6 +62,7 @@ class VocabPruneConfig(MethodConfig):
 
 class VocabPrune(Method):
     config_class = VocabPruneConfig
+    runtimes = ALL_RUNTIMES  # a plain float model: it exports to every runtime
     # Survey family: shrinking the embedding matrix is grouped with embedding factorisation.
     category = "Matrix Decomposition"
     needs = "calibration"  # reads the training split's token ids

@@ -17,7 +17,7 @@ from torch.nn.utils import prune
 from harness.errors import UnsupportedError, check
 from methods.anatomy import encoder_linear_names
 from methods.artifacts import save_float
-from methods.base import Method, MethodConfig, cuda_capability_reason
+from methods.base import ALL_RUNTIMES, Method, MethodConfig, cuda_capability_reason
 
 SCOPES = ("global", "per_layer")
 
@@ -56,6 +56,7 @@ class Magnitude(Method):
     """One-shot L1 magnitude pruning (torch.nn.utils.prune), masks baked into the weights."""
 
     config_class = MagnitudeConfig
+    runtimes = ALL_RUNTIMES  # a plain float model: it exports to every runtime
     category = "Unstructured Pruning"
 
     def apply(self, model, ctx):

@@ -34,7 +34,7 @@ from harness.errors import UnsupportedError, check
 from harness.measure.environment import cpu_flags
 from methods.anatomy import base_linear_names
 from methods.artifacts import build_skeleton, load_weights, register_format, write_marker
-from methods.base import Method, MethodConfig, check_calibration, cuda_capability_reason
+from methods.base import ALL_RUNTIMES, Method, MethodConfig, RuntimeQuantization, check_calibration, cuda_capability_reason
 
 INT8_BACKENDS = ("torch_ao", "torchao", "pt2e")
 # bench/int8_backends.py on the 2-core AVX-512 VNNI dev box: torchao + compile was the fastest in 5
@@ -288,6 +288,14 @@ class DynamicInt8(_QuantMethod):
 
     config_class = DynamicInt8Config
     devices = ("cpu",)
+    runtimes = ALL_RUNTIMES  # onnxruntime: quantize_dynamic; openvino: NNCF int8 weight compression
+
+    def runtime_quantization(self, runtime, ctx):
+        if runtime == "pytorch":
+            return None
+        # backend/compile select PyTorch kernels; on another runtime its own quantizer does the work
+        self.info.update(backend=runtime, compiled=False)
+        return RuntimeQuantization("int8_dynamic")
 
     def apply(self, model, ctx):
         backend = self.config.backend
@@ -327,6 +335,14 @@ class StaticInt8(_QuantMethod):
     config_class = StaticInt8Config
     needs = "calibration"
     devices = ("cpu",)
+    runtimes = ALL_RUNTIMES  # onnxruntime: quantize_static (QDQ); openvino: nncf.quantize
+
+    def runtime_quantization(self, runtime, ctx):
+        if runtime == "pytorch":
+            return None
+        batches = ctx.calibration_batches(self.config.calibration_samples, self.config.batch_size)
+        self.info.update(backend=runtime, compiled=False, calibration_samples=sum(len(next(iter(b.values()))) for b in batches))
+        return RuntimeQuantization("int8_static", calibration=batches)
 
     def apply(self, model, ctx):
         cfg = self.config

@@ -10,7 +10,7 @@ from typing import ClassVar, Optional
 
 from harness.errors import check
 from methods.anatomy import encoder_layers, layer_parts
-from methods.base import Method, MethodConfig, check_calibration, check_exactly_one
+from methods.base import ALL_RUNTIMES, Method, MethodConfig, check_calibration, check_exactly_one
 from methods.importance import accumulate_gradient_scores, head_scores, l2_normalised, neuron_magnitude_scores, neuron_taylor_scores, select_global, select_per_layer
 from methods.surgery import KEPT_HEADS_KEY, keep_heads, keep_layers, keep_neurons, record_shapes
 
@@ -34,6 +34,7 @@ class HeadPrune(Method):
     """Michel et al. 2019: gradient importance per head, L2-normalised per layer, global pruning."""
 
     config_class = HeadPruneConfig
+    runtimes = ALL_RUNTIMES  # a plain float model: it exports to every runtime
     category = "Structured Pruning"
     needs: ClassVar[str] = "calibration"
 
@@ -81,6 +82,7 @@ class FfnPruneConfig(MethodConfig):
 
 class FfnPrune(Method):
     config_class = FfnPruneConfig
+    runtimes = ALL_RUNTIMES  # a plain float model: it exports to every runtime
     category = "Structured Pruning"
     needs: ClassVar[str] = "calibration"
 
@@ -146,6 +148,7 @@ class LayerDrop(Method):
     """Sajjad et al. 2020 'poor man's BERT': remove whole encoder layers."""
 
     config_class = LayerDropConfig
+    runtimes = ALL_RUNTIMES  # a plain float model: it exports to every runtime
     category = "Structured Pruning"
 
     def apply(self, model, ctx):

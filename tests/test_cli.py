@@ -82,7 +82,7 @@ def test_real_cell_through_hydra_writes_a_complete_record(tmp_path, data_root):
     for key in ("schema_version", "config", "config_hash", "metrics", "size", "latency", "environment", "status"):
         assert key in record
     assert record["status"] == "ok", record["reason"]
-    assert record["cell"] == {"method": "baseline", "model": "minilm_l6", "task": "sst2", "hardware": "cpu"}
+    assert record["cell"] == {"method": "baseline", "model": "minilm_l6", "task": "sst2", "hardware": "cpu", "runtime": "pytorch"}
     assert 0.0 <= record["metrics"]["accuracy"] <= 1.0
     low, high = record["metrics"]["ci95"]["accuracy"]
     assert low <= record["metrics"]["accuracy"] <= high

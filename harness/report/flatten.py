@@ -14,7 +14,7 @@ from typing import Any, Optional
 from harness.report.categories import UNCATEGORISED
 
 COLUMNS = [
-    "path", "task", "model", "method", "hardware", "device", "status", "reason", "seed",
+    "path", "task", "model", "method", "runtime", "hardware", "device", "status", "reason", "seed",
     "category", "provenance", "config_hash", "created_at",
     "fingerprint", "cpu_model", "gpu_name",
     "primary_metric", "metric_value", "score", "ci_lo", "ci_hi",
@@ -34,6 +34,9 @@ def flatten_record(record: dict, path: str | Path) -> dict:
     env = record["environment"]
     described = record.get("method") or {}
     task = names["task"]
+    # Records from before the runtime axis ran on PyTorch. Another runtime is part of the method's label,
+    # so every grouping by method (table rows, plot points, duplicates) keeps runtimes apart.
+    runtime = names.get("runtime") or (config.get("runtime") or {}).get("name") or "pytorch"
     metric, value, ci = primary_metric(record.get("metrics"), task, task_cfg.get("primary_metric"))
     gpu = env.get("gpu") or {}
     subset = record["data"].get("subset") or {}  # absent when the cell failed before loading data
@@ -41,7 +44,8 @@ def flatten_record(record: dict, path: str | Path) -> dict:
         "path": str(path),
         "task": task,
         "model": names["model"],
-        "method": names["method"],
+        "method": names["method"] if runtime == "pytorch" else f"{names['method']} [{runtime}]",
+        "runtime": runtime,
         "hardware": names["hardware"],
         "device": hw_cfg["device"],
         "status": record.get("status"),

@@ -17,8 +17,10 @@ MATCH_KEYS = ["model", "task", "hardware", "fingerprint"]
 
 
 def is_baseline(df: pd.DataFrame) -> pd.Series:
-    """Rows of methods that declare themselves the survey's "Baseline" (record method.category)."""
-    return df["category"].eq("Baseline")
+    """Rows of methods that declare themselves the survey's "Baseline" (record method.category), on
+    PyTorch: cells on other runtimes (the baseline's ONNX Runtime export too) are compared with it."""
+    on_pytorch = df["runtime"].eq("pytorch") if "runtime" in df else True
+    return df["category"].eq("Baseline") & on_pytorch
 
 
 def add_speedups(df: pd.DataFrame) -> pd.DataFrame:
