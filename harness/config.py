@@ -16,6 +16,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import ConfigError, check
+from harness.runtime_names import DEFAULT_RUNTIME, RUNTIMES  # noqa: F401 - re-exported
 
 MODEL_SOURCES = ("embedded", "hub", "local")
 MODEL_INITS = ("pretrained", "random")
@@ -24,8 +25,6 @@ DATA_SOURCES = ("auto", "local", "hub")
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "bfloat16", "float16")
 COMPILE_MODES = ("eager", "compile", "cudagraphs")
-RUNTIMES = ("pytorch", "onnxruntime", "openvino")
-DEFAULT_RUNTIME = "pytorch"
 # Modules each runtime imports (harness/runtimes/); all come with `pip install -e ".[runtimes]"`.
 RUNTIME_MODULES = {"pytorch": (), "onnxruntime": ("onnx", "onnxruntime"), "openvino": ("onnx", "openvino", "nncf")}
 RUNTIME_INSTALL = 'pip install -e ".[runtimes]"'

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, TypedDict
 
 SCHEMA_VERSION = "2.0"
-DEFAULT_RUNTIME = "pytorch"  # harness.config.DEFAULT_RUNTIME; repeated so readers need no Hydra import
+from harness.runtime_names import DEFAULT_RUNTIME  # noqa: F401 - re-exported for readers
 STATUSES = ("ok", "failed", "unsupported")
 # Schema history (load_record migrates older majors to the current one, in memory):
 #   1.0  method section without category / provenance / sparse (the report looked them up in a

@@ -22,7 +22,7 @@ import importlib
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, ClassVar, Optional
 
-from harness.config import RUNTIMES
+from harness.runtime_names import RUNTIMES
 from harness.errors import ConfigError, check
 
 NEEDS = ("nothing", "calibration", "training")  # ordered: each needs at least what the previous one does

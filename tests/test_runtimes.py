@@ -208,7 +208,11 @@ def test_reports_keep_runtimes_apart_and_compare_them_with_pytorch_fp32():
         cell = {"task": "sst2", "model": "m", "method": method, "hardware": "cpu"}
         if runtime:  # records from before the runtime axis have none: they are pytorch
             cell["runtime"] = runtime
-        return {"status": "ok", "cell": cell, "config": {"task": {"max_seq_length": 128}}, "environment": {"fingerprint": "f"},
+        config = {"task": {"name": "sst2", "max_seq_length": 128, "primary_metric": "accuracy"}, "model": {"name": "m"},
+                  "hardware": {"name": "cpu", "device": "cpu", "compile": "eager"}, "method": {"name": method}, "seed": 42}
+        category = "Baseline" if method == "baseline" else "Quantization"
+        return {"status": "ok", "cell": cell, "config": config, "environment": {"fingerprint": "f"}, "data": {},
+                "method": {"name": method, "category": category, "provenance": ""},
                 "latency": {"fixed": [{"batch_size": 1, "seq_len": 128, "p50_ms": p50}]}}
 
     rows = pd.DataFrame([flatten_record(record(*r), "x") for r in
