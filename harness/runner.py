@@ -29,12 +29,14 @@ def config_dict(cell: CellConfig) -> dict:
     return dataclasses.asdict(cell)
 
 
-def needs_train_data(cell: CellConfig) -> bool:
-    """Decided from config alone, so the pre-flight check and the run fingerprint the same files."""
+def needs_train_data(cell: CellConfig, method=None) -> bool:
+    """Decided from config alone, so the pre-flight check and the run fingerprint the same files.
+    `method`: the cell's already built method object (harness.plan passes it), else one is built."""
     from methods.base import build_method
 
     finetunes = cell.model.init == "pretrained" and cell.model.finetuned_task != cell.task.name
-    return finetunes or build_method(cell.method).needs != "nothing" or cell.method.recover_epochs > 0
+    method = method or build_method(cell.method)
+    return finetunes or method.needs != "nothing" or cell.method.recover_epochs > 0
 
 
 def config_hash(cell: CellConfig, fingerprints: dict) -> str:
@@ -111,7 +113,7 @@ def run_cell(cell: CellConfig, chash: str, fingerprints: dict) -> dict:
     with timer("load_model"):
         loaded = steps.load(cell)
     with timer("load_data"):
-        task_data = steps.load_data(cell, loaded.tokenizer, need_train=needs_train_data(cell))
+        task_data = steps.load_data(cell, loaded.tokenizer, need_train=needs_train_data(cell, method), fingerprints=fingerprints)
     record["data"].update(counts=task_data.counts, notes=task_data.notes, subset=steps.is_subset(cell, task_data))
     with timer("finetune"):
         model, record["training"] = steps.finetune_baseline(cell, loaded, task_data)

@@ -48,20 +48,22 @@ def data(tmp_path) -> Path:
 def run_cli(args, tmp_path, data_root, command=COMPBENCH, timeout=120):
     env = {**os.environ, "COMPBENCH_DATA_ROOT": str(data_root), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "COMPBENCH_CACHE": str(tmp_path / "cache")}
-    env.pop("COMPBENCH_TEST_EXECUTOR", None)
     results = tmp_path / "results"
     return subprocess.run(command + [f"paths.results_dir={results}", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout), results
 
 
-def run_main(args, tmp_path, data_root, monkeypatch, capsys):
-    """The same CLI in this process (config errors only: ~50 ms instead of a 0.8 s interpreter start)."""
+def run_main(args, tmp_path, data_root, monkeypatch, capsys, online=False):
+    """The same CLI in this process (config errors only: ~50 ms instead of a 0.8 s interpreter start).
+    online=True: as on a machine that can reach the Hub (nothing here contacts it: the input is refused first)."""
     from harness import cli
 
     for key, value in {"COMPBENCH_DATA_ROOT": str(data_root), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                        "COMPBENCH_CACHE": str(tmp_path / "cache")}.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.delenv("COMPBENCH_TEST_EXECUTOR", raising=False)
+    if online:
+        monkeypatch.delenv("HF_HUB_OFFLINE")
+        monkeypatch.delenv("HF_DATASETS_OFFLINE")
     monkeypatch.setattr(sys, "argv", ["compbench", f"paths.results_dir={tmp_path / 'results'}", *args])
     monkeypatch.setattr(cli, "hydra_main", lambda: pytest.fail("the bad input passed validation"))
     with pytest.raises(SystemExit) as exit_info:
@@ -105,7 +107,25 @@ CONFIG_CASES = [
     ("unknown model field", ["+model.foo=1"],
      "compbench: error: model.foo: is not a known field (allowed: ['allow_pickle', 'architecture', 'finetuned_task', 'hub_id', 'init', 'name', 'path', 'source'])"),
     ("unknown method parameter", ["+method.bogus=1"], "compbench: error: method.bogus: is not a parameter of baseline (allowed: ['name', 'recover_epochs'])"),
-    ("wrong value type", ["hardware.warmup=abc"], "compbench: error: overrides: Error merging override hardware.warmup=abc"),
+    ("wrong value type", ["hardware.warmup=abc"], "compbench: error: hardware.warmup: expected an integer, got 'abc'"),
+    ("method parameter not a number", ["method=magnitude", "method.sparsity=abc"], "compbench: error: method.sparsity: expected a number, got 'abc'"),
+    ("learning rate not a number", ["task.finetune.learning_rate=abc"], "compbench: error: task.finetune.learning_rate: expected a number, got 'abc'"),
+    ("learning rate nan", ["task.finetune.learning_rate=nan"], "compbench: error: task.finetune.learning_rate: expected a number, got nan"),
+    ("misspelled method parameter", ["method=magnitude", "method.sparsty=0.5"],
+     "compbench: error: method.sparsty: no such field; did you mean method.sparsity? (allowed: "),
+    ("misspelled appended method parameter", ["method=magnitude", "+method.sparsty=0.5"],
+     "compbench: error: method.sparsty: is not a parameter of magnitude; did you mean method.sparsity? (allowed: "),
+    ("misspelled task field", ["task.max_eval_sample=5"], "compbench: error: task.max_eval_sample: no such field; did you mean task.max_eval_samples? (allowed: "),
+    ("seed beyond the RNG", ["seed=4294967296"], "compbench: error: seed: must be in [0, 4294967295] (what the random generators accept), got 4294967296"),
+    ("negative seed", ["seed=-1"], "compbench: error: seed: must be in [0, 4294967295] (what the random generators accept), got -1"),
+    ("warmup ratio above 1", ["task.finetune.warmup_ratio=2"], "compbench: error: task.finetune.warmup_ratio: must be in [0, 1], got 2.0"),
+    ("negative weight decay", ["task.finetune.weight_decay=-0.1"], "compbench: error: task.finetune.weight_decay: must be >= 0, got -0.1"),
+    ("negative bootstrap", ["measure.bootstrap=-5"], "compbench: error: measure.bootstrap: must be >= 0 (0 disables), got -5"),
+    ("max duration below min", ["hardware.min_duration_s=5", "hardware.max_duration_s=1"],
+     "compbench: error: hardware.max_duration_s: must be >= hardware.min_duration_s (5.0), got 1.0"),
+    ("zero labels", ["task.num_labels=0"], "compbench: error: task.num_labels: must be >= 1, got 0"),
+    ("data root typo", ["paths.data_root=/nonexistent/shared/dta"],
+     "compbench: error: paths.data_root: /nonexistent/shared/dta is not a directory (a typo? it comes from paths.data_root or COMPBENCH_DATA_ROOT)"),
     ("malformed override", ["task.max_eval_samples=["],
      "compbench: error: overrides: no viable alternative at input '[' See https://hydra.cc/docs/1.2/advanced/override_grammar/basic for details"),
     ("non-integer seed", ["seed=abc"], "compbench: error: seed: must be an integer, got 'abc'"),
@@ -130,7 +150,7 @@ CONFIG_CASES = [
 @pytest.mark.parametrize("overrides,message", [c[1:] for c in CONFIG_CASES], ids=[c[0] for c in CONFIG_CASES])
 def test_config_errors(overrides, message, tmp_path, data, monkeypatch, capsys):
     proc = run_main(overrides, tmp_path, data, monkeypatch, capsys)
-    assert_one_line(proc, tmp_path, message)
+    assert_one_line(proc, tmp_path, message, exact=not message.endswith("(allowed: "))
 
 
 def test_config_error_in_a_fresh_process(tmp_path, data):
@@ -173,7 +193,23 @@ def test_truncated_tsv(tmp_path, data):
     text = RTE_HEADER + RTE_ROWS
     (data / "glue" / "rte" / "dev.tsv").write_text(text[: text.rindex("\t") - 3])  # cut inside the last row
     proc, _ = run_cli(["task=rte"], tmp_path, data)
-    assert_one_line(proc, tmp_path, "compbench: error: task.local: glue/rte/dev.tsv: last line does not parse (3 fields, expected 4); the file looks truncated")
+    assert_one_line(proc, tmp_path, "compbench: error: task.local: glue/rte/dev.tsv: line 7 has 3 fields, expected 4 (damaged or truncated file)")
+
+
+def test_damage_in_the_middle_of_a_tsv(tmp_path, data, monkeypatch, capsys):
+    """Every row is parsed before a model loads, not only the first ones and the last line."""
+    rows = "".join(f"{i}\tA man walks {i}.\tA person moves.\t{'entailment' if i % 2 else 'not_entailment'}\n" for i in range(400))
+    damaged = rows.replace("\tA man walks 250.\tA person moves.", "\tA man walks 250.", 1)  # one row lost a field
+    (data / "glue" / "rte" / "train.tsv").write_text(RTE_HEADER + damaged)
+    proc = run_main(["task=rte"], tmp_path, data, monkeypatch, capsys)
+    assert_one_line(proc, tmp_path, "compbench: error: task.local: glue/rte/train.tsv: line 252 has 3 fields, expected 4 (damaged or truncated file)")
+    (data / "glue" / "rte" / "train.tsv").write_bytes((RTE_HEADER + rows[:9000]).encode() + b"\x00\xff" + rows[9000:].encode())
+    proc = run_main(["task=rte"], tmp_path, data, monkeypatch, capsys)
+    assert_one_line(proc, tmp_path, "compbench: error: task.local: glue/rte/train.tsv: cannot be decoded as utf-8 (invalid start byte) near line ", exact=False)
+    (data / "glue" / "rte" / "train.tsv").write_text(RTE_HEADER + rows.replace("\tentailment\n", "\tentailment?\n", 1))
+    proc = run_main(["task=rte"], tmp_path, data, monkeypatch, capsys)
+    assert_one_line(proc, tmp_path, "compbench: error: task.label_names: glue/rte/train.tsv: line 3 has label 'entailment?', "
+                    "neither in ['entailment', 'not_entailment'] nor an id below 2")
 
 
 def test_tsv_with_wrong_header(tmp_path, data):
@@ -192,7 +228,7 @@ def test_empty_tsv(tmp_path, data):
 def test_undecodable_tsv(tmp_path, data):
     (data / "glue" / "sst2" / "dev.tsv").write_bytes(b"sentence\tlabel\n\xff\xfe caf\xe9 \t1\n")
     proc, _ = run_cli(["task=sst2"], tmp_path, data)
-    assert_one_line(proc, tmp_path, "compbench: error: task.local: glue/sst2/dev.tsv: cannot be decoded as utf-8 (invalid start byte); unparseable file")
+    assert_one_line(proc, tmp_path, "compbench: error: task.local: glue/sst2/dev.tsv: cannot be decoded as utf-8 (invalid start byte) near line 2; damaged or unparseable file")
 
 
 def test_squad_json_with_a_missing_field(tmp_path, data):
@@ -240,6 +276,46 @@ def test_pickle_only_weights_are_refused(tmp_path, data):
     proc, _ = run_cli(["model=local", f"model.path={model_dir}"], tmp_path, data)
     assert_one_line(proc, tmp_path, f"compbench: error: model.allow_pickle: {model_dir} holds only pickle weights (pytorch_model.bin); "
                     "convert to safetensors or set model.allow_pickle=true")
+
+
+def _tiny_safetensors(model_dir: Path) -> bytes:
+    """A valid two-tensor safetensors file (written by hand: the check must not need torch)."""
+    header = json.dumps({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
+                         "b": {"dtype": "F32", "shape": [2], "data_offsets": [16, 24]}}).encode()
+    blob = len(header).to_bytes(8, "little") + header + bytes(24)
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    return blob
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage header", "extra bytes"])
+def test_corrupt_safetensors_is_refused_before_loading(damage, tmp_path, data, monkeypatch, capsys):
+    model_dir = tmp_path / "model"
+    blob = _tiny_safetensors(model_dir)
+    broken = {"truncated": blob[:-5], "garbage header": b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all", "extra bytes": blob + b"\x00" * 8}[damage]
+    (model_dir / "model.safetensors").write_bytes(broken)
+    proc = run_main(["model=local", f"model.path={model_dir}"], tmp_path, data, monkeypatch, capsys)
+    assert_one_line(proc, tmp_path, f"compbench: error: model.path: {model_dir / 'model.safetensors'} is not a valid safetensors file (", exact=False)
+    assert proc.stderr.strip().endswith("; truncated or corrupt download?")
+
+
+def test_valid_safetensors_passes_the_check(tmp_path):
+    from harness.models import check_safetensors
+
+    model_dir = tmp_path / "model"
+    blob = _tiny_safetensors(model_dir)
+    (model_dir / "model.safetensors").write_bytes(blob)
+    check_safetensors(model_dir / "model.safetensors")
+
+
+def test_data_root_typo_is_named_before_any_hub_fallback(tmp_path, data, monkeypatch, capsys):
+    """Online (no HF_HUB_OFFLINE), a misspelt data root is named instead of silently trying the Hub."""
+    proc = run_main([f"paths.data_root={tmp_path / 'dta'}"], tmp_path, data, monkeypatch, capsys, online=True)
+    assert_one_line(proc, tmp_path, f"compbench: error: paths.data_root: {tmp_path / 'dta'} is not a directory (a typo? it comes from paths.data_root or COMPBENCH_DATA_ROOT)")
+    (data / "glue" / "sst2" / "dev.tsv").unlink()
+    proc = run_main([f"task.local.eval.validation=glue/sst2/dev.tsv"], tmp_path, data, monkeypatch, capsys, online=True)
+    assert_one_line(proc, tmp_path, f"compbench: error: task.local: {data}/glue/sst2/dev.tsv not found; set paths.data_root or COMPBENCH_DATA_ROOT "
+                    "to the folder holding glue/ and squad_v1.1/; the Hub fallback is unavailable (task.local.* was set explicitly)")
 
 
 # -------------------------------------------------------------------------------------- output
