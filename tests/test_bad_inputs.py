@@ -16,7 +16,12 @@ count too; this file is the complete list in one place:
   model      model.path missing, directory without config.json, without weights, pickle-only weights
   output     unwritable results directory, results path under a file, unwritable cache directory,
              disk full (simulated at pre-flight and during the atomic write)
-  report     corrupt record as the only report input
+  report     corrupt record as the only report input, unknown --tasks name (with the closest one),
+             --out at a file or a read-only folder, a record whose metrics is not an object
+  inputs     a seed the RNG refuses, non-numbers and NaN in numeric fields, misspelled keys (closest
+             real one suggested), out-of-range warmup_ratio/weight_decay/bootstrap/durations/labels,
+             damage in the middle of a TSV, a corrupt or truncated model.safetensors, a data-root typo
+             (named before any Hub fallback)
   caches     interrupted fine-tune cache entry (never trusted: rebuilt; not an error)
 """
 
@@ -205,7 +210,8 @@ def test_damage_in_the_middle_of_a_tsv(tmp_path, data, monkeypatch, capsys):
     assert_one_line(proc, tmp_path, "compbench: error: task.local: glue/rte/train.tsv: line 252 has 3 fields, expected 4 (damaged or truncated file)")
     (data / "glue" / "rte" / "train.tsv").write_bytes((RTE_HEADER + rows[:9000]).encode() + b"\x00\xff" + rows[9000:].encode())
     proc = run_main(["task=rte"], tmp_path, data, monkeypatch, capsys)
-    assert_one_line(proc, tmp_path, "compbench: error: task.local: glue/rte/train.tsv: cannot be decoded as utf-8 (invalid start byte) near line ", exact=False)
+    line = (RTE_HEADER + rows[:9000]).count("\n") + 1
+    assert_one_line(proc, tmp_path, f"compbench: error: task.local: glue/rte/train.tsv: line {line} cannot be decoded as utf-8 (invalid start byte); damaged or unparseable file")
     (data / "glue" / "rte" / "train.tsv").write_text(RTE_HEADER + rows.replace("\tentailment\n", "\tentailment?\n", 1))
     proc = run_main(["task=rte"], tmp_path, data, monkeypatch, capsys)
     assert_one_line(proc, tmp_path, "compbench: error: task.label_names: glue/rte/train.tsv: line 3 has label 'entailment?', "
@@ -228,7 +234,7 @@ def test_empty_tsv(tmp_path, data):
 def test_undecodable_tsv(tmp_path, data):
     (data / "glue" / "sst2" / "dev.tsv").write_bytes(b"sentence\tlabel\n\xff\xfe caf\xe9 \t1\n")
     proc, _ = run_cli(["task=sst2"], tmp_path, data)
-    assert_one_line(proc, tmp_path, "compbench: error: task.local: glue/sst2/dev.tsv: cannot be decoded as utf-8 (invalid start byte) near line 2; damaged or unparseable file")
+    assert_one_line(proc, tmp_path, "compbench: error: task.local: glue/sst2/dev.tsv: line 2 cannot be decoded as utf-8 (invalid start byte); damaged or unparseable file")
 
 
 def test_squad_json_with_a_missing_field(tmp_path, data):
@@ -401,6 +407,98 @@ def test_corrupt_record_as_the_only_report_input(tmp_path):
     assert lines == [f"compbench-report: no records found in {tmp_path / 'results'} (1 unreadable, e.g. "
                      f"{records / 'sst2__minilm_l6__baseline__cpu__0123456789ab.json'}: not a readable JSON record (JSONDecodeError))"]
     assert not out.exists()
+
+
+def run_report(args):
+    from harness.report.cli import main
+
+    return main([str(a) for a in args])
+
+
+def _one_valid_record(tmp_path) -> Path:
+    """A real writer's record (harness.runner.base_record) of a real method, status ok."""
+    from harness.record import record_path, write_json_atomic
+
+    results = tmp_path / "results"
+    record = _base_record(tmp_path)
+    write_json_atomic(record_path(results, record["cell"], record["config_hash"]), record)
+    return results
+
+
+def _base_record(tmp_path) -> dict:
+    from harness.compose import compose_cell
+    from harness.config import register_configs
+    from harness.runner import base_record
+
+    register_configs()
+    root = tmp_path / "rdata"
+    cell = compose_cell([f"paths.data_root={root if root.exists() else make_data(root)}", "model.init=random"])
+    record = base_record(cell, "0123456789abcdef", {}, "ok")
+    record["metrics"] = {"accuracy": 0.9}
+    return record
+
+
+@pytest.mark.parametrize("tasks,message", [
+    ("nosuch", "compbench-report: error: argument --tasks: unknown task 'nosuch' (allowed: "),
+    ("SST-2", "compbench-report: error: argument --tasks: unknown task 'SST-2'; did you mean sst2? (allowed: "),
+])
+def test_report_unknown_task_is_one_line(tasks, message, tmp_path, capsys):
+    results = _one_valid_record(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        run_report([results, "--tasks", tasks, "--out", tmp_path / "report"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1 and err[0].startswith(message), err
+    assert not (tmp_path / "report").exists()
+
+
+def test_report_out_at_a_file_or_a_read_only_folder_is_one_line(tmp_path, capsys):
+    results = _one_valid_record(tmp_path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit) as exit_info:
+        run_report([results, "--out", tmp_path / "file"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"compbench-report: error: --out: {tmp_path / 'file'} cannot be a folder: {tmp_path / 'file'} is a file"]
+    target, anchor = _unwritable_dir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        run_report([results, "--out", target])
+    (tmp_path / "locked").chmod(0o700)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"compbench-report: error: --out: {target} is not writable (Permission denied in {anchor})"]
+
+
+def test_report_names_and_skips_a_record_whose_metrics_is_not_an_object(tmp_path, capsys):
+    from harness.record import record_path, write_json_atomic
+
+    results = _one_valid_record(tmp_path)
+    bad = _base_record(tmp_path)
+    bad["cell"]["method"] = "dynamic_int8"
+    bad["metrics"] = [0.9]
+    path = write_json_atomic(record_path(results, bad["cell"], "fedcba9876543210"), bad)
+    assert run_report([results, "--out", tmp_path / "report", "--no-plots"]) == 0
+    err = capsys.readouterr().err
+    assert f"skipped: {path}: not a record (metrics is a list, not an object)" in err.splitlines()
+
+
+# --------------------------------------------------------------------------------------- umask
+def test_records_and_cache_entries_respect_the_umask(tmp_path):
+    """A results or cache folder shared by a group stays readable by the group (no forced 0600/0700)."""
+    from harness.finetune import cached_finetune
+    from harness.record import write_json_atomic
+
+    class Saved:
+        def save_pretrained(self, directory, **kwargs):
+            (Path(directory) / "weights").write_text("w")
+
+    old = os.umask(0o002)
+    try:
+        record = write_json_atomic(tmp_path / "records" / "r.json", {"status": "ok"})
+        cached_finetune("k" * 64, str(tmp_path / "cache"), lambda: (Saved(), Saved(), {}), lambda directory: None)
+    finally:
+        os.umask(old)
+    assert record.stat().st_mode & 0o777 == 0o664
+    entry = tmp_path / "cache" / "finetuned" / ("k" * 64)
+    assert entry.stat().st_mode & 0o777 == 0o775
+    assert (entry / "meta.json").stat().st_mode & 0o777 == 0o664
 
 
 # -------------------------------------------------------------------------------------- caches

@@ -104,13 +104,24 @@ def _parse_whole_tsv(path: Path, rel: str, task: TaskConfig) -> None:
             if problem == "label":
                 raise ConfigError("task.label_names", f"{rel}: line {reader.line_num} has label {row[index['label']]!r}, neither in {task.label_names} nor an id below {task.num_labels}")
     except UnicodeDecodeError as err:
-        raise ConfigError("task.local", f"{rel}: cannot be decoded as {task.local.encoding} ({err.reason}) near line {reader.line_num + 1}; damaged or unparseable file") from None
+        raise ConfigError("task.local", f"{rel}: line {_undecodable_line(path, task.local.encoding)} cannot be decoded as {task.local.encoding} ({err.reason}); damaged or unparseable file") from None
     except csv.Error as err:
         raise ConfigError("task.local", f"{rel}: line {reader.line_num}: {err}; damaged file") from None
     finally:
         handle.close()
     if not rows:
         raise ConfigError("task.local", f"{rel}: has no data rows (empty or truncated file)")
+
+
+def _undecodable_line(path: Path, encoding: str) -> int:
+    """The number of the first line that does not decode (the text reader only knows its chunk)."""
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, 1):
+            try:
+                line.decode(encoding)
+            except UnicodeDecodeError:
+                return number
+    return 0
 
 
 def read_glue_tsv(path: Path, rel: str, task: TaskConfig) -> tuple[list[dict], dict[str, int]]:
