@@ -68,7 +68,7 @@ def argv(args, tmp_path) -> list[str]:
     return COMPBENCH + flags + [f"paths.results_dir={tmp_path / 'results'}"] + [a for a in args if not a.startswith("-")]
 
 
-def compbench(args, tmp_path, data_root, timeout=120, **env):
+def compbench(args, tmp_path, data_root, timeout=600, **env):  # a safety net: a busy 2-core box is slow
     proc = subprocess.run(argv(args, tmp_path), cwd=ROOT,
                           env=sweep_env(tmp_path, data_root, **env), capture_output=True, text=True, timeout=timeout)
     return proc
@@ -112,6 +112,26 @@ def test_resume_skips_done_cells_reruns_failed_ones_and_force_redoes_all(tmp_pat
     third = compbench([*cells, "force=true"], tmp_path, data)
     assert third.returncode == 0 and "[skip]" not in third.stdout
     assert len(executions(tmp_path)) == 9 and set(records(tmp_path)) == set(before)
+
+
+def test_a_record_from_another_machine_is_measured_again(tmp_path, data):
+    """Resume never reuses another machine's timings: an ok record whose machine fingerprint (or host)
+    differs from this one's is re-run here and replaced; this machine's own record is then skipped."""
+    from harness.record import write_json_atomic
+
+    base = ["task=sst2", "isolate=false", *FAST]
+    assert compbench(base, tmp_path, data).returncode == 0
+    (path,) = (tmp_path / "results" / "records").glob("*.json")
+    for field, foreign in (("fingerprint", "0123456789abcdef"), ("hostname_hash", "elsewhere000")):
+        record = load_record(path)
+        record["environment"][field] = foreign
+        write_json_atomic(path, record)
+        proc = compbench(base, tmp_path, data)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "[rerun] baseline minilm_l6 sst2 cpu: recorded on another machine" in proc.stdout and "[ok]" in proc.stdout
+        assert load_record(path)["environment"][field] != foreign
+    assert "[skip]" in compbench(base, tmp_path, data).stdout
+    assert len(executions(tmp_path)) == 3
 
 
 def test_config_hash_policy(tmp_path, data):
