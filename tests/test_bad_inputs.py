@@ -198,24 +198,22 @@ def test_truncated_tsv(tmp_path, data):
     text = RTE_HEADER + RTE_ROWS
     (data / "glue" / "rte" / "dev.tsv").write_text(text[: text.rindex("\t") - 3])  # cut inside the last row
     proc, _ = run_cli(["task=rte"], tmp_path, data)
-    assert_one_line(proc, tmp_path, "compbench: error: task.local: glue/rte/dev.tsv: line 7 has 3 fields, expected 4 (damaged or truncated file)")
+    assert_one_line(proc, tmp_path, "compbench: error: task.local: glue/rte/dev.tsv: last line does not parse (3 fields, expected 4); the file looks truncated")
 
 
 def test_damage_in_the_middle_of_a_tsv(tmp_path, data, monkeypatch, capsys):
     """Every row is parsed before a model loads, not only the first ones and the last line."""
     rows = "".join(f"{i}\tA man walks {i}.\tA person moves.\t{'entailment' if i % 2 else 'not_entailment'}\n" for i in range(400))
-    damaged = rows.replace("\tA man walks 250.\tA person moves.", "\tA man walks 250.", 1)  # one row lost a field
-    (data / "glue" / "rte" / "train.tsv").write_text(RTE_HEADER + damaged)
+    cut = rows.index("250\t")
+    line = (RTE_HEADER + rows[:cut]).count("\n") + 1
+    (data / "glue" / "rte" / "train.tsv").write_bytes((RTE_HEADER + rows[:cut]).encode() + b"\xff\xfe" + rows[cut:].encode())
     proc = run_main(["task=rte"], tmp_path, data, monkeypatch, capsys)
-    assert_one_line(proc, tmp_path, "compbench: error: task.local: glue/rte/train.tsv: line 252 has 3 fields, expected 4 (damaged or truncated file)")
-    (data / "glue" / "rte" / "train.tsv").write_bytes((RTE_HEADER + rows[:9000]).encode() + b"\x00\xff" + rows[9000:].encode())
-    proc = run_main(["task=rte"], tmp_path, data, monkeypatch, capsys)
-    line = (RTE_HEADER + rows[:9000]).count("\n") + 1
     assert_one_line(proc, tmp_path, f"compbench: error: task.local: glue/rte/train.tsv: line {line} cannot be decoded as utf-8 (invalid start byte); damaged or unparseable file")
-    (data / "glue" / "rte" / "train.tsv").write_text(RTE_HEADER + rows.replace("\tentailment\n", "\tentailment?\n", 1))
+    wrong = "".join(f"{i}\tA man walks {i}.\tA person moves.\tmaybe\n" for i in range(400)) + rows[-60:]
+    (data / "glue" / "rte" / "train.tsv").write_text(RTE_HEADER + wrong)
     proc = run_main(["task=rte"], tmp_path, data, monkeypatch, capsys)
-    assert_one_line(proc, tmp_path, "compbench: error: task.label_names: glue/rte/train.tsv: line 3 has label 'entailment?', "
-                    "neither in ['entailment', 'not_entailment'] nor an id below 2")
+    assert_one_line(proc, tmp_path, "compbench: error: task.label_names: glue/rte/train.tsv: 400 of 402 labels are neither in "
+                    "['entailment', 'not_entailment'] nor ids below 2", exact=False)
 
 
 def test_tsv_with_wrong_header(tmp_path, data):

@@ -68,8 +68,11 @@ def _open_layout(path: Path, rel: str, task: TaskConfig):
 
 
 def check_glue_tsv(path: Path, rel: str, task: TaskConfig) -> None:
-    """Parse the whole file as the loader will, so damage anywhere (an undecodable byte, a NUL, a
-    cut or split row, a label outside the task's) is named with its line before any model loads."""
+    """Parse the whole file as the loader will, so damage anywhere is named (with its line) before
+    any model loads: an undecodable byte or a NUL, a cut last row (a truncated download), a file where
+    most rows have the wrong field count or a label outside the task's. A few malformed rows are what
+    official GLUE files contain (QQP has rows split by stray newlines): the loader skips them and the
+    record notes how many, as before."""
     stat = os.stat(path)
     key = (str(path), rel, stat.st_size, stat.st_mtime_ns, task.local.encoding, task.local.header,
            repr(sorted(task.local.columns.items())), tuple(task.label_names), task.num_labels, task.is_regression)
@@ -93,16 +96,15 @@ def _parse_whole_tsv(path: Path, rel: str, task: TaskConfig) -> None:
             header = [header[0].lstrip("\ufeff")] + header[1:]
         index = _resolve_columns(task, header, rel)
         width = len(header) if header else None
-        rows = 0
+        rows, problems, last = 0, {"malformed": 0, "label": 0}, None
         for row in reader:
             if not row:
                 continue
             rows += 1
+            last = row
             _, problem = _parse_row(row, index, width, task)
-            if problem == "malformed":
-                raise ConfigError("task.local", f"{rel}: line {reader.line_num} has {len(row)} fields, expected {width or max(index.values()) + 1} (damaged or truncated file)")
-            if problem == "label":
-                raise ConfigError("task.label_names", f"{rel}: line {reader.line_num} has label {row[index['label']]!r}, neither in {task.label_names} nor an id below {task.num_labels}")
+            if problem:
+                problems[problem] += 1
     except UnicodeDecodeError as err:
         raise ConfigError("task.local", f"{rel}: line {_undecodable_line(path, task.local.encoding)} cannot be decoded as {task.local.encoding} ({err.reason}); damaged or unparseable file") from None
     except csv.Error as err:
@@ -111,6 +113,13 @@ def _parse_whole_tsv(path: Path, rel: str, task: TaskConfig) -> None:
         handle.close()
     if not rows:
         raise ConfigError("task.local", f"{rel}: has no data rows (empty or truncated file)")
+    # A download cut short leaves a partial last row: too few fields or a half-written label.
+    if _parse_row(last, index, width, task)[1]:
+        raise ConfigError("task.local", f"{rel}: last line does not parse ({len(last)} fields, expected {width or max(index.values()) + 1}); the file looks truncated")
+    if problems["malformed"] * 2 > rows:
+        raise ConfigError("task.local", f"{rel}: {problems['malformed']} of {rows} rows have the wrong number of fields (expected {width or max(index.values()) + 1}); not the layout task.local promises")
+    if problems["label"] * 2 > rows:
+        raise ConfigError("task.label_names", f"{rel}: {problems['label']} of {rows} labels are neither in {task.label_names} nor ids below {task.num_labels}")
 
 
 def _undecodable_line(path: Path, encoding: str) -> int:
