@@ -168,9 +168,6 @@ class MeasureConfig:
     flops: bool = True
     bootstrap: int = 1000  # resamples for 95% CIs; 0 disables
 
-    def __post_init__(self):
-        check(self.bootstrap >= 0, "measure.bootstrap", f"must be >= 0 (0 disables), got {self.bootstrap}")
-
 
 @dataclass
 class PathsConfig:
@@ -292,6 +289,7 @@ def to_cell_config(cfg: DictConfig | dict) -> CellConfig:
         allow_concurrent_latency=raw.get("allow_concurrent_latency", False),
     )
     check(isinstance(cell.seed, int) and not isinstance(cell.seed, bool), "seed", f"must be an integer, got {cell.seed!r}")
+    check(cell.measure.bootstrap >= 0, "measure.bootstrap", f"must be >= 0 (0 disables CIs), got {cell.measure.bootstrap}")
     check(0 <= cell.seed <= MAX_SEED, "seed", f"must be in [0, {MAX_SEED}] (what the random generators accept), got {cell.seed}")
     for flag in ("force", "isolate"):
         check(isinstance(getattr(cell, flag), bool), flag, f"must be true or false, got {getattr(cell, flag)!r}")

@@ -6,7 +6,7 @@ What a cell does is chosen per task (or "task/seed") by the JSON in COMPBENCH_FA
 
     ok (default) | unsupported | raise | memoryerror | oom (SIGKILLs its own process, as the OOM killer would)
 
-COMPBENCH_FAKE_MACHINE: the JSON of harness.measure.environment.machine_identity() computed once by
+COMPBENCH_FAKE_MACHINE: the JSON of harness.sweep.resume.this_machine() computed once by
 the test, so records count as made on this machine (resume) without importing torch in every cell.
 COMPBENCH_FAKE_UNTIL: a path; each cell then also waits (at most 120 s) until that file exists.
 COMPBENCH_FAKE_SLEEP: seconds each cell sleeps (default 0). COMPBENCH_FAKE_LOG: a file to which

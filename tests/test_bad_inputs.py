@@ -125,7 +125,7 @@ CONFIG_CASES = [
     ("negative seed", ["seed=-1"], "compbench: error: seed: must be in [0, 4294967295] (what the random generators accept), got -1"),
     ("warmup ratio above 1", ["task.finetune.warmup_ratio=2"], "compbench: error: task.finetune.warmup_ratio: must be in [0, 1], got 2.0"),
     ("negative weight decay", ["task.finetune.weight_decay=-0.1"], "compbench: error: task.finetune.weight_decay: must be >= 0, got -0.1"),
-    ("negative bootstrap", ["measure.bootstrap=-5"], "compbench: error: measure.bootstrap: must be >= 0 (0 disables), got -5"),
+    ("negative bootstrap", ["measure.bootstrap=-5"], "compbench: error: measure.bootstrap: must be >= 0 (0 disables CIs), got -5"),
     ("max duration below min", ["hardware.min_duration_s=5", "hardware.max_duration_s=1"],
      "compbench: error: hardware.max_duration_s: must be >= hardware.min_duration_s (5.0), got 1.0"),
     ("zero labels", ["task.num_labels=0"], "compbench: error: task.num_labels: must be >= 1, got 0"),

@@ -43,9 +43,9 @@ FAKE_SITE = ROOT / "tests" / "fake_site"
 
 @functools.cache
 def this_machine() -> str:
-    from harness.measure.environment import machine_identity
+    from harness.sweep.resume import this_machine as identity
 
-    return json.dumps(machine_identity())
+    return json.dumps(identity())
 
 
 def sweep_env(tmp_path, data_root, plan=None, sleep=0.0, fake=True) -> dict:

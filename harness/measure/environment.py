@@ -95,20 +95,6 @@ def _gpu() -> Optional[dict]:
     }
 
 
-def _fingerprint(cpu_model: str, logical: int, gpu: Optional[dict]) -> str:
-    import torch
-
-    return _short_hash("|".join([cpu_model, str(logical), gpu["name"] if gpu else "no-gpu", torch.__version__]))
-
-
-def machine_identity() -> dict:
-    """The two fields that say which machine made a record: `fingerprint` (machine class and torch)
-    and `hostname_hash`. Resume (harness.sweep.resume) reuses a record only when both match here."""
-    cpu_model = _cpuinfo().get("model name") or platform.processor() or platform.machine()
-    return {"fingerprint": _fingerprint(cpu_model, psutil.cpu_count(logical=True), _gpu()),
-            "hostname_hash": _short_hash(socket.gethostname(), 12)}
-
-
 def collect_environment(hardware=None) -> dict:
     import torch
 
@@ -137,7 +123,7 @@ def collect_environment(hardware=None) -> dict:
         "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         # Contention hint: timings taken while load exceeds the core count are suspect.
         "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "fingerprint": _fingerprint(cpu_model, logical, gpu),
+        "fingerprint": _short_hash("|".join([cpu_model, str(logical), gpu["name"] if gpu else "no-gpu", torch.__version__])),
     }
     if hardware is not None:
         env["hardware"] = {

@@ -24,12 +24,17 @@ from harness.record import load_record
 FINAL_STATUSES = ("ok", "unsupported")
 
 
+IDENTITY = ("fingerprint", "hostname_hash")  # the environment fields that say which machine made a record
+
+
 @functools.cache
 def this_machine() -> dict:
-    """The identity fields collect_environment writes, for this machine."""
-    from harness.measure.environment import machine_identity
+    """This machine's identity fields, from the very function that writes them into records (only
+    computed when an `ok` record exists: it imports torch)."""
+    from harness.measure.environment import collect_environment
 
-    return machine_identity()
+    environment = collect_environment()
+    return {key: environment.get(key) for key in IDENTITY}
 
 
 def made_here(record: dict) -> bool:
