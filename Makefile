@@ -10,11 +10,12 @@ DEMO_METHODS ?= baseline,dynamic_int8,magnitude,head_prune,layer_drop,low_rank
 
 .PHONY: install demo test bench clean gpu-wheels
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	# torch first, pinned: this resolves to the machine's local CPU wheel instead of CUDA builds.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev]"
+	# The exact tested set (constraints.txt); pyproject.toml only states compatible ranges.
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
 	touch $@
 
 install: $(BIN)/.installed

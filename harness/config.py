@@ -7,7 +7,10 @@ class (methods/<family>.py); the `method` group here only holds the shared base 
 
 from __future__ import annotations
 
+import difflib
+import math
 import os
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
@@ -28,6 +31,7 @@ COMPILE_MODES = ("eager", "compile", "cudagraphs")
 # Modules each runtime imports (harness/runtimes/); all come with `pip install -e ".[runtimes]"`.
 RUNTIME_MODULES = {"pytorch": (), "onnxruntime": ("onnx", "onnxruntime"), "openvino": ("onnx", "openvino", "nncf")}
 RUNTIME_INSTALL = 'pip install -e ".[runtimes]"'
+MAX_SEED = 2**32 - 1  # numpy's RandomState/default_rng and torch.manual_seed all accept 0..2**32-1
 
 
 @dataclass
@@ -84,6 +88,8 @@ class FinetuneConfig:
         check(self.epochs > 0, "task.finetune.epochs", f"must be > 0, got {self.epochs}")
         check(self.learning_rate > 0, "task.finetune.learning_rate", f"must be > 0, got {self.learning_rate}")
         check(self.batch_size > 0, "task.finetune.batch_size", f"must be a positive integer, got {self.batch_size}")
+        check(self.weight_decay >= 0, "task.finetune.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        check(0 <= self.warmup_ratio <= 1, "task.finetune.warmup_ratio", f"must be in [0, 1], got {self.warmup_ratio}")
         if self.max_train_samples is not None:
             check(self.max_train_samples > 0, "task.finetune.max_train_samples", "must be > 0 or null")
 
@@ -117,6 +123,12 @@ class TaskConfig:
         check(8 <= self.max_seq_length <= 512, "task.max_seq_length", f"must be in [8, 512], got {self.max_seq_length}")
         if self.max_eval_samples is not None:
             check(self.max_eval_samples > 0, "task.max_eval_samples", "must be > 0 or null")
+        check(self.num_labels >= 1, "task.num_labels", f"must be >= 1, got {self.num_labels}")
+        check(self.doc_stride >= 1, "task.doc_stride", f"must be >= 1, got {self.doc_stride}")
+        check(self.max_answer_length >= 1, "task.max_answer_length", f"must be >= 1, got {self.max_answer_length}")
+        check(self.n_best >= 1, "task.n_best", f"must be >= 1, got {self.n_best}")
+        if self.label_names:
+            check(len(self.label_names) == self.num_labels, "task.label_names", f"has {len(self.label_names)} names for num_labels={self.num_labels}")
 
 
 @dataclass
@@ -145,6 +157,9 @@ class HardwareConfig:
         check(self.warmup >= 0, "hardware.warmup", f"must be >= 0, got {self.warmup}")
         check(self.min_iterations > 0, "hardware.min_iterations", f"must be > 0, got {self.min_iterations}")
         check(self.min_duration_s >= 0, "hardware.min_duration_s", f"must be >= 0, got {self.min_duration_s}")
+        check(self.max_duration_s >= self.min_duration_s, "hardware.max_duration_s", f"must be >= hardware.min_duration_s ({self.min_duration_s}), got {self.max_duration_s}")
+        if self.interop_threads is not None:
+            check(self.interop_threads > 0, "hardware.interop_threads", f"must be a positive integer, got {self.interop_threads}")
 
 
 @dataclass
@@ -222,15 +237,70 @@ def _build(cls, node: Any, prefix: str):
     data = dict(node or {})
     known = {f.name: f for f in fields(cls)}
     for key in data:
-        check(key in known, f"{prefix}.{key}", "is not a known field", sorted(known))
+        check(key in known, f"{prefix}.{key}", f"is not a known field{did_you_mean(key, known, prefix)}", sorted(known))
     nested = {"local": LocalData, "hub": HubData, "finetune": FinetuneConfig}
     for key, sub in nested.items():
         if key in data and key in known and isinstance(data[key], dict):
             data[key] = _build(sub, data[key], f"{prefix}.{key}")
+    check_field_types(cls, data, prefix)
     try:
         return cls(**data)
     except TypeError as err:  # wrong value types that OmegaConf let through
         raise ConfigError(prefix, str(err)) from None
+
+
+def did_you_mean(key: str, known, prefix: str) -> str:
+    """'; did you mean <prefix>.<closest>?' for a misspelled key, else ''."""
+    close = difflib.get_close_matches(key, [k for k in known if not k.startswith("_")], n=1, cutoff=0.6)
+    return f"; did you mean {prefix}.{close[0]}?" if close else ""
+
+
+_TYPE_WORDS = {float: "a number", int: "an integer", bool: "true or false", str: "a string", list: "a list", dict: "a mapping"}
+
+
+def _accepts(expected: Any, value: Any) -> Optional[bool]:
+    """Whether `value` fits the annotation `expected`; None when the annotation is not checked here."""
+    origin = typing.get_origin(expected)
+    if origin is typing.Union:
+        verdicts = [_accepts(arg, value) for arg in typing.get_args(expected)]
+        return None if None in verdicts else any(verdicts)
+    if expected is type(None):
+        return value is None
+    expected = origin or expected
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected in (bool, str, list, dict):
+        return isinstance(value, expected)
+    return None
+
+
+def _type_words(expected: Any) -> str:
+    args = typing.get_args(expected) if typing.get_origin(expected) is typing.Union else (expected,)
+    words = [_TYPE_WORDS.get(typing.get_origin(a) or a, getattr(a, "__name__", str(a))) for a in args if a is not type(None)]
+    return " or ".join(words) + (" or null" if type(None) in args else "")
+
+
+def check_field_types(cls, data: dict, prefix: str) -> None:
+    """Every value in `data` has its dataclass field's type, so a typo like sparsity=abc is named
+    here instead of surfacing as a comparison error inside __post_init__ (or after a model loads)."""
+    hints = typing.get_type_hints(cls)
+    for key, value in data.items():
+        if key in hints and _accepts(hints[key], value) is False:
+            raise ConfigError(f"{prefix}.{key}", f"expected {_type_words(hints[key])}, got {value!r}")
+
+
+def check_method_parameters(raw: dict) -> None:
+    """Unknown method parameters get the closest real one; values get their field's type."""
+    from methods.base import method_class
+
+    cls = method_class(raw.get("_target_", "methods.base.Baseline"))
+    known = {f.name for f in fields(cls.config_class)} - {"_target_"}
+    for key in raw:
+        if key != "_target_":
+            check(key in known, f"method.{key}", f"is not a parameter of {raw.get('name', cls.__name__)}{did_you_mean(key, known, 'method')}", sorted(known))
+    check_field_types(cls.config_class, raw, "method")
 
 
 def to_cell_config(cfg: DictConfig | dict) -> CellConfig:
@@ -240,6 +310,7 @@ def to_cell_config(cfg: DictConfig | dict) -> CellConfig:
     raw = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     raw.pop("hydra", None)
     check(raw.get("method") is not None, "method", "is required")
+    check_method_parameters(dict(raw["method"]))
     paths = _build(PathsConfig, raw.get("paths"), "paths")
     paths.data_root = os.path.expanduser(paths.data_root)
     paths.cache_dir = os.path.expanduser(paths.cache_dir)
@@ -258,6 +329,8 @@ def to_cell_config(cfg: DictConfig | dict) -> CellConfig:
         allow_concurrent_latency=raw.get("allow_concurrent_latency", False),
     )
     check(isinstance(cell.seed, int) and not isinstance(cell.seed, bool), "seed", f"must be an integer, got {cell.seed!r}")
+    check(cell.measure.bootstrap >= 0, "measure.bootstrap", f"must be >= 0 (0 disables CIs), got {cell.measure.bootstrap}")
+    check(0 <= cell.seed <= MAX_SEED, "seed", f"must be in [0, {MAX_SEED}] (what the random generators accept), got {cell.seed}")
     for flag in ("force", "isolate"):
         check(isinstance(getattr(cell, flag), bool), flag, f"must be true or false, got {getattr(cell, flag)!r}")
     check(isinstance(cell.allow_concurrent_latency, bool), "allow_concurrent_latency", f"must be true or false, got {cell.allow_concurrent_latency!r}")

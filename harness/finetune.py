@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
+
+from harness.record import umask_mode
 
 CACHE_VERSION = 1  # bump when a code change should invalidate cached fine-tunes and records
 
@@ -90,6 +93,7 @@ def cached_finetune(key: str, cache_dir: str, build, load):
     wall = time.perf_counter() - start
     root.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{key[:12]}.", dir=root))
+    os.chmod(scratch, umask_mode(0o777))  # mkdtemp makes 0700; a shared cache must stay readable
     try:
         model.save_pretrained(scratch, safe_serialization=True)
         tokenizer.save_pretrained(scratch)

@@ -53,13 +53,62 @@ def resolve_location(cfg: ModelConfig) -> str:
 def check_weights_dir(directory: Path, allow_pickle: bool) -> None:
     if not (directory / "config.json").is_file():
         raise ConfigError("model.path", f"{directory} has no config.json")
-    if any((directory / name).is_file() for name in WEIGHT_FILES):
+    if (directory / "model.safetensors").is_file():
+        check_safetensors(directory / "model.safetensors")
+        return
+    if (directory / "model.safetensors.index.json").is_file():
+        for shard in _safetensors_shards(directory / "model.safetensors.index.json"):
+            check_safetensors(shard)
         return
     if any((directory / name).is_file() for name in PICKLE_FILES):
         if allow_pickle:
             return
         raise ConfigError("model.allow_pickle", f"{directory} holds only pickle weights (pytorch_model.bin); convert to safetensors or set model.allow_pickle=true")
     raise ConfigError("model.path", f"{directory} has no weights (model.safetensors or pytorch_model.bin)")
+
+
+def _safetensors_shards(index: Path) -> list[Path]:
+    import json
+
+    try:
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise ConfigError("model.path", f"{index} is not a safetensors index (no weight_map)") from None
+    missing = [name for name in shards if not (index.parent / name).is_file()]
+    if missing:
+        raise ConfigError("model.path", f"{index.parent / missing[0]} is listed in {index.name} but missing")
+    return [index.parent / name for name in shards]
+
+
+def check_safetensors(path: Path) -> None:
+    """The header parses and every tensor's bytes lie inside the file, which ends where the last
+    tensor does: a truncated or corrupt download is refused before any model loads (no torch needed)."""
+    import json
+    import struct
+
+    size = path.stat().st_size
+    problem = None
+    try:
+        with open(path, "rb") as handle:
+            (header_len,) = struct.unpack("<Q", handle.read(8))
+            if not 2 <= header_len <= size - 8:
+                raise ValueError(f"header length {header_len} does not fit a {size}-byte file")
+            header = json.loads(handle.read(header_len))
+        data_len = size - 8 - header_len
+        ends = []
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            begin, end = info["data_offsets"]
+            if not 0 <= begin <= end <= data_len:
+                raise ValueError(f"tensor {name!r} lies outside the file (bytes {begin}-{end} of {data_len})")
+            ends.append(end)
+        if max(ends, default=0) != data_len:
+            raise ValueError(f"tensors end at byte {max(ends, default=0)} but the file holds {data_len} data bytes")
+    except (struct.error, ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as err:
+        problem = str(err) or err.__class__.__name__
+    if problem:
+        raise ConfigError("model.path", f"{path} is not a valid safetensors file ({problem}); truncated or corrupt download?")
 
 
 def head_class(task: TaskConfig):

@@ -58,19 +58,10 @@ def check_output_dirs(cells) -> None:
                 check_writable(directory, field, subdir)
 
 
-def check_supported(cell) -> None:
+def refuse_unsupported(reason: str, field: str = "method") -> None:
     """A single cell (no -m) whose method cannot run on its hardware is a user error; in a sweep
     the same cell is recorded as `unsupported`, so tables show the gap."""
-    from harness.runtimes import unsupported_reason as runtime_unsupported_reason
-    from methods.base import build_method
-
-    method = build_method(cell.method)
-    reason = method.unsupported_reason(cell.hardware)
-    if reason:
-        raise ConfigError("method", f"{reason}; pick another method or hardware (a -m sweep records this cell as unsupported)")
-    reason = runtime_unsupported_reason(method, cell.runtime, cell.hardware)
-    if reason:
-        raise ConfigError("runtime", f"{reason}; pick another method, runtime or hardware (a -m sweep records this cell as unsupported)")
+    raise ConfigError(field, f"{reason}; pick another method, runtime or hardware (a -m sweep records this cell as unsupported)")
 
 
 @dataclass
@@ -95,7 +86,7 @@ def describe_launcher(overrides: list[str]) -> LauncherInfo:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from harness.cli import CONF_DIR
+    from harness.compose import CONF_DIR
 
     name = launcher_choice(overrides)
     plugin, package = LAUNCHER_PLUGINS.get(name, (None, None))
@@ -134,12 +125,12 @@ def launcher_workers(target: str, launcher: dict) -> int:
     return 1
 
 
-def check_launcher(info: LauncherInfo, cells, timing) -> None:
+def check_launcher(info: LauncherInfo, plans) -> None:
     """Parallel local launchers may not run latency/energy cells side by side unless the user opts in."""
-    parallel = min(info.workers, len(cells))
+    parallel = min(info.workers, len(plans))
     if parallel <= 1:
         return
-    timed = [cell for cell in cells if timing(cell) and not cell.allow_concurrent_latency]
+    timed = [plan for plan in plans if plan.timed and not plan.cell.allow_concurrent_latency]
     if timed:
         raise ConfigError(
             "hydra/launcher",

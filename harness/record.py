@@ -254,6 +254,7 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, umask_mode(0o666))  # mkstemp makes 0600; a shared results dir must stay readable
         with os.fdopen(fd, "w") as handle:
             json.dump(obj, handle, indent=1, sort_keys=False, default=_jsonable)
             handle.flush()
@@ -263,6 +264,25 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
         os.unlink(tmp)  # os.replace did not run: the temp file is still there
         raise
     return path
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (os.umask is a racy swap)."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def umask_mode(mode: int) -> int:
+    """`mode` as the umask would leave it for a file created the ordinary way (0o666 files, 0o777 dirs)."""
+    return mode & ~current_umask()
 
 
 def _jsonable(value: Any):
@@ -304,6 +324,9 @@ def load_record(path: str | os.PathLike) -> Record:
         raise ValueError(f"{path}: schema_version {obj['schema_version']} is not supported (readable: {supported})")
     if obj["status"] not in STATUSES:
         raise ValueError(f"{path}: unknown status {obj['status']!r}")
+    for section in ("metrics", "size", "latency", "environment"):
+        if obj[section] is not None and not isinstance(obj[section], dict):
+            raise ValueError(f"{path}: not a record ({section} is a {type(obj[section]).__name__}, not an object)")
     while major in MIGRATIONS:
         obj = MIGRATIONS[major](obj)
         major = str(obj["schema_version"]).split(".")[0]

@@ -29,8 +29,10 @@ def config_dict(cell: CellConfig) -> dict:
     return dataclasses.asdict(cell)
 
 
-def needs_train_data(cell: CellConfig) -> bool:
-    """Decided from config alone, so the pre-flight check and the run fingerprint the same files."""
+def needs_train_data(cell: CellConfig, method=None) -> bool:
+    """Decided from config alone (`needs_for` is a pure function of the method's config), so the
+    pre-flight check and the run fingerprint the same files. `method` is accepted for callers that
+    hold the built object; it is not needed."""
     from methods.base import method_class
 
     finetunes = cell.model.init == "pretrained" and cell.model.finetuned_task != cell.task.name
@@ -120,7 +122,7 @@ def run_cell(cell: CellConfig, cell_hash: str, fingerprints: dict) -> Record:
     with timer("load_model"):
         loaded = stages.load(cell)
     with timer("load_data"):
-        task_data = stages.load_data(cell, loaded.tokenizer, need_train=needs_train_data(cell))
+        task_data = stages.load_data(cell, loaded.tokenizer, need_train=needs_train_data(cell), fingerprints=fingerprints)
     record["data"].update(counts=task_data.counts, notes=task_data.notes, subset=stages.subset_flags(cell))
     with timer("finetune"):
         model, record["training"] = stages.finetune_baseline(cell, loaded, task_data)

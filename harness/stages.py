@@ -28,10 +28,11 @@ def load(cell: CellConfig) -> LoadedModel:
     return load_model(cell.model, cell.task)
 
 
-def load_data(cell: CellConfig, tokenizer, need_train: bool):
+def load_data(cell: CellConfig, tokenizer, need_train: bool, fingerprints=None):
+    """`fingerprints`: the plan's (harness.plan), so the files are not validated and hashed again."""
     from harness.tasks import load_task
 
-    return load_task(cell.task, tokenizer, cell.paths.data_root, cell.seed, need_train=need_train)
+    return load_task(cell.task, tokenizer, cell.paths.data_root, cell.seed, need_train=need_train, fingerprints=fingerprints)
 
 
 def subset_flags(cell: CellConfig) -> dict:

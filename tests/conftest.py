@@ -28,6 +28,13 @@ def default_data_root() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def private_lease_dir(tmp_path, monkeypatch):
+    """Each test's cells hold leases in a directory of their own: the machine-wide default would
+    make a test wait for (or be refused beside) a benchmark running elsewhere on the machine."""
+    monkeypatch.setenv("COMPBENCH_LEASE_DIR", str(tmp_path / "leases"))
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     root = default_data_root()

@@ -1,4 +1,4 @@
-"""TEST-ONLY synthetic cell executor for the sweep tests (harness.sweep's COMPBENCH_TEST_EXECUTOR hook).
+"""TEST-ONLY synthetic cell executor for the sweep tests (put in place by tests/fake_site/sitecustomize.py).
 
 `execute(cell, cell_hash, fingerprints)` stands in for `harness.runner.execute`: it loads no model and
 returns a schema-valid record in milliseconds, so the tests can run, kill and resume many cells.
@@ -6,6 +6,9 @@ What a cell does is chosen per task (or "task/seed") by the JSON in COMPBENCH_FA
 
     ok (default) | unsupported | raise | memoryerror | oom (SIGKILLs its own process, as the OOM killer would)
 
+COMPBENCH_FAKE_MACHINE: the JSON of harness.sweep.resume.this_machine() computed once by
+the test, so records count as made on this machine (resume) without importing torch in every cell.
+COMPBENCH_FAKE_UNTIL: a path; each cell then also waits (at most 120 s) until that file exists.
 COMPBENCH_FAKE_SLEEP: seconds each cell sleeps (default 0). COMPBENCH_FAKE_LOG: a file to which
 every finished execution appends one line (task, seed, run id), to count executions.
 
@@ -56,7 +59,8 @@ def record(cell, cell_hash: str, fingerprints: dict, status: str, reason=None, s
         "size": None, "latency": {"fixed": [], "real_length": [], "notes": []} if status == "ok" and cell.measure.latency else None,
         "memory": None, "energy": None, "flops": None, "method": None, "training": None,
         "timings": {"fake": round(now - (started or now), 3)}, "data": {"fingerprints": fingerprints},
-        "environment": {"synthetic": True, "affinity": sorted(os.sched_getaffinity(0))},
+        "environment": {"synthetic": True, "affinity": sorted(os.sched_getaffinity(0)),
+                        **json.loads(os.environ.get("COMPBENCH_FAKE_MACHINE", "{}"))},
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "fake": {"run_id": uuid.uuid4().hex, "pid": os.getpid(), "started": started, "ended": now},
     }
@@ -66,6 +70,10 @@ def execute(cell, cell_hash: str, fingerprints: dict) -> dict:
     started = time.time()
     behaviour = _behaviour(cell)
     time.sleep(float(os.environ.get("COMPBENCH_FAKE_SLEEP", "0")))
+    release = os.environ.get("COMPBENCH_FAKE_UNTIL")
+    deadline = time.monotonic() + 120
+    while release and not os.path.exists(release) and time.monotonic() < deadline:  # hold until the test releases
+        time.sleep(0.05)
     try:
         if behaviour == "raise":
             raise RuntimeError(f"synthetic failure in {cell.task.name}")

@@ -16,7 +16,12 @@ count too; this file is the complete list in one place:
   model      model.path missing, directory without config.json, without weights, pickle-only weights
   output     unwritable results directory, results path under a file, unwritable cache directory,
              disk full (simulated at pre-flight and during the atomic write)
-  report     corrupt record as the only report input
+  report     corrupt record as the only report input, unknown --tasks name (with the closest one),
+             --out at a file or a read-only folder, a record whose metrics is not an object
+  inputs     a seed the RNG refuses, non-numbers and NaN in numeric fields, misspelled keys (closest
+             real one suggested), out-of-range warmup_ratio/weight_decay/bootstrap/durations/labels,
+             damage in the middle of a TSV, a corrupt or truncated model.safetensors, a data-root typo
+             (named before any Hub fallback)
   caches     interrupted fine-tune cache entry (never trusted: rebuilt; not an error)
 """
 
@@ -48,20 +53,22 @@ def data(tmp_path) -> Path:
 def run_cli(args, tmp_path, data_root, command=COMPBENCH, timeout=120):
     env = {**os.environ, "COMPBENCH_DATA_ROOT": str(data_root), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "COMPBENCH_CACHE": str(tmp_path / "cache")}
-    env.pop("COMPBENCH_TEST_EXECUTOR", None)
     results = tmp_path / "results"
     return subprocess.run(command + [f"paths.results_dir={results}", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout), results
 
 
-def run_main(args, tmp_path, data_root, monkeypatch, capsys):
-    """The same CLI in this process (config errors only: ~50 ms instead of a 0.8 s interpreter start)."""
+def run_main(args, tmp_path, data_root, monkeypatch, capsys, online=False):
+    """The same CLI in this process (config errors only: ~50 ms instead of a 0.8 s interpreter start).
+    online=True: as on a machine that can reach the Hub (nothing here contacts it: the input is refused first)."""
     from harness import cli
 
     for key, value in {"COMPBENCH_DATA_ROOT": str(data_root), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                        "COMPBENCH_CACHE": str(tmp_path / "cache")}.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.delenv("COMPBENCH_TEST_EXECUTOR", raising=False)
+    if online:
+        monkeypatch.delenv("HF_HUB_OFFLINE")
+        monkeypatch.delenv("HF_DATASETS_OFFLINE")
     monkeypatch.setattr(sys, "argv", ["compbench", f"paths.results_dir={tmp_path / 'results'}", *args])
     monkeypatch.setattr(cli, "hydra_main", lambda: pytest.fail("the bad input passed validation"))
     with pytest.raises(SystemExit) as exit_info:
@@ -105,7 +112,25 @@ CONFIG_CASES = [
     ("unknown model field", ["+model.foo=1"],
      "compbench: error: model.foo: is not a known field (allowed: ['allow_pickle', 'architecture', 'finetuned_task', 'hub_id', 'init', 'name', 'path', 'source'])"),
     ("unknown method parameter", ["+method.bogus=1"], "compbench: error: method.bogus: is not a parameter of baseline (allowed: ['name', 'recover_epochs'])"),
-    ("wrong value type", ["hardware.warmup=abc"], "compbench: error: overrides: Error merging override hardware.warmup=abc"),
+    ("wrong value type", ["hardware.warmup=abc"], "compbench: error: hardware.warmup: expected an integer, got 'abc'"),
+    ("method parameter not a number", ["method=magnitude", "method.sparsity=abc"], "compbench: error: method.sparsity: expected a number, got 'abc'"),
+    ("learning rate not a number", ["task.finetune.learning_rate=abc"], "compbench: error: task.finetune.learning_rate: expected a number, got 'abc'"),
+    ("learning rate nan", ["task.finetune.learning_rate=nan"], "compbench: error: task.finetune.learning_rate: expected a number, got nan"),
+    ("misspelled method parameter", ["method=magnitude", "method.sparsty=0.5"],
+     "compbench: error: method.sparsty: no such field; did you mean method.sparsity? (allowed: "),
+    ("misspelled appended method parameter", ["method=magnitude", "+method.sparsty=0.5"],
+     "compbench: error: method.sparsty: is not a parameter of magnitude; did you mean method.sparsity? (allowed: "),
+    ("misspelled task field", ["task.max_eval_sample=5"], "compbench: error: task.max_eval_sample: no such field; did you mean task.max_eval_samples? (allowed: "),
+    ("seed beyond the RNG", ["seed=4294967296"], "compbench: error: seed: must be in [0, 4294967295] (what the random generators accept), got 4294967296"),
+    ("negative seed", ["seed=-1"], "compbench: error: seed: must be in [0, 4294967295] (what the random generators accept), got -1"),
+    ("warmup ratio above 1", ["task.finetune.warmup_ratio=2"], "compbench: error: task.finetune.warmup_ratio: must be in [0, 1], got 2.0"),
+    ("negative weight decay", ["task.finetune.weight_decay=-0.1"], "compbench: error: task.finetune.weight_decay: must be >= 0, got -0.1"),
+    ("negative bootstrap", ["measure.bootstrap=-5"], "compbench: error: measure.bootstrap: must be >= 0 (0 disables CIs), got -5"),
+    ("max duration below min", ["hardware.min_duration_s=5", "hardware.max_duration_s=1"],
+     "compbench: error: hardware.max_duration_s: must be >= hardware.min_duration_s (5.0), got 1.0"),
+    ("zero labels", ["task.num_labels=0"], "compbench: error: task.num_labels: must be >= 1, got 0"),
+    ("data root typo", ["paths.data_root=/nonexistent/shared/dta"],
+     "compbench: error: paths.data_root: /nonexistent/shared/dta is not a directory (a typo? it comes from paths.data_root or COMPBENCH_DATA_ROOT)"),
     ("malformed override", ["task.max_eval_samples=["],
      "compbench: error: overrides: no viable alternative at input '[' See https://hydra.cc/docs/1.2/advanced/override_grammar/basic for details"),
     ("non-integer seed", ["seed=abc"], "compbench: error: seed: must be an integer, got 'abc'"),
@@ -130,7 +155,7 @@ CONFIG_CASES = [
 @pytest.mark.parametrize("overrides,message", [c[1:] for c in CONFIG_CASES], ids=[c[0] for c in CONFIG_CASES])
 def test_config_errors(overrides, message, tmp_path, data, monkeypatch, capsys):
     proc = run_main(overrides, tmp_path, data, monkeypatch, capsys)
-    assert_one_line(proc, tmp_path, message)
+    assert_one_line(proc, tmp_path, message, exact=not message.endswith("(allowed: "))
 
 
 def test_config_error_in_a_fresh_process(tmp_path, data):
@@ -176,6 +201,21 @@ def test_truncated_tsv(tmp_path, data):
     assert_one_line(proc, tmp_path, "compbench: error: task.local: glue/rte/dev.tsv: last line does not parse (3 fields, expected 4); the file looks truncated")
 
 
+def test_damage_in_the_middle_of_a_tsv(tmp_path, data, monkeypatch, capsys):
+    """Every row is parsed before a model loads, not only the first ones and the last line."""
+    rows = "".join(f"{i}\tA man walks {i}.\tA person moves.\t{'entailment' if i % 2 else 'not_entailment'}\n" for i in range(400))
+    cut = rows.index("250\t")
+    line = (RTE_HEADER + rows[:cut]).count("\n") + 1
+    (data / "glue" / "rte" / "train.tsv").write_bytes((RTE_HEADER + rows[:cut]).encode() + b"\xff\xfe" + rows[cut:].encode())
+    proc = run_main(["task=rte"], tmp_path, data, monkeypatch, capsys)
+    assert_one_line(proc, tmp_path, f"compbench: error: task.local: glue/rte/train.tsv: line {line} cannot be decoded as utf-8 (invalid start byte); damaged or unparseable file")
+    wrong = "".join(f"{i}\tA man walks {i}.\tA person moves.\tmaybe\n" for i in range(400)) + rows[-60:]
+    (data / "glue" / "rte" / "train.tsv").write_text(RTE_HEADER + wrong)
+    proc = run_main(["task=rte"], tmp_path, data, monkeypatch, capsys)
+    assert_one_line(proc, tmp_path, "compbench: error: task.label_names: glue/rte/train.tsv: 400 of 402 labels are neither in "
+                    "['entailment', 'not_entailment'] nor ids below 2", exact=False)
+
+
 def test_tsv_with_wrong_header(tmp_path, data):
     (data / "glue" / "rte" / "train.tsv").write_text("idx\tpremise\thypothesis\tlabel\n" + RTE_ROWS)
     proc, _ = run_cli(["task=rte"], tmp_path, data)
@@ -192,7 +232,7 @@ def test_empty_tsv(tmp_path, data):
 def test_undecodable_tsv(tmp_path, data):
     (data / "glue" / "sst2" / "dev.tsv").write_bytes(b"sentence\tlabel\n\xff\xfe caf\xe9 \t1\n")
     proc, _ = run_cli(["task=sst2"], tmp_path, data)
-    assert_one_line(proc, tmp_path, "compbench: error: task.local: glue/sst2/dev.tsv: cannot be decoded as utf-8 (invalid start byte); unparseable file")
+    assert_one_line(proc, tmp_path, "compbench: error: task.local: glue/sst2/dev.tsv: line 2 cannot be decoded as utf-8 (invalid start byte); damaged or unparseable file")
 
 
 def test_squad_json_with_a_missing_field(tmp_path, data):
@@ -240,6 +280,46 @@ def test_pickle_only_weights_are_refused(tmp_path, data):
     proc, _ = run_cli(["model=local", f"model.path={model_dir}"], tmp_path, data)
     assert_one_line(proc, tmp_path, f"compbench: error: model.allow_pickle: {model_dir} holds only pickle weights (pytorch_model.bin); "
                     "convert to safetensors or set model.allow_pickle=true")
+
+
+def _tiny_safetensors(model_dir: Path) -> bytes:
+    """A valid two-tensor safetensors file (written by hand: the check must not need torch)."""
+    header = json.dumps({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
+                         "b": {"dtype": "F32", "shape": [2], "data_offsets": [16, 24]}}).encode()
+    blob = len(header).to_bytes(8, "little") + header + bytes(24)
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    return blob
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage header", "extra bytes"])
+def test_corrupt_safetensors_is_refused_before_loading(damage, tmp_path, data, monkeypatch, capsys):
+    model_dir = tmp_path / "model"
+    blob = _tiny_safetensors(model_dir)
+    broken = {"truncated": blob[:-5], "garbage header": b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all", "extra bytes": blob + b"\x00" * 8}[damage]
+    (model_dir / "model.safetensors").write_bytes(broken)
+    proc = run_main(["model=local", f"model.path={model_dir}"], tmp_path, data, monkeypatch, capsys)
+    assert_one_line(proc, tmp_path, f"compbench: error: model.path: {model_dir / 'model.safetensors'} is not a valid safetensors file (", exact=False)
+    assert proc.stderr.strip().endswith("; truncated or corrupt download?")
+
+
+def test_valid_safetensors_passes_the_check(tmp_path):
+    from harness.models import check_safetensors
+
+    model_dir = tmp_path / "model"
+    blob = _tiny_safetensors(model_dir)
+    (model_dir / "model.safetensors").write_bytes(blob)
+    check_safetensors(model_dir / "model.safetensors")
+
+
+def test_data_root_typo_is_named_before_any_hub_fallback(tmp_path, data, monkeypatch, capsys):
+    """Online (no HF_HUB_OFFLINE), a misspelt data root is named instead of silently trying the Hub."""
+    proc = run_main([f"paths.data_root={tmp_path / 'dta'}"], tmp_path, data, monkeypatch, capsys, online=True)
+    assert_one_line(proc, tmp_path, f"compbench: error: paths.data_root: {tmp_path / 'dta'} is not a directory (a typo? it comes from paths.data_root or COMPBENCH_DATA_ROOT)")
+    (data / "glue" / "sst2" / "dev.tsv").unlink()
+    proc = run_main([f"task.local.eval.validation=glue/sst2/dev.tsv"], tmp_path, data, monkeypatch, capsys, online=True)
+    assert_one_line(proc, tmp_path, f"compbench: error: task.local: {data}/glue/sst2/dev.tsv not found; set paths.data_root or COMPBENCH_DATA_ROOT "
+                    "to the folder holding glue/ and squad_v1.1/; the Hub fallback is unavailable (task.local.* was set explicitly)")
 
 
 # -------------------------------------------------------------------------------------- output
@@ -325,6 +405,98 @@ def test_corrupt_record_as_the_only_report_input(tmp_path):
     assert lines == [f"compbench-report: no records found in {tmp_path / 'results'} (1 unreadable, e.g. "
                      f"{records / 'sst2__minilm_l6__baseline__cpu__0123456789ab.json'}: not a readable JSON record (JSONDecodeError))"]
     assert not out.exists()
+
+
+def run_report(args):
+    from harness.report.cli import main
+
+    return main([str(a) for a in args])
+
+
+def _one_valid_record(tmp_path) -> Path:
+    """A real writer's record (harness.runner.base_record) of a real method, status ok."""
+    from harness.record import record_path, write_json_atomic
+
+    results = tmp_path / "results"
+    record = _base_record(tmp_path)
+    write_json_atomic(record_path(results, record["cell"], record["config_hash"]), record)
+    return results
+
+
+def _base_record(tmp_path) -> dict:
+    from harness.compose import compose_cell
+    from harness.config import register_configs
+    from harness.runner import base_record
+
+    register_configs()
+    root = tmp_path / "rdata"
+    cell = compose_cell([f"paths.data_root={root if root.exists() else make_data(root)}", "model.init=random"])
+    record = base_record(cell, "0123456789abcdef", {}, "ok")
+    record["metrics"] = {"accuracy": 0.9}
+    return record
+
+
+@pytest.mark.parametrize("tasks,message", [
+    ("nosuch", "compbench-report: error: argument --tasks: unknown task 'nosuch' (allowed: "),
+    ("SST-2", "compbench-report: error: argument --tasks: unknown task 'SST-2'; did you mean sst2? (allowed: "),
+])
+def test_report_unknown_task_is_one_line(tasks, message, tmp_path, capsys):
+    results = _one_valid_record(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        run_report([results, "--tasks", tasks, "--out", tmp_path / "report"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1 and err[0].startswith(message), err
+    assert not (tmp_path / "report").exists()
+
+
+def test_report_out_at_a_file_or_a_read_only_folder_is_one_line(tmp_path, capsys):
+    results = _one_valid_record(tmp_path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit) as exit_info:
+        run_report([results, "--out", tmp_path / "file"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"compbench-report: error: --out: {tmp_path / 'file'} cannot be a folder: {tmp_path / 'file'} is a file"]
+    target, anchor = _unwritable_dir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        run_report([results, "--out", target])
+    (tmp_path / "locked").chmod(0o700)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"compbench-report: error: --out: {target} is not writable (Permission denied in {anchor})"]
+
+
+def test_report_names_and_skips_a_record_whose_metrics_is_not_an_object(tmp_path, capsys):
+    from harness.record import record_path, write_json_atomic
+
+    results = _one_valid_record(tmp_path)
+    bad = _base_record(tmp_path)
+    bad["cell"]["method"] = "dynamic_int8"
+    bad["metrics"] = [0.9]
+    path = write_json_atomic(record_path(results, bad["cell"], "fedcba9876543210"), bad)
+    assert run_report([results, "--out", tmp_path / "report", "--no-plots"]) == 0
+    err = capsys.readouterr().err
+    assert f"skipped: {path}: not a record (metrics is a list, not an object)" in err.splitlines()
+
+
+# --------------------------------------------------------------------------------------- umask
+def test_records_and_cache_entries_respect_the_umask(tmp_path):
+    """A results or cache folder shared by a group stays readable by the group (no forced 0600/0700)."""
+    from harness.finetune import cached_finetune
+    from harness.record import write_json_atomic
+
+    class Saved:
+        def save_pretrained(self, directory, **kwargs):
+            (Path(directory) / "weights").write_text("w")
+
+    old = os.umask(0o002)
+    try:
+        record = write_json_atomic(tmp_path / "records" / "r.json", {"status": "ok"})
+        cached_finetune("k" * 64, str(tmp_path / "cache"), lambda: (Saved(), Saved(), {}), lambda directory: None)
+    finally:
+        os.umask(old)
+    assert record.stat().st_mode & 0o777 == 0o664
+    entry = tmp_path / "cache" / "finetuned" / ("k" * 64)
+    assert entry.stat().st_mode & 0o777 == 0o775
+    assert (entry / "meta.json").stat().st_mode & 0o777 == 0o664
 
 
 # -------------------------------------------------------------------------------------- caches

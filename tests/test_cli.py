@@ -107,3 +107,95 @@ def test_real_cell_through_hydra_writes_a_complete_record(tmp_path, data_root):
     proc, _ = run_cli(["task=sst2", "method=baseline", "model=minilm_l6", "hardware=cpu", *QUICK], tmp_path, data_root)
     assert proc.returncode == 0 and "[skip]" in proc.stdout
     assert len(list((results / "records").glob("*.json"))) == 1
+
+
+# ------------------------------------------------------------------------------ README commands
+README = ROOT / "README.md"
+REPORT = [sys.executable, "-c", "import sys; from harness.report.cli import main; sys.exit(main())"]
+CUDA_REFUSED = "compbench: error: hardware.device: cuda was requested but no CUDA device is visible (allowed: cpu)"
+
+
+def readme_commands() -> list[list[str]]:
+    """Every `compbench` / `compbench-report` line of README's bash blocks, split as the shell would
+    (shell variables set in the same block expanded, comments dropped)."""
+    import shlex
+
+    commands, variables, in_bash = [], {}, False
+    for line in README.read_text().splitlines():
+        if line.startswith("```"):
+            in_bash, variables = line.strip() == "```bash", {} if line.strip() == "```bash" else variables
+            continue
+        if not in_bash:
+            continue
+        words = shlex.split(line, comments=True)
+        if len(words) == 1 and "=" in words[0] and words[0].split("=")[0].isupper():
+            name, _, value = words[0].partition("=")
+            variables[name] = value
+        elif words and words[0] in ("compbench", "compbench-report"):
+            expanded = []
+            for word in words:
+                expanded += variables[word[1:]].split() if word.startswith("$") else [word]
+            commands.append(expanded)
+    return commands
+
+
+def test_readme_has_the_commands_this_test_checks():
+    commands = readme_commands()
+    assert sum(c[0] == "compbench" for c in commands) >= 8 and any(c[0] == "compbench-report" for c in commands)
+    assert any("--dry-run" in c for c in commands) and any("method.sparsity=0.3,0.6,0.9" in c for c in commands)
+
+
+@pytest.mark.parametrize("command", [c for c in readme_commands() if c[0] == "compbench"], ids=lambda c: " ".join(c[1:])[:80])
+def test_readme_compbench_command_validates_as_written(command, tmp_path, data_root, tiny_bert_dir, monkeypatch, capsys):
+    """Each README cell command passes the very validation a run does (a dry run: nothing runs)."""
+    import torch
+
+    from harness import cli
+
+    args = [arg.replace("/path/to/hf_dir", str(tiny_bert_dir)) for arg in command[1:]]
+    args = [a for a in args if a != "--dry-run"]
+    flags, overrides = [a for a in args if a.startswith("-")], [a for a in args if not a.startswith("-")]
+    for key, value in {"COMPBENCH_DATA_ROOT": str(data_root), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+                       "COMPBENCH_CACHE": str(tmp_path / "cache")}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(sys, "argv", ["compbench", "--dry-run", *flags, f"paths.results_dir={tmp_path / 'results'}", *overrides])
+    monkeypatch.setattr(cli, "hydra_main", lambda: pytest.fail("--dry-run ran a cell"))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    out, err = capsys.readouterr()
+    if "hardware=cuda" in command and not torch.cuda.is_available():
+        assert (exit_info.value.code, err.strip()) == (2, CUDA_REFUSED)  # valid up to the device this machine lacks
+        return
+    assert exit_info.value.code == 0, err
+    assert "cell(s) planned; nothing was run (--dry-run)" in out
+    assert not (tmp_path / "results").exists()
+
+
+def test_readme_report_command_runs_as_written(tmp_path):
+    (command,) = [c for c in readme_commands() if c[0] == "compbench-report"]
+    args = command[1:]
+    example = ROOT / "examples" / "results" / "demo"  # the committed copy of the demo run the command reads
+    args = [str(example) if a == "results/demo" else str(tmp_path / "report") if a == "results/demo/report" else a for a in args]
+    proc = subprocess.run(REPORT + args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "report" / "report.html").is_file() and "| baseline |" in proc.stdout
+
+
+def test_dry_run_lists_planned_cells_and_writes_nothing(tmp_path, data_root):
+    proc, results = run_cli(["--dry-run", "-m", "task=sst2,rte", "method=baseline,magnitude", "model.init=random"], tmp_path, data_root, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0] == "compbench: 4 cell(s) planned; nothing was run (--dry-run)"
+    assert sorted(line.split("[")[0].strip() for line in lines[1:]) == [
+        "baseline minilm_l6 rte cpu", "baseline minilm_l6 sst2 cpu", "magnitude minilm_l6 rte cpu", "magnitude minilm_l6 sst2 cpu"]
+    assert all("would run ->" in line for line in lines[1:])
+    assert not results.exists() and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.slow
+def test_readme_quick_cell_runs_as_written(tmp_path, data_root):
+    """The README's first (quick) command, run for real."""
+    command = next(c for c in readme_commands() if c[0] == "compbench" and "--dry-run" not in c and "-m" not in c)
+    proc, results = run_cli(command[1:], tmp_path, data_root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "[ok]" in proc.stdout and len(list((results / "records").glob("*.json"))) == 1

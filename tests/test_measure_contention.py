@@ -177,3 +177,21 @@ def test_a_cell_timed_beside_a_hog_is_marked_or_remeasured(compose, tiny_bert_di
     if any(e["contention"]["verdict"] == "contended" for e in entries):
         assert record["latency"]["contention"]["verdict"] == "contended"
         assert any(note.startswith("contended") for note in record["latency"]["notes"])
+
+
+def test_leases_of_sweeps_with_different_cache_dirs_see_each_other(compose, tmp_path):
+    """The 881 ms case of issue #11: a timed cell must not start beside a cell of another sweep,
+    even one that uses another cache directory."""
+    from harness.plan import plan_cell
+    from harness.sweep.leases import MachineLease
+
+    first = plan_cell(compose("measure.latency=false", "measure.energy=false", f"paths.cache_dir={tmp_path / 'cache_a'}"))
+    timed = plan_cell(compose(f"paths.cache_dir={tmp_path / 'cache_b'}"))
+    lease = MachineLease.acquire(first)
+    assert not isinstance(lease, str)
+    with lease:
+        refusal = MachineLease.acquire(timed)
+        assert isinstance(refusal, str) and "running on this machine" in refusal
+    after = MachineLease.acquire(timed)
+    assert not isinstance(after, str)
+    after.path.unlink()

@@ -2,12 +2,14 @@
 leases, the joblib and submitit launchers, and SIGKILL crash safety.
 
 The CLI runs for real (Hydra, validation, launchers, spawned cell processes, atomic records) but
-the cell itself is tests/fake_cells.py's synthetic executor (harness.sweep's test-only
-COMPBENCH_TEST_EXECUTOR hook), so no model is loaded and each cell takes milliseconds.
+the cell itself is tests/fake_cells.py's synthetic executor (put in place of harness.runner.execute by
+tests/fake_site/sitecustomize.py, first on the sweep's PYTHONPATH), so no model is loaded and each cell
+takes milliseconds. Production code has no test hook.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
@@ -15,11 +17,13 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import psutil
 import pytest
+from fake_cells import execute as fake_execute
 from fake_cells import make_data
 
 from harness.record import load_record
@@ -34,15 +38,29 @@ def data(tmp_path) -> Path:
     return make_data(tmp_path / "data")
 
 
+FAKE_SITE = ROOT / "tests" / "fake_site"
+
+
+@functools.cache
+def this_machine() -> str:
+    from harness.sweep.resume import this_machine as identity
+
+    return json.dumps(identity())
+
+
 def sweep_env(tmp_path, data_root, plan=None, sleep=0.0, fake=True) -> dict:
     env = {**os.environ, "COMPBENCH_DATA_ROOT": str(data_root), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "COMPBENCH_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT), "COMPBENCH_FAKE_LOG": str(tmp_path / "executions.log"),
-           "COMPBENCH_FAKE_PLAN": json.dumps(plan or {}), "COMPBENCH_FAKE_SLEEP": str(sleep)}
-    if fake:
-        env["COMPBENCH_TEST_EXECUTOR"] = "tests.fake_cells:execute"
-    else:
-        env.pop("COMPBENCH_TEST_EXECUTOR", None)
+           "COMPBENCH_CACHE": str(tmp_path / "cache"), "PYTHONPATH": f"{FAKE_SITE}:{ROOT}" if fake else str(ROOT),
+           "COMPBENCH_FAKE_LOG": str(tmp_path / "executions.log"), "COMPBENCH_FAKE_PLAN": json.dumps(plan or {}),
+           "COMPBENCH_FAKE_SLEEP": str(sleep), "COMPBENCH_FAKE_MACHINE": this_machine(), "TMPDIR": str(scratch_root(tmp_path))}
     return env
+
+
+def scratch_root(tmp_path) -> Path:
+    """Each test's own temp dir, so checks that no compbench-cell-* directory is left see only this test's."""
+    root = tmp_path / "tmp"
+    root.mkdir(exist_ok=True)
+    return root
 
 
 def argv(args, tmp_path) -> list[str]:
@@ -50,7 +68,7 @@ def argv(args, tmp_path) -> list[str]:
     return COMPBENCH + flags + [f"paths.results_dir={tmp_path / 'results'}"] + [a for a in args if not a.startswith("-")]
 
 
-def compbench(args, tmp_path, data_root, timeout=120, **env):
+def compbench(args, tmp_path, data_root, timeout=600, **env):  # a safety net: a busy 2-core box is slow
     proc = subprocess.run(argv(args, tmp_path), cwd=ROOT,
                           env=sweep_env(tmp_path, data_root, **env), capture_output=True, text=True, timeout=timeout)
     return proc
@@ -74,7 +92,7 @@ def summary(proc) -> str:
 def test_resume_skips_done_cells_reruns_failed_ones_and_force_redoes_all(tmp_path, data):
     cells = ["-m", "task=sst2,rte", "seed=1,2", "isolate=false", *FAST]
     first = compbench(cells, tmp_path, data, plan={"rte/2": "raise", "sst2/2": "unsupported"})
-    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.returncode == 1, first.stderr[-3000:]  # a failed cell: exit 1 (harness.sweep.summary)
     assert summary(first) == "compbench: sweep of 4 cells: 2 ok, 1 unsupported, 1 failed, 0 not run (0 recorded by earlier runs)"
     failed = [line for line in first.stdout.splitlines() if line.startswith("  failed:")]
     assert len(failed) == 1 and "baseline minilm_l6 rte cpu: RuntimeError: synthetic failure in rte ->" in failed[0]
@@ -94,6 +112,26 @@ def test_resume_skips_done_cells_reruns_failed_ones_and_force_redoes_all(tmp_pat
     third = compbench([*cells, "force=true"], tmp_path, data)
     assert third.returncode == 0 and "[skip]" not in third.stdout
     assert len(executions(tmp_path)) == 9 and set(records(tmp_path)) == set(before)
+
+
+def test_a_record_from_another_machine_is_measured_again(tmp_path, data):
+    """Resume never reuses another machine's timings: an ok record whose machine fingerprint (or host)
+    differs from this one's is re-run here and replaced; this machine's own record is then skipped."""
+    from harness.record import write_json_atomic
+
+    base = ["task=sst2", "isolate=false", *FAST]
+    assert compbench(base, tmp_path, data).returncode == 0
+    (path,) = (tmp_path / "results" / "records").glob("*.json")
+    for field, foreign in (("fingerprint", "0123456789abcdef"), ("hostname_hash", "elsewhere000")):
+        record = load_record(path)
+        record["environment"][field] = foreign
+        write_json_atomic(path, record)
+        proc = compbench(base, tmp_path, data)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "[rerun] baseline minilm_l6 sst2 cpu: recorded on another machine" in proc.stdout and "[ok]" in proc.stdout
+        assert load_record(path)["environment"][field] != foreign
+    assert "[skip]" in compbench(base, tmp_path, data).stdout
+    assert len(executions(tmp_path)) == 3
 
 
 def test_config_hash_policy(tmp_path, data):
@@ -132,7 +170,7 @@ def test_half_written_record_is_never_read_as_a_record(tmp_path, data):
 def test_failures_are_isolated_and_listed(tmp_path, data):
     plan = {"sst2/2": "raise", "rte/1": "memoryerror", "rte/2": "oom"}
     proc = compbench(["-m", "task=sst2,rte", "seed=1,2", *FAST], tmp_path, data, plan=plan)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 1, proc.stderr[-3000:]
     assert summary(proc) == "compbench: sweep of 4 cells: 1 ok, 0 unsupported, 3 failed, 0 not run (0 recorded by earlier runs)"
     reasons = sorted(r["reason"] for r in records(tmp_path).values() if r["status"] == "failed")
     assert reasons == ["MemoryError: synthetic: CUDA out of memory", "RuntimeError: synthetic failure in sst2",
@@ -150,7 +188,7 @@ def test_gpu_only_method_is_an_unsupported_record_in_a_sweep(tmp_path, data):
     found = records(tmp_path)
     assert sorted(r["reason"] for r in found.values()) == ["unsupported on cpu: fp16 runs on cuda only",
                                                             "unsupported on cpu: no 2:4 sparse kernels on CPU"]
-    assert all("test_executor" not in r["environment"] for r in found.values())
+    assert all("synthetic" not in r["environment"] for r in found.values())
 
 
 # ------------------------------------------------------------------------------------ concurrency
@@ -205,11 +243,17 @@ def _wait_for_lease(tmp_path, timeout=60.0) -> None:
     raise AssertionError("the first cell never took its lease")
 
 
-def _start_cell(tmp_path, data, overrides, sleep):
-    cell = subprocess.Popen(argv(overrides, tmp_path), cwd=ROOT, env=sweep_env(tmp_path, data, sleep=sleep),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _start_cell(tmp_path, data, overrides):
+    """A cell that holds its lease until `_release(tmp_path)` (however slowly the box starts the next CLI)."""
+    env = {**sweep_env(tmp_path, data), "COMPBENCH_FAKE_UNTIL": str(tmp_path / "release")}
+    cell = subprocess.Popen(argv(overrides, tmp_path), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for_lease(tmp_path)
     return cell
+
+
+def _release(tmp_path, cell):
+    (tmp_path / "release").touch()
+    cell.communicate(timeout=120)
 
 
 def assert_refused(proc, tmp_path, message):
@@ -224,39 +268,35 @@ UNTIMED = ["model.init=random", "isolate=false", "measure.latency=false", "measu
 
 
 def test_latency_cell_holds_the_machine_exclusively(tmp_path, data):
-    first = _start_cell(tmp_path, data, ["task=sst2", *TIMED], sleep=4)
+    first = _start_cell(tmp_path, data, ["task=sst2", *TIMED])
     try:
         blocked = (f"[refused] baseline minilm_l6 rte cpu: baseline minilm_l6 sst2 cpu (pid {first.pid}) is measuring latency/energy "
                    "on this machine; wait for it, or run this cell with allow_concurrent_latency=true on both")
         assert_refused(compbench(["task=rte", *UNTIMED], tmp_path, data), tmp_path, blocked)
         assert_refused(compbench(["task=rte", *TIMED, "allow_concurrent_latency=true"], tmp_path, data), tmp_path, blocked)
     finally:
-        first.communicate(timeout=60)
+        _release(tmp_path, first)
     assert first.returncode == 0
     (record,) = records(tmp_path).values()
     assert record["environment"]["concurrent_cells"] == 1 and record["environment"]["concurrency"]["exclusive"] is True
 
 
 def test_latency_cell_refuses_to_start_beside_another_cell(tmp_path, data):
-    first = _start_cell(tmp_path, data, ["task=sst2", *UNTIMED], sleep=3)
+    first = _start_cell(tmp_path, data, ["task=sst2", *UNTIMED])
     try:
         assert_refused(compbench(["task=rte", *TIMED], tmp_path, data), tmp_path,
                        f"[refused] baseline minilm_l6 rte cpu: this cell measures latency/energy and baseline minilm_l6 sst2 cpu "
                        f"(pid {first.pid}) is running on this machine; run timed cells one at a time, or set allow_concurrent_latency=true")
     finally:
-        first.communicate(timeout=60)
+        _release(tmp_path, first)
     assert first.returncode == 0
 
 
 def test_allowed_concurrent_latency_cells_say_how_many_shared_the_machine(tmp_path, data):
     timed = [*TIMED, "allow_concurrent_latency=true"]
-    first = _start_cell(tmp_path, data, ["task=sst2", *timed], sleep=4)
-    leases = tmp_path / "cache" / "leases"
-    deadline = time.monotonic() + 30
-    while not list(leases.glob("*/*.json")) and time.monotonic() < deadline:  # first holds its lease
-        time.sleep(0.05)
+    first = _start_cell(tmp_path, data, ["task=sst2", *timed])
     second = compbench(["task=rte", *timed], tmp_path, data, sleep=1.5)
-    first.communicate(timeout=60)
+    _release(tmp_path, first)
     assert first.returncode == 0 and second.returncode == 0, second.stderr[-3000:]
     found = list(records(tmp_path).values())
     assert [r["environment"]["concurrent_cells"] for r in found] == [2, 2]
@@ -358,6 +398,75 @@ def test_sigkill_at_random_points_then_resume(tmp_path, data):
     assert len(check_invariants()) == 8
     run_ids = {run_id for _, _, run_id in executions(tmp_path)}
     assert set(seen.values()) <= run_ids
+    assert not list(scratch_root(tmp_path).glob("compbench-cell-*")), "a killed sweep's scratch directory was never cleaned"
+
+
+# ------------------------------------------------------------------------------------- interrupts
+def test_ctrl_c_ends_with_the_summary_and_one_line(tmp_path, data):
+    """Ctrl-C reaches the whole process group (the sweep and its spawned cell): the cell is stopped, the
+    sweep prints its summary and one line, no traceback, exit 130, no scratch directory left."""
+    cells = ["-m", "task=sst2,rte", *FAST]  # isolated: each cell in a spawned process
+    env = {**sweep_env(tmp_path, data), "COMPBENCH_FAKE_UNTIL": str(tmp_path / "never")}
+    sweep = subprocess.Popen(argv(cells, tmp_path), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, start_new_session=True)
+    try:
+        _wait_for_lease(tmp_path)
+        deadline = time.monotonic() + 60
+        while not list(scratch_root(tmp_path).glob("compbench-cell-*")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # the cell process is running (importing) by now
+        os.killpg(sweep.pid, signal.SIGINT)
+        out, err = sweep.communicate(timeout=60)
+    finally:
+        _kill_group(sweep.pid)
+    assert sweep.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == "compbench: interrupted; finished cells are recorded, run the same command again to resume"
+    assert summary(subprocess.CompletedProcess([], 0, out, err)).startswith("compbench: sweep of 2 cells: 0 ok, 0 unsupported, 0 failed, 2 not run")
+    assert not list(scratch_root(tmp_path).glob("compbench-cell-*"))
+    assert not _group_members(sweep.pid)
+
+
+def test_a_cell_that_finished_is_recorded_when_the_sweep_is_interrupted(tmp_path, data, monkeypatch):
+    """The parent is interrupted while it waits, after its cell wrote its record: the record is kept."""
+    import multiprocessing.process
+
+    from harness import sweep
+    from harness.compose import compose_cell
+    from harness.config import register_configs
+    from harness.plan import plan_cell
+
+    register_configs()
+    cell = compose_cell([f"paths.data_root={data}", f"paths.results_dir={tmp_path / 'results'}", f"paths.cache_dir={tmp_path / 'cache'}", *FAST])
+    plan = plan_cell(cell)
+    monkeypatch.setenv("COMPBENCH_FAKE_MACHINE", this_machine())
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch_root(tmp_path)))
+    join = multiprocessing.process.BaseProcess.join
+
+    def join_then_interrupt(self, timeout=None):
+        join(self, timeout)
+        if timeout is None:  # the wait for the cell; the child has finished: Ctrl-C arrives now
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "join", join_then_interrupt)
+    monkeypatch.setattr(sweep, "execute", fake_execute)
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_and_record(plan)
+    assert load_record(plan.record_path)["status"] == "ok"
+    assert not list(scratch_root(tmp_path).glob("compbench-cell-*"))
+
+
+def test_stale_scratch_of_a_killed_sweep_is_removed(tmp_path, data):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = scratch_root(tmp_path) / f"compbench-cell-{dead.pid}-abcd1234"
+    stale.mkdir()
+    (stale / "record.json").write_text("{}")
+    alive = scratch_root(tmp_path) / f"compbench-cell-{os.getpid()}-efgh5678"  # this test process is alive: kept
+    alive.mkdir()
+    proc = compbench(["task=sst2", *FAST], tmp_path, data)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not stale.exists() and alive.exists()
 
 
 def _group_members(pgid: int) -> list[int]:

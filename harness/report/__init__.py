@@ -1,6 +1,6 @@
 """Aggregate benchmark records into Table 1 of Ganesh et al. (2021) and accuracy/cost Pareto plots.
 
-    df, problems = load_records(["results/demo"])
+    df, problems = load_records(["examples/results/demo"])
     table1(df, tasks=("mnli", "qqp", "sst2", "squad_v1.1"), extra_tasks=("rte",))
     pareto_front(costs, values)  # boolean mask
 """

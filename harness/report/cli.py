@@ -4,25 +4,72 @@
         --tasks sst2,mrpc --extra-tasks rte --published
 
 Prints the Markdown table on stdout and every skipped file on stderr. Exit 0 when at least one
-record was read (skipped files do not fail the run); exit 2 with one line when none was found.
+record was read (skipped files do not fail the run); exit 2 with one line when none was found, or on
+bad arguments (an unknown task name, an --out that is a file or cannot be written).
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from harness.report.build import build_report
 from harness.report.table import DEFAULT_TASKS
 
 
+CONF_TASKS = Path(__file__).resolve().parents[2] / "conf" / "task"
+
+
+def known_tasks() -> list[str]:
+    """Task names a record can carry: every conf/task/*.yaml (the survey's columns are among them)."""
+    return sorted({p.stem for p in CONF_TASKS.glob("*.yaml")} | set(DEFAULT_TASKS))
+
+
 def _task_list(text: str) -> tuple[str, ...]:
-    return tuple(t.strip() for t in text.split(",") if t.strip())
+    tasks = tuple(t.strip() for t in text.split(",") if t.strip())
+    known = known_tasks()
+    for task in tasks:
+        if task not in known:
+            close = difflib.get_close_matches(task.lower(), known, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise argparse.ArgumentTypeError(f"unknown task {task!r}{hint} (allowed: {', '.join(known)})")
+    if not tasks:
+        raise argparse.ArgumentTypeError("needs at least one task name")
+    return tasks
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's errors as the project's one line (no usage block), exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def check_out_dir(out: Path) -> None:
+    """--out is (or can become) a directory this user can write into; else one line, exit 2."""
+    anchor = Path(os.path.abspath(out))
+    while not anchor.exists() and anchor.parent != anchor:
+        anchor = anchor.parent
+    problem = None
+    if not anchor.is_dir():
+        problem = f"{out} cannot be a folder: {anchor} is a file"
+    else:
+        try:
+            with tempfile.TemporaryFile(dir=anchor):
+                pass
+        except OSError as err:
+            problem = f"{out} is not writable ({err.strerror or err.__class__.__name__} in {anchor})"
+    if problem:
+        print(f"compbench-report: error: --out: {problem}", file=sys.stderr)
+        sys.exit(2)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="compbench-report", description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="compbench-report", description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", help="results directories, record files or globs")
     parser.add_argument("--out", help="output folder (default: <first path>/report)")
     parser.add_argument("--tasks", type=_task_list, default=DEFAULT_TASKS,
@@ -39,9 +86,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     out = Path(args.out) if args.out else _default_out(args.paths[0])
+    check_out_dir(out)
     published = "all" if args.published_all else args.published
-    report = build_report(args.paths, out, args.tasks, args.extra_tasks, published,
-                          plots=not args.no_plots, embed_images=args.embed_images)
+    try:
+        report = build_report(args.paths, out, args.tasks, args.extra_tasks, published,
+                              plots=not args.no_plots, embed_images=args.embed_images)
+    except OSError as err:  # e.g. the disk filled up while writing
+        print(f"compbench-report: error: --out: cannot write to {out} ({err.strerror or err})", file=sys.stderr)
+        return 2
     if report.records.empty:  # one line: say why, and how many files were unreadable
         unreadable = [p for p in report.problems if not p.endswith("no record files found")]
         detail = f" ({len(unreadable)} unreadable, e.g. {unreadable[0]})" if unreadable else ""

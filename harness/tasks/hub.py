@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from harness.config import TaskConfig
 
 SQUAD_FIELDS = ("id", "title", "context", "question", "answers")
@@ -21,11 +23,12 @@ def _glue_examples(rows, task: TaskConfig) -> list[dict]:
     return examples
 
 
-def hub_examples(task: TaskConfig, need_train: bool) -> tuple[list | None, dict[str, list]]:
-    """(train examples or None, {our eval split name: examples})."""
+def hub_examples(task: TaskConfig, need_train: bool, revision: str | None = None) -> tuple[list | None, dict[str, list]]:
+    """(train examples or None, {our eval split name: examples}); `revision`: the commit the cell was
+    planned with (hub_revision), so the data read is the data fingerprinted."""
     import datasets
 
-    dataset = datasets.load_dataset(task.hub.path, task.hub.name, revision=task.hub.revision)
+    dataset = datasets.load_dataset(task.hub.path, task.hub.name, revision=revision or task.hub.revision)
 
     def convert(split: str) -> list[dict]:
         if task.kind == "squad":
@@ -36,13 +39,16 @@ def hub_examples(task: TaskConfig, need_train: bool) -> tuple[list | None, dict[
     return train, {ours: convert(theirs) for ours, theirs in task.hub.eval_splits.items()}
 
 
-def hub_revision(task: TaskConfig) -> str:
-    """The pinned revision, else the Hub's current commit, else 'unknown' (never fails a run)."""
-    if task.hub.revision:
-        return task.hub.revision
+@functools.lru_cache(maxsize=32)
+def _current_commit(path: str) -> str:
     try:
         from huggingface_hub import HfApi
 
-        return HfApi().dataset_info(task.hub.path).sha or "unknown"
+        return HfApi().dataset_info(path).sha or "unknown"
     except Exception:  # only a fingerprint: an unreachable API must not stop the run
         return "unknown"
+
+
+def hub_revision(task: TaskConfig) -> str:
+    """The pinned revision, else the Hub's current commit, else 'unknown' (never fails a run)."""
+    return task.hub.revision or _current_commit(task.hub.path)

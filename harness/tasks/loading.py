@@ -8,7 +8,7 @@ import numpy as np
 
 from harness.config import TaskConfig
 from harness.tasks.glue import GlueEvalSplit, glue_train_features
-from harness.tasks.hub import hub_examples, hub_revision
+from harness.tasks.hub import hub_examples
 from harness.tasks.readers import read_glue_tsv, read_squad_json
 from harness.tasks.sources import check_task_data, hub_key, local_files, resolve_source
 from harness.tasks.squad import SquadEvalSplit, devsplit, squad_train_features
@@ -58,14 +58,17 @@ def _subset(task: TaskConfig, examples: dict[str, list], seed: int, counts: dict
         counts[split] = len(examples[split])
 
 
-def load_task(task: TaskConfig, tokenizer, data_root: str, seed: int, need_train: bool = True) -> TaskData:
-    fingerprints = check_task_data(task, data_root, need_train)
+def load_task(task: TaskConfig, tokenizer, data_root: str, seed: int, need_train: bool = True, fingerprints=None) -> TaskData:
+    """`fingerprints`: what check_task_data returned when the cell was planned; the files are then not
+    validated and hashed again, and a Hub task keeps the revision it was planned (and hashed) with."""
+    if fingerprints is None:
+        fingerprints = check_task_data(task, data_root, need_train)
     notes: list[str] = []
     if resolve_source(task, data_root, need_train) == "hub":
-        train, examples = hub_examples(task, need_train)
+        revision = fingerprints.get(hub_key(task))
+        train, examples = hub_examples(task, need_train, None if revision == "unknown" else revision)
         if train is not None:
             examples["train"] = train
-        fingerprints = {hub_key(task): hub_revision(task)}
         notes.append(f"data from the Hub: {hub_key(task)[4:]}")
     else:
         examples = _local_examples(task, data_root, need_train, notes)

@@ -17,7 +17,6 @@ from harness.errors import ConfigError
 from harness.tasks.labels import parse_label
 
 csv.field_size_limit(2**31 - 1)  # a few GLUE rows exceed the default 128 KiB field limit
-SAMPLE_ROWS = 200  # rows the fast check parses; labels must mostly map within them
 
 
 def _tsv_rows(path: Path, encoding: str):
@@ -69,29 +68,69 @@ def _open_layout(path: Path, rel: str, task: TaskConfig):
 
 
 def check_glue_tsv(path: Path, rel: str, task: TaskConfig) -> None:
-    """Header, first rows and last line only: enough to catch wrong files fast, even on MNLI's 400 MB."""
+    """Parse the whole file as the loader will, so damage anywhere is named (with its line) before
+    any model loads: an undecodable byte or a NUL, a cut last row (a truncated download), a file where
+    most rows have the wrong field count or a label outside the task's. A few malformed rows are what
+    official GLUE files contain (QQP has rows split by stray newlines): the loader skips them and the
+    record notes how many, as before."""
+    stat = os.stat(path)
+    key = (str(path), rel, stat.st_size, stat.st_mtime_ns, task.local.encoding, task.local.header,
+           repr(sorted(task.local.columns.items())), tuple(task.label_names), task.num_labels, task.is_regression)
+    if key not in _CHECKED_TSV:  # a sweep plans many cells on the same files: parse each once
+        _parse_whole_tsv(path, rel, task)
+        _CHECKED_TSV.add(key)
+
+
+_CHECKED_TSV: set = set()
+
+
+def _parse_whole_tsv(path: Path, rel: str, task: TaskConfig) -> None:
+    handle = open(path, encoding=task.local.encoding, newline="")
     try:
-        rows, index, width = _open_layout(path, rel, task)
-        sample = [_parse_row(row, index, width, task) for _, row in zip(range(SAMPLE_ROWS), rows)]
+        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = None
+        if task.local.header:
+            header = next(reader, None)
+            if header is None:
+                raise ConfigError("task.local", f"{rel}: file is empty (truncated download?)")
+            header = [header[0].lstrip("\ufeff")] + header[1:]
+        index = _resolve_columns(task, header, rel)
+        width = len(header) if header else None
+        rows, problems, last = 0, {"malformed": 0, "label": 0}, None
+        for row in reader:
+            if not row:
+                continue
+            rows += 1
+            last = row
+            _, problem = _parse_row(row, index, width, task)
+            if problem:
+                problems[problem] += 1
     except UnicodeDecodeError as err:
-        raise ConfigError("task.local", f"{rel}: cannot be decoded as {task.local.encoding} ({err.reason}); unparseable file") from None
-    if not sample:
+        raise ConfigError("task.local", f"{rel}: line {_undecodable_line(path, task.local.encoding)} cannot be decoded as {task.local.encoding} ({err.reason}); damaged or unparseable file") from None
+    except csv.Error as err:
+        raise ConfigError("task.local", f"{rel}: line {reader.line_num}: {err}; damaged file") from None
+    finally:
+        handle.close()
+    if not rows:
         raise ConfigError("task.local", f"{rel}: has no data rows (empty or truncated file)")
-    bad_labels = [problem for _, problem in sample if problem == "label"]
-    if len(bad_labels) * 2 > len(sample):
-        raise ConfigError("task.label_names", f"{rel}: most labels in the first rows are neither in {task.label_names} nor ids below {task.num_labels}")
     # A download cut short leaves a partial last row: too few fields or a half-written label.
-    fields = _last_line(path, task.local.encoding).split("\t")
-    if _parse_row(fields, index, width, task)[1]:
-        raise ConfigError("task.local", f"{rel}: last line does not parse ({len(fields)} fields, expected {width or max(index.values()) + 1}); the file looks truncated")
+    if _parse_row(last, index, width, task)[1]:
+        raise ConfigError("task.local", f"{rel}: last line does not parse ({len(last)} fields, expected {width or max(index.values()) + 1}); the file looks truncated")
+    if problems["malformed"] * 2 > rows:
+        raise ConfigError("task.local", f"{rel}: {problems['malformed']} of {rows} rows have the wrong number of fields (expected {width or max(index.values()) + 1}); not the layout task.local promises")
+    if problems["label"] * 2 > rows:
+        raise ConfigError("task.label_names", f"{rel}: {problems['label']} of {rows} labels are neither in {task.label_names} nor ids below {task.num_labels}")
 
 
-def _last_line(path: Path, encoding: str) -> str:
+def _undecodable_line(path: Path, encoding: str) -> int:
+    """The number of the first line that does not decode (the text reader only knows its chunk)."""
     with open(path, "rb") as handle:
-        handle.seek(max(0, os.path.getsize(path) - 65536))
-        tail = handle.read().decode(encoding, errors="replace")
-    lines = [line for line in tail.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+        for number, line in enumerate(handle, 1):
+            try:
+                line.decode(encoding)
+            except UnicodeDecodeError:
+                return number
+    return 0
 
 
 def read_glue_tsv(path: Path, rel: str, task: TaskConfig) -> tuple[list[dict], dict[str, int]]:
@@ -141,9 +180,16 @@ def _read_squad_cached(path: str, rel: str, size: int, mtime_ns: int) -> tuple:
                     "title": title,
                     "context": context,
                     "question": _require(qa, "question", where, rel),
-                    "answers": {"text": [x["text"] for x in answers], "answer_start": [int(x["answer_start"]) for x in answers]},
+                    "answers": {"text": [x["text"] for x in answers], "answer_start": [_answer_start(x, where, rel) for x in answers]},
                 })
     return tuple(examples)
+
+
+def _answer_start(answer: dict, where: str, rel: str) -> int:
+    start = answer["answer_start"]
+    if isinstance(start, bool) or not isinstance(start, (int, str)) or not str(start).lstrip("-").isdigit():
+        raise ConfigError("task.local", f"{rel}: {where}: answer_start {start!r} is not an integer; not a SQuAD v1.1 file")
+    return int(start)
 
 
 def read_squad_json(path: Path, rel: str) -> list[dict]:

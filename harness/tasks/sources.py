@@ -35,11 +35,14 @@ def local_files(task: TaskConfig, need_train: bool) -> dict[str, str]:
     return files
 
 
-def resolve_source(task: TaskConfig, data_root: str, need_train: bool = True) -> str:
-    """'local' or 'hub'. auto prefers complete local files and falls back to the Hub when online."""
+def resolve_source(task: TaskConfig, data_root: str, need_train: bool = True, explicit_local: bool = False) -> str:
+    """'local' or 'hub'. auto prefers complete local files and falls back to the Hub when online,
+    unless the user named the local files (`explicit_local`): then a missing one is an error."""
     hub_reason = None if task.hub.path else "the task has no hub.path"
     if hub_reason is None and hub_offline():
         hub_reason = "HF_HUB_OFFLINE is set"
+    if hub_reason is None and explicit_local and task.source != "hub":
+        hub_reason = "task.local.* was set explicitly"
     if task.source == "hub":
         check(hub_reason is None, "task.source", f"hub is unavailable: {hub_reason}; use task.source=local with files under the data root")
         return "hub"
@@ -86,13 +89,17 @@ def hub_key(task: TaskConfig) -> str:
     return f"hub:{task.hub.path}" + (f"/{task.hub.name}" if task.hub.name else "")
 
 
-def check_task_data(task: TaskConfig, data_root: str, need_train: bool = True) -> dict[str, str]:
-    """Validate the task's data source and files; return {relative path or hub id: sha256 or revision}."""
+def check_task_data(task: TaskConfig, data_root: str, need_train: bool = True, explicit_local: bool = False) -> dict[str, str]:
+    """Validate the task's data source and files, every file parsed in full; return {relative path or
+    hub id: sha256 or revision}. A Hub task's revision is resolved here once, and the run loads that
+    revision (harness.tasks.loading), so the fingerprint hashed is the data read."""
+    from harness.tasks.hub import hub_revision
+
     _check_devsplit(task)
     if task.kind == "squad":
         check(task.doc_stride < task.max_seq_length // 2, "task.doc_stride", f"must be below half of max_seq_length ({task.max_seq_length}), got {task.doc_stride}")
-    if resolve_source(task, data_root, need_train) == "hub":
-        return {hub_key(task): task.hub.revision or "unknown"}
+    if resolve_source(task, data_root, need_train, explicit_local) == "hub":
+        return {hub_key(task): hub_revision(task)}
     fingerprints = {}
     for rel in local_files(task, need_train).values():
         path = Path(data_root) / rel

@@ -1,0 +1,111 @@
+"""Overrides -> validated CellConfig, through Hydra's own composition, with Hydra's and OmegaConf's
+errors turned into one line that names the field (and, for a misspelled key, the closest real one).
+
+Shared by the CLI and the pre-flight checks, so neither imports the other.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from harness.errors import ConfigError
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+GROUPS = ("method", "model", "task", "hardware", "runtime")
+OMEGACONF_TYPES = {"Float": "a number", "Integer": "an integer", "Boolean": "true or false", "String": "a string"}
+
+
+def available(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def is_multirun(argv: list[str]) -> bool:
+    return any(a in ("-m", "--multirun") for a in argv)
+
+
+def sweep_cells(argv: list[str]) -> list[list[str]]:
+    """The override list of every cell, expanded by Hydra's own sweeper rules."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    overrides = [a for a in argv if not a.startswith("-")]
+    if not is_multirun(argv):
+        return [overrides]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as err:
+        raise ConfigError("overrides", " ".join(str(err).split())) from None
+    return [cell for batch in BasicSweeper.split_arguments(parsed, None) for cell in batch]
+
+
+def check_choices(overrides: list[str]) -> None:
+    for override in overrides:
+        key, _, value = override.partition("=")
+        key = key.lstrip("+~")
+        if key in GROUPS and value not in available(key):
+            close = difflib.get_close_matches(value, available(key), n=1, cutoff=0.75)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(key, f"unknown choice {value!r}{hint}", ", ".join(available(key)))
+
+
+def compose_raw(overrides: list[str], hydra_config: bool = False):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=overrides, return_hydra_config=hydra_config)
+
+
+def compose_cell(overrides: list[str]):
+    """The validated CellConfig of one cell (one line naming the field on bad input)."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from harness.config import to_cell_config
+
+    check_choices(overrides)
+    try:
+        cfg = compose_raw(overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise composition_error(err, overrides) from None
+    return to_cell_config(cfg)
+
+
+def composition_error(err: Exception, overrides: list[str]) -> ConfigError:
+    """Hydra's message rewritten to name the field: a wrong value type says which type the field takes;
+    a key that does not exist says which real key is closest."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+    cause = err.__cause__
+    key = getattr(cause, "full_key", None)
+    if isinstance(cause, ValidationError) and key:
+        value = next((o.partition("=")[2] for o in overrides if o.lstrip("+~").partition("=")[0] == key), None)
+        message = str(getattr(cause, "msg", None) or cause).splitlines()[0]
+        kind = next((words for name, words in OMEGACONF_TYPES.items() if message.rstrip().endswith(name)), None)
+        if kind:
+            return ConfigError(key, f"expected {kind}, got {value!r}")
+        return ConfigError(key, " ".join(message.split()))
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and key:
+        return ConfigError(key, f"no such field{closest_key(key, overrides)}")
+    message = str(err) or str(cause) or err.__class__.__name__
+    return ConfigError("overrides", " ".join(message.split()))
+
+
+def closest_key(full_key: str, overrides: list[str]) -> str:
+    """'; did you mean <closest real key>?', found by composing the cell without the bad override."""
+    from omegaconf import DictConfig, OmegaConf
+
+    parent, _, leaf = full_key.rpartition(".")
+    rest = [o for o in overrides if o.lstrip("+~").partition("=")[0] != full_key]
+    try:
+        node = OmegaConf.select(compose_raw(rest), parent) if parent else compose_raw(rest)
+    except Exception:  # noqa: BLE001 - only a hint: the error itself is already known
+        return ""
+    if not isinstance(node, DictConfig):
+        return ""
+    known = [k for k in node.keys() if not str(k).startswith("_")]
+    close = difflib.get_close_matches(leaf, known, n=1, cutoff=0.6)
+    prefix = f"{parent}." if parent else ""
+    hint = f"; did you mean {prefix}{close[0]}?" if close else ""
+    return f"{hint} (allowed: {', '.join(sorted(map(str, known)))})"

@@ -1,0 +1,66 @@
+"""Per-cell orchestration of a planned cell (harness.plan): resume, machine lease, process isolation,
+atomic record, summary line. Each concern lives in its own module:
+
+    resume     which cells are already done, on this machine
+    leases     which cells run on this machine now; exclusive timing; core blocks per worker
+    isolation  a fresh spawned process per cell; interrupts; scratch clean-up
+    summary    the per-cell line, the end-of-sweep report and the exit codes
+
+Records are written to a temp file, fsynced and renamed, so a killed sweep leaves either the whole
+record or none (plus, at worst, a dot-named `.tmp` file that no reader opens).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from harness.record import write_json_atomic
+from harness.runner import execute, failed_record
+from harness.sweep.isolation import CellInterrupted, run_isolated
+from harness.sweep.leases import MachineLease
+from harness.sweep.resume import FINAL_STATUSES, resume_decision
+from harness.sweep.summary import summary_line, sweep_report
+
+__all__ = ["FINAL_STATUSES", "run_and_record", "sweep_report"]
+
+
+def run_and_record(plan) -> Path:
+    """Run one planned cell unless it is already done here, and write its record."""
+    path = plan.record_path
+    done, rerun_reason = resume_decision(path, plan.cell.force)
+    if done:
+        print(f"[skip] {plan.label}: already recorded as {done} ({path}); force=true re-runs it", flush=True)
+        return path
+    if rerun_reason:
+        print(f"[rerun] {plan.label}: {rerun_reason}", flush=True)
+    lease = MachineLease.acquire(plan)
+    if isinstance(lease, str):
+        print(f"[refused] {plan.label}: {lease}", file=sys.stderr, flush=True)
+        return path
+    with lease:
+        try:
+            record = _run(plan)
+        except CellInterrupted as interrupt:
+            if interrupt.record is not None:  # it finished before the interrupt: keep the measurement
+                _write(plan, interrupt.record, lease)
+            raise
+    _write(plan, record, lease)
+    return path
+
+
+def _run(plan) -> dict:
+    if not plan.cell.isolate:
+        return execute(plan.cell, plan.config_hash, plan.fingerprints)
+    record, death = run_isolated(execute, plan)
+    return record if record is not None else failed_record(plan.cell, plan.config_hash, plan.fingerprints, death)
+
+
+def _write(plan, record: dict, lease: MachineLease) -> None:
+    lease.annotate(record)
+    try:
+        write_json_atomic(plan.record_path, record)
+    except OSError as err:
+        print(f"compbench: error: cannot write the record of {plan.label} to {plan.record_path}: {err.strerror or err}", file=sys.stderr, flush=True)
+        raise
+    print(summary_line(record, plan.record_path), flush=True)
