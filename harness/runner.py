@@ -82,6 +82,8 @@ def base_record(cell: CellConfig, chash: str, fingerprints: dict, status: str, r
         "memory": None,
         "energy": None,
         "flops": None,
+        "predictions": None,
+        "comparison": None,
         "method": None,
         "training": None,
         "timings": {},
@@ -96,6 +98,8 @@ def run_cell(cell: CellConfig, chash: str, fingerprints: dict) -> dict:
     import torch  # noqa: F401 - imported before quieting: its logging setup resets levels
 
     from harness import measure, quiet_third_party_logs, stages as steps
+    from harness.baseline_reference import baseline_predictions, compare_with_baseline
+    from harness.predictions import predictions_path, write_predictions
     from methods.base import build_method
 
     quiet_third_party_logs()
@@ -116,6 +120,8 @@ def run_cell(cell: CellConfig, chash: str, fingerprints: dict) -> dict:
     with timer("finetune"):
         model, record["training"] = steps.finetune_baseline(cell, loaded, task_data)
     baseline_size = measure.measure_size(model)
+    with timer("baseline_accuracy"):  # before method.apply: methods may change the model in place
+        reference = baseline_predictions(cell, model, loaded, task_data, record["training"])
     context = steps.method_context(cell, loaded.tokenizer, task_data, model)
     with timer("method"):
         try:
@@ -130,7 +136,12 @@ def run_cell(cell: CellConfig, chash: str, fingerprints: dict) -> dict:
     # Accuracy and latency are measured on this same object (MLPerf TEST01's idea).
     record["artifact"] = {"digest_before_accuracy": steps.model_digest(model)}
     with timer("accuracy"):
-        record["metrics"], record["metrics_notes"] = steps.accuracy(cell, model, loaded, task_data)
+        record["metrics"], record["metrics_notes"], scored = steps.accuracy(cell, model, loaded, task_data)
+    if scored:
+        path = record_path(cell.paths.results_dir, cell_names(cell), chash)
+        record["predictions"] = write_predictions(predictions_path(path), list(scored.values()))
+        with timer("paired_comparison"):
+            record["comparison"] = compare_with_baseline(cell, reference, scored)
     record["metrics_notes"] += loaded.notes
     # Each pass runs on its own so trackers never perturb each other's numbers.
     for measurement in MEASUREMENT_PASSES:
