@@ -85,10 +85,14 @@ def _overlap(a_lo, a_hi, b_lo, b_hi) -> bool:
     return a_lo <= b_hi and b_lo <= a_hi
 
 
+def _points(value: float) -> str:
+    return f"{round(value, 2) + 0.0:+.2f}"  # rounded first, + 0.0: never "-0.00"
+
+
 def _evidence(cell) -> str:
-    drop = f"drop {cell['drop']:+.2f} pt"
+    drop = f"drop {_points(cell['drop'])} pt"
     if np.isfinite(cell["drop_lo"]):
-        drop += f" (paired 95% CI [{cell['drop_lo']:+.2f}, {cell['drop_hi']:+.2f}]"
+        drop += f" (paired 95% CI [{_points(cell['drop_lo'])}, {_points(cell['drop_hi'])}]"
         drop += f", p={cell['paired_p']:.3g})" if np.isfinite(cell.get("paired_p", np.nan)) else ")"
     elif not cell["drop_paired"] and not is_baseline(pd.DataFrame([cell])).iloc[0]:
         drop += " (unpaired: no comparison in the record)"
