@@ -12,7 +12,9 @@ is the share of rounds in which it is on it.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 from typing import Optional
 
 import numpy as np
@@ -40,6 +42,15 @@ def _normal_draws(centre: float, lo, hi, rounds: int, rng) -> np.ndarray:
 
 
 def _load(path: str) -> dict:
+    try:
+        return _load_cached(str(path), os.stat(path).st_mtime_ns)
+    except OSError:
+        return {}
+
+
+@functools.lru_cache(maxsize=256)
+def _load_cached(path: str, mtime_ns: int) -> dict:
+    # Every plot of a report redraws the same records: read each (version of a) file once.
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
@@ -70,6 +81,18 @@ def _primary_statistic(record: dict, path: str, primary_metric: Optional[str]):
     return None
 
 
+def _cached_statistic(path: str, primary_metric: Optional[str]):
+    try:
+        return _statistic_of_version(str(path), os.stat(path).st_mtime_ns, primary_metric)
+    except OSError:
+        return None
+
+
+@functools.lru_cache(maxsize=256)
+def _statistic_of_version(path: str, mtime_ns: int, primary_metric: Optional[str]):
+    return _primary_statistic(_load(path), path, primary_metric)
+
+
 def _latency_draws(record: dict, p50: float, lo, hi, rounds: int, rng) -> np.ndarray:
     entries = [e for e in ((record.get("latency") or {}).get("fixed") or []) if isinstance(e, dict)]
     match = next((e for e in entries if e.get("batch_size") == 1 and e.get("p50_ms") == p50 and e.get("values_ms")), None)
@@ -83,10 +106,9 @@ def point_probabilities(points: pd.DataFrame, cells: pd.DataFrame, axis: CostAxi
                         seed: int = 0) -> pd.Series:
     """P(frontier) for each row of `points` (from pareto.task_points over `cells`)."""
     rng = np.random.default_rng(seed)
-    chosen = [_cell_of(point, cells, axis) for _, point in points.iterrows()]
+    chosen = _cells_of(points, cells, axis)
     records = [_load(c["path"]) if c is not None else {} for c in chosen]
-    statistics = [_primary_statistic(r, c["path"], c["primary_metric"]) if c is not None else None
-                  for r, c in zip(records, chosen)]
+    statistics = [_cached_statistic(c["path"], c["primary_metric"]) if c is not None else None for c in chosen]
     values = np.empty((rounds, len(points)))
     costs = np.empty((rounds, len(points)))
     paired = all(s is not None for s in statistics) and len({s[0] for s in statistics}) == 1
@@ -105,12 +127,14 @@ def point_probabilities(points: pd.DataFrame, cells: pd.DataFrame, axis: CostAxi
     return pd.Series(frontier_probability(costs, values) if len(points) else [], index=points.index, dtype=float)
 
 
-def _cell_of(point, cells: pd.DataFrame, axis: CostAxis):
-    """The record task_points chose for this point (same model, method, score and cost)."""
-    same = cells[cells["model"].eq(point["model"]) & cells["method"].eq(point["method"])
-                 & np.isclose(cells["score"].astype(float), point["value"])
-                 & np.isclose(cells[axis.column].astype(float) * axis.scale, point["cost"])]
-    return same.iloc[0] if not same.empty else None
+def _cells_of(points: pd.DataFrame, cells: pd.DataFrame, axis: CostAxis) -> list:
+    """For each point, the record task_points chose (same model, method, score and cost), or None."""
+    keyed = cells.assign(_row=np.arange(len(cells)), _cost=cells[axis.column].astype(float) * axis.scale)
+    merged = points[["model", "method", "value", "cost"]].reset_index().merge(
+        keyed[["model", "method", "score", "_cost", "_row"]], on=["model", "method"], how="left")
+    same = np.isclose(merged["score"].astype(float), merged["value"].astype(float)) & np.isclose(merged["_cost"], merged["cost"].astype(float))
+    first = merged[same].drop_duplicates("index").set_index("index")["_row"]
+    return [cells.iloc[int(first[i])] if i in first.index else None for i in points.index]
 
 
 def add_frontier_probabilities(df: pd.DataFrame, tasks, rounds: int = ROUNDS) -> pd.DataFrame:
@@ -126,8 +150,7 @@ def add_frontier_probabilities(df: pd.DataFrame, tasks, rounds: int = ROUNDS) ->
                 if points.empty:
                     continue
                 probabilities = point_probabilities(points, cells, axis, rounds)
-                for (_, point), probability in zip(points.iterrows(), probabilities):
-                    cell = _cell_of(point, cells, axis)
+                for cell, probability in zip(_cells_of(points, cells, axis), probabilities):
                     if cell is not None:
                         out.loc[cell.name, column] = probability
     latency_columns = {"cpu": "p_frontier_cpu_latency", "cuda": "p_frontier_gpu_latency"}
@@ -140,6 +163,10 @@ def with_probability_labels(points: pd.DataFrame, cells: pd.DataFrame, axis: Cos
     """`points` with P(frontier) computed and appended to each label, for the plots."""
     if points.empty:
         return points
-    probabilities = point_probabilities(points, cells, axis)
+    column = f"p_frontier_{axis.key}"
+    if column in cells.columns:  # computed already for cells.csv (build_report): the same numbers
+        probabilities = pd.Series([c[column] if c is not None else np.nan for c in _cells_of(points, cells, axis)], index=points.index)
+    else:
+        probabilities = point_probabilities(points, cells, axis)
     return points.assign(p_frontier=probabilities,
-                         label=[f"{label} (P={p:.2f})" for label, p in zip(points["label"], probabilities)])
+                         label=[f"{label} (P={p:.2f})" if np.isfinite(p) else label for label, p in zip(points["label"], probabilities)])
