@@ -40,7 +40,7 @@ def _predictions_commands(records, args) -> int:
     from harness.predictions import export_official, rescore
     from harness.record import load_record
 
-    differences, missing, written = [], [], []
+    differences, missing, written, checked = [], [], [], 0
     for path in records.loc[records["status"].eq("ok"), "path"]:
         record = load_record(path)
         if record.get("metrics") is None:
@@ -50,6 +50,7 @@ def _predictions_commands(records, args) -> int:
             continue
         try:
             if args.rescore:
+                checked += 1
                 differences += rescore(record, path)
             if args.export_predictions:
                 written += export_official(record, path, Path(args.export_predictions))
@@ -62,7 +63,5 @@ def _predictions_commands(records, args) -> int:
     if args.rescore:
         for line in differences:
             print(f"MISMATCH {line}", file=sys.stderr)
-        checked = int(records["status"].eq("ok").sum()) - len(missing)
         print(f"rescored {checked} record(s): {'all metrics reproduced exactly' if not differences else f'{len(differences)} difference(s)'}")
-        return 1 if differences else 0
     return 1 if differences else 0
