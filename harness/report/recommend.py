@@ -91,10 +91,12 @@ def _points(value: float) -> str:
 
 def _evidence(cell) -> str:
     drop = f"drop {_points(cell['drop'])} pt"
-    if np.isfinite(cell["drop_lo"]):
+    if cell["category"] == "Baseline":
+        drop = "the baseline itself"
+    elif np.isfinite(cell["drop_lo"]):
         drop += f" (paired 95% CI [{_points(cell['drop_lo'])}, {_points(cell['drop_hi'])}]"
         drop += f", p={cell['paired_p']:.3g})" if np.isfinite(cell.get("paired_p", np.nan)) else ")"
-    elif not cell["drop_paired"] and not is_baseline(pd.DataFrame([cell])).iloc[0]:
+    elif not cell["drop_paired"]:
         drop += " (unpaired: no comparison in the record)"
     latency = f"p50 {cell['latency_p50_ms']:.2f} ms" if np.isfinite(cell["latency_p50_ms"]) else "latency not measured"
     speed = (f"speedup {cell['speedup']:.2f}× [{cell['speedup_lo']:.2f}, {cell['speedup_hi']:.2f}]"
