@@ -223,6 +223,8 @@ class Record(TypedDict):
     environment: EnvironmentSection
     created_at: str  # ISO 8601, UTC
     runtime: "RuntimeSection"  # absent in records made before the runtime axis (read them as pytorch)
+    predictions: Optional["PredictionsLink"]  # per-example predictions file; None when accuracy was not measured
+    comparison: Optional["ComparisonSection"]  # paired statistics against the baseline; None without a baseline eval
 
 
 class RuntimeSection(TypedDict, total=False):
@@ -368,3 +370,42 @@ def _declared_category(target: str) -> tuple[str, str]:
 
 
 MIGRATIONS = {"1": migrate_1_to_2}  # major version -> function producing the next version
+
+
+# ---- per-example predictions and the paired comparison with the baseline (harness/predictions.py,
+# harness/comparison.py). Older records lack both keys; readers treat absence as None.
+
+
+class PredictionsLink(TypedDict):
+    path: str  # the gzip JSON-lines file, relative to the record's directory
+    sha256: str  # of the file's bytes; the report refuses a file that no longer matches
+    format: str  # "compbench-predictions/1 (gzip JSON lines)"
+    examples: dict  # eval split -> number of examples in the file
+
+
+class PairedMetric(TypedDict):
+    baseline: float  # the baseline's metric on the same examples, on the record's scale
+    method: float  # this cell's metric (equals metrics[<key>])
+    difference: float  # method - baseline
+    ci95: Optional[list]  # paired-bootstrap 95 % CI [low, high] of the difference; None when bootstrap=0
+    ci_method: Optional[str]  # "BCa", or "percentile" (large eval sets, or BCa undefined)
+    p_value: Optional[float]  # two-sided: McNemar exact for accuracy, paired bootstrap otherwise
+    test: Optional[str]  # "mcnemar_exact" | "paired_bootstrap"
+    discordant: list  # accuracy only: [baseline right & method wrong, baseline wrong & method right]
+
+
+class Agreement(TypedDict):
+    examples: int  # eval examples compared
+    same_prediction: Optional[float]  # share with the baseline's label / normalised answer; None for regression
+    mean_kl_baseline_to_method: Optional[float]  # classification: mean KL(p_baseline || p_method), nats
+    mean_max_probability_shift: Optional[float]  # classification: mean |max p_method - max p_baseline|
+    mean_abs_score_change: Optional[float]  # regression (STS-B): mean |score_method - score_baseline|
+
+
+class ComparisonSection(TypedDict):
+    baseline_key: str  # cache key of the baseline's predictions (weights, task, eval data, device, dtype)
+    baseline_cache_hit: bool  # the baseline's predictions came from an earlier cell of the sweep
+    resamples: int  # paired bootstrap resamples (measure.bootstrap)
+    confidence: float  # 0.95
+    metrics: dict  # metric key as in `metrics` (e.g. "accuracy_matched") -> PairedMetric
+    agreement: dict  # eval split -> Agreement

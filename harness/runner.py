@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from harness.config import DEFAULT_RUNTIME, CellConfig
 from harness.errors import UnsupportedError
 from harness.finetune import CACHE_VERSION, stable_hash
-from harness.record import SCHEMA_VERSION, Record
+from harness.record import SCHEMA_VERSION, Record, record_path
 
 
 MEASUREMENT_PASSES = ("latency", "memory", "energy", "flops")
@@ -90,6 +90,8 @@ def base_record(cell: CellConfig, cell_hash: str, fingerprints: dict, status: st
         "memory": None,
         "energy": None,
         "flops": None,
+        "predictions": None,
+        "comparison": None,
         "method": None,
         "training": None,
         "artifact": None,
@@ -107,6 +109,8 @@ def run_cell(cell: CellConfig, cell_hash: str, fingerprints: dict) -> Record:
 
     from harness import measure, quiet_third_party_logs, stages
     from harness.runtimes import unsupported_reason as runtime_unsupported_reason
+    from harness.baseline_reference import baseline_predictions, compare_with_baseline
+    from harness.predictions import predictions_path, write_predictions
     from methods.base import build_method
 
     quiet_third_party_logs()
@@ -127,6 +131,8 @@ def run_cell(cell: CellConfig, cell_hash: str, fingerprints: dict) -> Record:
     with timer("finetune"):
         model, record["training"] = stages.finetune_baseline(cell, loaded, task_data)
     baseline_size = measure.measure_size(model)
+    with timer("baseline_accuracy"):  # before method.apply: methods may change the model in place
+        baseline_scored = baseline_predictions(cell, model, loaded, task_data, record["training"])
     # An untouched copy of the fine-tuned baseline, timed beside the method in the latency pass
     # (methods may modify `model` in place).
     reference = copy.deepcopy(model) if times_against_reference(cell, method) else None
@@ -155,7 +161,12 @@ def run_cell(cell: CellConfig, cell_hash: str, fingerprints: dict) -> Record:
     # Accuracy and latency are measured on this same object (MLPerf TEST01's idea).
     record["artifact"] = {"digest_before_accuracy": stages.model_digest(model)}
     with timer("accuracy"):
-        record["metrics"], record["metrics_notes"] = stages.accuracy(cell, model, loaded, task_data)
+        record["metrics"], record["metrics_notes"], scored = stages.accuracy(cell, model, loaded, task_data)
+    if scored:
+        path = record_path(cell.paths.results_dir, cell_names(cell), cell_hash)
+        record["predictions"] = write_predictions(predictions_path(path), list(scored.values()))
+        with timer("paired_comparison"):
+            record["comparison"] = compare_with_baseline(cell, baseline_scored, scored)
     record["metrics_notes"] += loaded.notes
     # Each pass runs on its own so trackers never perturb each other's numbers.
     for measurement in MEASUREMENT_PASSES:

@@ -129,24 +129,26 @@ def model_digest(model) -> str:
 
 
 def accuracy(cell: CellConfig, model, loaded: LoadedModel, task_data):
-    from harness.tasks import evaluate_model, metric_fn
+    """(metrics, notes, {split: SplitResult}); the per-split results carry the per-example predictions."""
+    from harness.predictions import metric_suffix, score_split
+    from harness.tasks import metric_fn
 
     if loaded.random_init or not cell.measure.accuracy:
-        return None, ["accuracy not measured: random init" if loaded.random_init else "accuracy disabled"]
-    metrics, notes = {}, []
+        return None, ["accuracy not measured: random init" if loaded.random_init else "accuracy disabled"], {}
+    metrics, notes, results = {}, [], {}
     for name, split in task_data.eval.items():
-        result = evaluate_model(model, split, loaded.tokenizer, device=cell.hardware.device)
-        suffix = "" if len(task_data.eval) == 1 else f"_{name.replace('validation_', '')}"
+        result = results[name] = score_split(model, split, loaded.tokenizer, device=cell.hardware.device)
+        suffix = metric_suffix(name, len(task_data.eval))
         metrics.update({f"{k}{suffix}": v for k, v in result.metrics.items()})
         if cell.measure.bootstrap:
-            ci = measure.bootstrap_metric_ci(result.predictions, result.references, metric_fn(cell.task), n_resamples=cell.measure.bootstrap, seed=cell.seed)
+            ci = measure.bootstrap_metric_ci(result.scored.predictions, result.scored.references, metric_fn(cell.task), n_resamples=cell.measure.bootstrap, seed=cell.seed)
             metrics.setdefault("ci95", {}).update({f"{k}{suffix}": v for k, v in ci.items()})
         metrics.setdefault("eval_examples", {})[name] = len(split.examples)
     if cell.task.max_eval_samples is not None:
         notes.append(f"subset: evaluated on the first {cell.task.max_eval_samples} examples of each eval split")
     if cell.task.finetune.max_train_samples is not None:
         notes.append(f"subset: fine-tuned on {cell.task.finetune.max_train_samples} training examples")
-    return metrics, notes
+    return metrics, notes, results
 
 
 def _eval_split(task_data):

@@ -187,7 +187,8 @@ def test_dry_run_lists_planned_cells_and_writes_nothing(tmp_path, data_root):
     lines = proc.stdout.strip().splitlines()
     assert lines[0] == "compbench: 4 cell(s) planned; nothing was run (--dry-run)"
     assert sorted(line.split("[")[0].strip() for line in lines[1:]) == [
-        "baseline minilm_l6 rte cpu", "baseline minilm_l6 sst2 cpu", "magnitude minilm_l6 rte cpu", "magnitude minilm_l6 sst2 cpu"]
+        "baseline minilm_l6 rte cpu pytorch", "baseline minilm_l6 sst2 cpu pytorch", "magnitude minilm_l6 rte cpu pytorch",
+        "magnitude minilm_l6 sst2 cpu pytorch"]
     assert all("would run ->" in line for line in lines[1:])
     assert not results.exists() and not (tmp_path / "cache").exists()
 

@@ -11,7 +11,8 @@ import torch
 from harness.config import RuntimeConfig
 from harness.errors import ConfigError
 from harness.finetune import CACHE_VERSION, stable_hash
-from harness.preflight import check_supported
+from harness.plan import plan_cell
+from harness.preflight import refuse_unsupported
 from harness.record import record_path
 from harness.runner import cell_names, config_dict, config_hash, execute, needs_train_data
 from harness.tasks import check_task_data
@@ -63,8 +64,9 @@ def test_unknown_runtime_and_bad_settings_are_refused(compose):
 ])
 def test_unsupported_combination_is_one_line_alone_and_a_record_in_a_sweep(compose, overrides, problem):
     cell = compose("runtime=onnxruntime", *overrides, "isolate=false")
+    plan = plan_cell(cell)
     with pytest.raises(ConfigError) as err:
-        check_supported(cell)
+        refuse_unsupported(plan.unsupported, plan.unsupported_field)
     assert str(err.value).startswith("runtime: ") and problem in str(err.value) and "\n" not in str(err.value)
     record = execute(cell, "0" * 16, {})  # refused before any model or data is loaded
     assert record["status"] == "unsupported" and problem in record["reason"]

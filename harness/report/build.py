@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from harness.report.display import footnotes, format_table1
+from harness.report.frontier_uncertainty import add_frontier_probabilities
+from harness.report.paired import add_paired_columns
 from harness.report.html import write_html_report
 from harness.report.load import load_records
 from harness.report.plots import write_pareto_plots
@@ -59,12 +61,13 @@ def build_report(patterns: list[str], out_dir: str | Path | None = None, tasks=D
     (out / "table1.md").write_text(report.markdown(), encoding="utf-8")
     report.table.to_csv(out / "table1.csv", index=False)
     report.numeric.to_csv(out / "table1_numeric.csv", index=False)
-    records.to_csv(out / "cells.csv", index=False)
+    cells = add_frontier_probabilities(add_paired_columns(records), tasks + extra_tasks)  # + paired_*, p_frontier*
+    cells.to_csv(out / "cells.csv", index=False)
     report.failed.to_csv(out / "failed_cells.csv", index=False)
     (out / "table1.tex").write_text(to_latex(report.table, caption=CAPTION), encoding="utf-8")
     for stale in [*out.glob("pareto_*.png"), *out.glob("pareto_*.svg")]:  # a plot whose axis lost its data
         stale.unlink()
-    figures = write_pareto_plots(records, out, tasks + extra_tasks) if plots else []
+    figures = write_pareto_plots(cells, out, tasks + extra_tasks) if plots else []
     html_path = write_html_report(out / "report.html", report.table, report.notes, report.failed,
                                   [p for p in figures if p.suffix == ".png"], problems,
                                   [str(p) for p in patterns], embed_images)

@@ -70,7 +70,7 @@ def check_out_dir(out: Path) -> None:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = OneLineParser(prog="compbench-report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("paths", nargs="+", help="results directories, record files or globs")
+    parser.add_argument("paths", nargs="*", help="results directories, record files or globs")
     parser.add_argument("--out", help="output folder (default: <first path>/report)")
     parser.add_argument("--tasks", type=_task_list, default=DEFAULT_TASKS,
                         help="task columns that enter Avg. drop (default: %(default)s, the survey's)")
@@ -80,11 +80,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--published-all", action="store_true", help="also append every other survey row")
     parser.add_argument("--no-plots", action="store_true", help="skip the Pareto plots")
     parser.add_argument("--embed-images", action="store_true", help="inline the plots into report.html (base64)")
-    return parser.parse_args(argv)
+    statistics = parser.add_argument_group("predictions, recommendations and comparisons")
+    statistics.add_argument("--rescore", action="store_true",
+                            help="recompute every metric from the prediction files; exit 1 naming any cell that differs")
+    statistics.add_argument("--export-predictions", metavar="DIR",
+                            help="write the official formats (SQuAD v1.1 JSON, GLUE submission TSV) of every record")
+    statistics.add_argument("--recommend", action="store_true", help="name the best method(s) under the limits below")
+    statistics.add_argument("--max-drop", type=float, help="--recommend: largest accuracy drop allowed (points)")
+    statistics.add_argument("--max-latency-ms", type=float, help="--recommend: largest p50 latency at batch 1 (ms)")
+    statistics.add_argument("--max-size-pct", type=float, help="--recommend: largest size with embeddings (%% of baseline)")
+    statistics.add_argument("--device", choices=("cpu", "cuda"), help="--recommend: only cells on this device")
+    statistics.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                            help="compare two result sets cell by cell (matched by config hash)")
+    args = parser.parse_args(argv)
+    if not args.paths and not args.compare:
+        parser.error("the following arguments are required: paths")
+    return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.compare or args.rescore or args.export_predictions or args.recommend:
+        from harness.report.statistics_cli import run_statistics_command
+
+        return run_statistics_command(args)
     out = Path(args.out) if args.out else _default_out(args.paths[0])
     check_out_dir(out)
     published = "all" if args.published_all else args.published

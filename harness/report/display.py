@@ -10,6 +10,7 @@ from harness.report.table import (DEFAULT_TASKS, LEAD_COLUMNS, MARK_RANDOM, MARK
                                   table1_numeric)
 
 MISSING = "–"
+MARK_SIGNIFICANT = "†"
 HEADERS = {
     "category": "Category", "method": "Method", "model": "Model", "source": "Source", "provenance": "Prov.",
     "target_device": "Target device", "size_w_emb_pct": "Size w/ emb (%)", "size_wo_emb_pct": "Size w/o emb (%)",
@@ -68,6 +69,10 @@ def footnotes(numeric: pd.DataFrame, tasks=DEFAULT_TASKS) -> list[str]:
               MARK_RANDOM: "random-init weights: size/latency only, accuracy not meaningful",
               MARK_VARIANT: "SQuAD v1.1 dev-split variant (squad_v1.1_devsplit), not the official dev set"}
     notes += [f"{mark}: {text}" for mark, text in legend.items() if mark in marks]
+    if any(numeric[c].notna().any() for c in numeric.columns if c.endswith("_drop")):
+        notes.append(f"(Δ d [lo, hi]): method − baseline on the same eval examples, paired 95% CI; {MARK_SIGNIFICANT}: "
+                     "significant at 5% after Holm correction over the methods on that task (McNemar exact test for "
+                     "accuracy, paired bootstrap otherwise).")
     if numeric["source"].ne("measured").any():
         notes.append("Published rows: Ganesh et al. 2021, Table 1, as printed (other hardware, baselines and splits; "
                      "speedups are over BERT-base on the device named). Not comparable with measured rows.")
@@ -82,6 +87,9 @@ def _score(row: pd.Series, task: str, show_ci: bool) -> str:
     lo, hi = row.get(task + "_ci_lo"), row.get(task + "_ci_hi")
     if show_ci and _present(lo) and _present(hi):
         text += f" ±{(hi - lo) / 2:.1f}"
+    if _present(row.get(task + "_drop")):  # paired drop vs the baseline, its paired CI, † if significant (Holm)
+        text += f" (Δ{row[task + '_drop']:+.1f} [{row[task + '_drop_ci_lo']:+.1f}, {row[task + '_drop_ci_hi']:+.1f}]"
+        text += MARK_SIGNIFICANT + ")" if row.get(task + "_drop_significant") else ")"
     return text
 
 

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 
 from harness.report.display import TASK_LABELS
+from harness.report.frontier_uncertainty import with_probability_labels
 from harness.report.pareto import AXES, CostAxis, average_points, pareto_front, plot_groups, task_points
 
 FRONTIER, DOMINATED = "#1f5fa8", "#a8a8a8"
@@ -34,7 +35,7 @@ def write_pareto_plots(df: pd.DataFrame, out_dir: str | Path, tasks, include_ave
         for suffix, cells in plot_groups(df, axis).items():
             where = f" [{suffix}]" if suffix else ""
             for task in tasks:
-                points = task_points(cells, axis, task)
+                points = with_probability_labels(task_points(cells, axis, task), cells, axis)  # "(P=0.93)": P(frontier)
                 title = f"{TASK_LABELS.get(task, task)}: score vs {axis.label.split(',')[0].split(' (')[0]}{where}"
                 written += _maybe_plot(points, axis, title, f"{TASK_LABELS.get(task, task)} score (0-100)",
                                        out_dir / _stem(task, axis, suffix))

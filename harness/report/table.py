@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from harness.report.categories import category_rank
+from harness.report.paired import add_paired_columns
 from harness.report.speedup import add_speedups, geometric_mean, is_baseline
 
 DEFAULT_TASKS = ("mnli", "qqp", "sst2", "squad_v1.1")
@@ -25,7 +26,7 @@ LEAD_COLUMNS = ["category", "method", "model", "source", "provenance", "target_d
 def table1_numeric(df: pd.DataFrame, tasks=DEFAULT_TASKS, extra_tasks=(), published=False) -> pd.DataFrame:
     """Numeric Table 1. Per task column `t` also `t_ci_lo`, `t_ci_hi`, `t_marks`; `avg_drop` is over `tasks` only."""
     columns = list(tasks) + [t for t in extra_tasks if t not in tasks]
-    ok = add_speedups(df[df["status"].eq("ok")])
+    ok = add_paired_columns(add_speedups(df[df["status"].eq("ok")]))
     # A variant goes to its survey column unless the caller asked for the variant's own column.
     ok = ok.assign(column=ok["task"].map(lambda t: t if t in columns else TASK_ALIASES.get(t, t)))
     rows = [_row(group, ok, columns, tasks) for _, group in ok.groupby(["model", "method"], sort=False)]
@@ -33,6 +34,7 @@ def table1_numeric(df: pd.DataFrame, tasks=DEFAULT_TASKS, extra_tasks=(), publis
     if not table.empty:
         order = table["category"].map(category_rank)
         table = table.assign(_rank=order).sort_values(["_rank", "model", "method"], kind="stable").drop(columns="_rank")
+        table = _holm_per_task(table, columns)
     if published:
         from harness.report.published import interleave_published
 
@@ -48,7 +50,7 @@ def failed_cells(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _all_columns(columns: list[str]) -> list[str]:
-    per_task = [c + suffix for c in columns for suffix in ("", "_ci_lo", "_ci_hi", "_marks")]
+    per_task = [c + suffix for c in columns for suffix in ("", "_ci_lo", "_ci_hi", "_marks") + PAIRED_SUFFIXES]
     return LEAD_COLUMNS + ["size_marks"] + per_task + ["avg_drop", "avg_drop_marks", "notes"]
 
 
@@ -74,6 +76,9 @@ def _row(group: pd.DataFrame, ok: pd.DataFrame, columns: list[str], drop_tasks) 
         if cell is None or pd.isna(cell["score"]):
             continue
         row.update({column: cell["score"], column + "_ci_lo": cell["ci_lo"], column + "_ci_hi": cell["ci_hi"]})
+        if first["category"] != "Baseline":
+            row.update({column + "_drop": cell["paired_drop"], column + "_drop_ci_lo": cell["paired_ci_lo"],
+                        column + "_drop_ci_hi": cell["paired_ci_hi"], column + "_drop_p": cell["paired_p"]})
         base = _pick(baselines[baselines["task"].eq(cell["task"])], prefer=cell)
         if column in drop_tasks and base is not None and pd.notna(base["score"]) and not cell["random_init"]:
             drops.append(cell["score"] - base["score"])
@@ -81,6 +86,24 @@ def _row(group: pd.DataFrame, ok: pd.DataFrame, columns: list[str], drop_tasks) 
     row["avg_drop"] = float(np.mean(drops)) if drops else np.nan
     row["avg_drop_marks"] = "".join(sorted(drop_marks - {MARK_RANDOM}))
     return row
+
+
+# Paired drop vs the baseline on the same examples (points), its CI, raw and Holm-adjusted p, significance.
+PAIRED_SUFFIXES = ("_drop", "_drop_ci_lo", "_drop_ci_hi", "_drop_p", "_drop_p_holm", "_drop_significant")
+ALPHA = 0.05
+
+
+def _holm_per_task(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Holm over the methods compared on each task: a table tests many drops at once, and the family-wise
+    error rate, not each test's, is what a reader of "significant" assumes."""
+    from harness.comparison import holm_adjust
+
+    table = table.copy()
+    for column in columns:
+        adjusted = holm_adjust(table[column + "_drop_p"].to_numpy(float))
+        table[column + "_drop_p_holm"] = adjusted
+        table[column + "_drop_significant"] = np.where(np.isfinite(adjusted), adjusted < ALPHA, False)
+    return table
 
 
 def _pick(cells: pd.DataFrame, prefer=None):

@@ -1,0 +1,153 @@
+"""`compbench-report RESULTS --recommend`: the best method(s) under a user's budget, per task and machine.
+
+A candidate qualifies when its measured accuracy drop vs the baseline of the same model (paired, on the
+same examples, when the record carries the comparison), its p50 latency at batch 1 and its size are
+within the limits given. Qualifiers are ranked by latency (then accuracy); the answer names the best
+and the runner-up with the evidence: drop and paired CI, speedup and its CI, P(frontier). It says so
+plainly when nothing qualifies, and when the data cannot separate the best from the runner-up
+(overlapping latency CIs and no significant accuracy difference between them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from harness.report.frontier_uncertainty import add_frontier_probabilities
+from harness.report.paired import add_paired_columns
+from harness.report.speedup import add_speedups, is_baseline
+
+
+@dataclass(frozen=True)
+class Budget:
+    max_drop: Optional[float] = None  # points of the task's primary metric (0-100 scale)
+    max_latency_ms: Optional[float] = None  # p50 at batch 1
+    max_size_pct: Optional[float] = None  # size with embeddings, % of the baseline
+    device: Optional[str] = None  # cpu | cuda; None: every device
+
+    def describe(self) -> str:
+        parts = [f"drop ≤ {self.max_drop:g} pt" if self.max_drop is not None else None,
+                 f"p50 latency ≤ {self.max_latency_ms:g} ms" if self.max_latency_ms is not None else None,
+                 f"size ≤ {self.max_size_pct:g} % of baseline" if self.max_size_pct is not None else None,
+                 f"device {self.device}" if self.device else None]
+        return ", ".join(p for p in parts if p) or "no constraint"
+
+
+def candidates(df: pd.DataFrame, tasks=()) -> pd.DataFrame:
+    """Scored cells with drop (points, positive = worse), its CI, speedup CI and P(frontier)."""
+    ok = df[df["status"].eq("ok") & df["score"].notna() & ~df["random_init"].astype(bool)]
+    if ok.empty:
+        return ok.assign(drop=[], drop_lo=[], drop_hi=[], drop_paired=[], speedup=[], speedup_lo=[], speedup_hi=[])
+    ok = add_paired_columns(add_speedups(ok))
+    if "p_frontier" not in ok.columns:
+        ok = add_frontier_probabilities(ok, tuple(tasks) or tuple(ok["task"].unique()))
+    keys = ["model", "task", "hardware", "fingerprint"]
+    base = ok[is_baseline(ok)].drop_duplicates(keys, keep="last")[keys + ["score", "latency_p50_ci_lo_ms", "latency_p50_ci_hi_ms"]]
+    base = base.rename(columns={"score": "_base_score", "latency_p50_ci_lo_ms": "_base_lo", "latency_p50_ci_hi_ms": "_base_hi"})
+    out = ok.merge(base, on=keys, how="left")
+    paired = out["paired_drop"].notna()
+    out["drop_paired"] = paired
+    out["drop"] = np.where(paired, -out["paired_drop"], out["_base_score"] - out["score"])
+    out["drop_lo"] = np.where(paired, -out["paired_ci_hi"], np.nan)
+    out["drop_hi"] = np.where(paired, -out["paired_ci_lo"], np.nan)
+    out.loc[is_baseline(out), ["drop", "drop_lo", "drop_hi"]] = 0.0
+    # Conservative speedup interval from the two p50 CIs (no joint samples in the flat frame).
+    out["speedup_lo"] = out["_base_lo"] / out["latency_p50_ci_hi_ms"]
+    out["speedup_hi"] = out["_base_hi"] / out["latency_p50_ci_lo_ms"]
+    return out
+
+
+def _qualifies(cells: pd.DataFrame, budget: Budget) -> tuple[pd.Series, pd.Series]:
+    """(mask, reason each failing cell fails first)."""
+    reasons = pd.Series("", index=cells.index)
+    checks = [
+        ("drop", budget.max_drop, "drop"),
+        ("latency_p50_ms", budget.max_latency_ms, "latency"),
+        ("size_pct_with_emb", budget.max_size_pct, "size"),
+    ]
+    for column, limit, name in checks:
+        if limit is None:
+            continue
+        values = cells[column]
+        failing = reasons.eq("") & ~(values <= limit)  # NaN (not measured) cannot be shown to fit
+        texts = pd.Series([f"{name} not measured" if pd.isna(v) else f"{name} {v:.2f} > {limit:g}" for v in values],
+                          index=cells.index)
+        reasons = reasons.mask(failing, texts)
+    return reasons.eq(""), reasons
+
+
+def _overlap(a_lo, a_hi, b_lo, b_hi) -> bool:
+    if not all(np.isfinite(v) for v in (a_lo, a_hi, b_lo, b_hi)):
+        return True  # no interval: no evidence of a difference
+    return a_lo <= b_hi and b_lo <= a_hi
+
+
+def _points(value: float) -> str:
+    return f"{round(value, 2) + 0.0:+.2f}"  # rounded first, + 0.0: never "-0.00"
+
+
+def _evidence(cell) -> str:
+    drop = f"drop {_points(cell['drop'])} pt"
+    if cell["category"] == "Baseline":
+        drop = "the baseline itself"
+    elif np.isfinite(cell["drop_lo"]):
+        drop += f" (paired 95% CI [{_points(cell['drop_lo'])}, {_points(cell['drop_hi'])}]"
+        drop += f", p={cell['paired_p']:.3g})" if np.isfinite(cell.get("paired_p", np.nan)) else ")"
+    elif not cell["drop_paired"]:
+        drop += " (unpaired: no comparison in the record)"
+    latency = f"p50 {cell['latency_p50_ms']:.2f} ms" if np.isfinite(cell["latency_p50_ms"]) else "latency not measured"
+    speed = (f"speedup {cell['speedup']:.2f}× [{cell['speedup_lo']:.2f}, {cell['speedup_hi']:.2f}]"
+             if np.isfinite(cell.get("speedup", np.nan)) and np.isfinite(cell["speedup_lo"]) else
+             f"speedup {cell['speedup']:.2f}×" if np.isfinite(cell.get("speedup", np.nan)) else "no speedup (no baseline timed)")
+    size = f"size {cell['size_pct_with_emb']:.1f} %" if np.isfinite(cell["size_pct_with_emb"]) else "size not measured"
+    frontier = f"P(frontier) {cell['p_frontier']:.2f}" if np.isfinite(cell.get("p_frontier", np.nan)) else "P(frontier) –"
+    return "; ".join([drop, latency, speed, size, frontier])
+
+
+def recommend(df: pd.DataFrame, budget: Budget, tasks=()) -> tuple[pd.DataFrame, list[str]]:
+    """(one row per task and machine with best/runner-up, the lines to print)."""
+    cells = candidates(df, tasks)
+    if budget.device:
+        cells = cells[cells["device"].eq(budget.device)]
+    if tasks:
+        cells = cells[cells["task"].isin(tasks)]
+    lines = [f"Budget: {budget.describe()}."]
+    rows = []
+    if cells.empty:
+        lines.append("No scored cells match (check --device and --tasks).")
+        return pd.DataFrame(rows), lines
+    for (task, hardware, fingerprint), group in cells.groupby(["task", "hardware", "fingerprint"], sort=True):
+        machine = str(group["cpu_model"].iloc[0] if group["device"].iloc[0] == "cpu" else group["gpu_name"].iloc[0])
+        lines.append(f"\n## {task} on {hardware} ({machine})")
+        mask, reasons = _qualifies(group, budget)
+        ranked = group[mask].sort_values(["latency_p50_ms", "score"], ascending=[True, False], na_position="last")
+        row = {"task": task, "hardware": hardware, "fingerprint": fingerprint, "best": None, "runner_up": None,
+               "separable": None, "qualifying": len(ranked)}
+        if ranked.empty:
+            failing = "; ".join(f"{m} ({r})" for m, r in zip(group["method"], reasons[group.index]))
+            lines.append(f"Nothing qualifies. Every candidate breaks a limit: {failing}.")
+            rows.append(row)
+            continue
+        best = ranked.iloc[0]
+        row["best"] = best["method"]
+        lines.append(f"Best: **{best['method']}** ({best['model']}): {_evidence(best)}.")
+        if best["drop_paired"] and np.isfinite(best["drop_hi"]) and budget.max_drop is not None and best["drop_hi"] > budget.max_drop:
+            lines.append(f"  Caution: its drop CI reaches {best['drop_hi']:+.2f} pt, beyond the {budget.max_drop:g} pt limit.")
+        if len(ranked) > 1:
+            second = ranked.iloc[1]
+            row["runner_up"] = second["method"]
+            same_speed = _overlap(best["latency_p50_ci_lo_ms"], best["latency_p50_ci_hi_ms"],
+                                  second["latency_p50_ci_lo_ms"], second["latency_p50_ci_hi_ms"])
+            same_accuracy = _overlap(best["drop_lo"], best["drop_hi"], second["drop_lo"], second["drop_hi"])
+            row["separable"] = not (same_speed and same_accuracy)
+            lines.append(f"Runner-up: {second['method']} ({second['model']}): {_evidence(second)}.")
+            if not row["separable"]:
+                lines.append(f"  The data cannot separate {best['method']} and {second['method']}: their latency CIs "
+                             "overlap and so do their paired accuracy CIs; either is a defensible choice.")
+        else:
+            lines.append("Runner-up: none (only one candidate qualifies).")
+        rows.append(row)
+    return pd.DataFrame(rows), lines

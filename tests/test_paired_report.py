@@ -1,0 +1,90 @@
+"""Table 1 shows each paired drop with its CI and marks (†) only the drops significant after Holm."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.report import format_table1, load_records, table1_numeric
+from harness.report.display import MARK_SIGNIFICANT
+
+FIXTURES = Path(__file__).parent / "fixtures" / "records"
+
+
+def _with_comparison(path: Path, difference: float, ci: list, p_value: float) -> None:
+    record = json.loads(path.read_text())
+    base = record["metrics"]["accuracy"] - difference
+    record["comparison"] = {
+        "baseline_key": "k", "baseline_cache_hit": True, "resamples": 1000, "confidence": 0.95,
+        "metrics": {"accuracy": {"baseline": base, "method": record["metrics"]["accuracy"], "difference": difference,
+                                 "ci95": ci, "ci_method": "BCa", "p_value": p_value, "test": "mcnemar_exact",
+                                 "discordant": [30, 10]}},
+        "agreement": {"validation": {"examples": 872, "same_prediction": 0.95, "mean_kl_baseline_to_method": 0.01,
+                                     "mean_max_probability_shift": 0.02, "mean_abs_score_change": None}},
+    }
+    path.write_text(json.dumps(record))
+
+
+@pytest.fixture
+def results(tmp_path):
+    shutil.copytree(FIXTURES, tmp_path / "records")
+    records = tmp_path / "records"
+    # Holm over the three sst2/cpu methods with a comparison: p = 0.001, 0.03, 0.04 -> 0.003, 0.06, 0.06.
+    _with_comparison(next(records.glob("sst2__bert_base__dynamic_int8__cpu__*.json")), -0.010, [-0.016, -0.004], 0.001)
+    _with_comparison(next(records.glob("sst2__bert_base__layer_drop__cpu__*.json")), -0.020, [-0.038, -0.001], 0.03)
+    _with_comparison(next(records.glob("sst2__bert_base__head_prune__cpu__*.json")), -0.005, [-0.010, -0.0002], 0.04)
+    return tmp_path
+
+
+def test_table1_shows_paired_drops_and_marks_only_holm_significant_ones(results):
+    records, _ = load_records([str(results)])
+    numeric = table1_numeric(records, tasks=("sst2",))
+    by_method = numeric.set_index("method")
+    assert by_method.loc["dynamic_int8", "sst2_drop"] == pytest.approx(-1.0)
+    assert by_method.loc["dynamic_int8", "sst2_drop_p_holm"] == pytest.approx(0.003)
+    assert by_method.loc["layer_drop", "sst2_drop_p_holm"] == pytest.approx(0.06)
+    assert by_method.loc["head_prune", "sst2_drop_p_holm"] == pytest.approx(0.06)
+    assert np.isnan(by_method.loc["baseline", "sst2_drop"])  # the baseline has no drop against itself
+    shown = format_table1(numeric).set_index("Method")["SST-2"]
+    assert shown["dynamic_int8"].endswith(f"(Δ-1.0 [-1.6, -0.4]{MARK_SIGNIFICANT})")
+    assert shown["layer_drop"].endswith("(Δ-2.0 [-3.8, -0.1])")  # raw p = 0.03 < 0.05, but not after Holm
+    assert MARK_SIGNIFICANT not in shown["head_prune"] and "Δ" not in shown["magnitude_prune"]
+
+
+def _set_latency_ci(path: Path, ci: list) -> None:
+    record = json.loads(path.read_text())
+    record["latency"]["fixed"][0]["p50_ci95_ms"] = ci
+    path.write_text(json.dumps(record))
+
+
+def test_recommend_names_best_and_runner_up_and_says_when_they_cannot_be_separated(results):
+    from harness.report.recommend import Budget, recommend
+
+    records, _ = load_records([str(results)])
+    table, lines = recommend(records, Budget(max_drop=2.5, device="cpu"), ("sst2",))
+    row = table.set_index("fingerprint").loc["fpA-0001"]
+    # Machine A: layer_drop (8 ms, paired drop 2.0) beats dynamic_int8 (10 ms, drop 1.0) and the 20 ms cells.
+    assert (row["best"], row["runner_up"], row["separable"]) == ("layer_drop", "dynamic_int8", True)
+    text = "\n".join(lines)
+    assert "Best: **layer_drop**" in text and "paired 95% CI [+0.10, +3.80], p=0.03" in text
+    assert "cannot separate" not in text
+    # Machine B has head_prune only, and no baseline there: with its paired comparison its drop is still known.
+    assert table.set_index("fingerprint").loc["fpB-0002", "best"] == "head_prune"
+    # Widen dynamic_int8's latency CI to reach layer_drop's: speed and paired drop CIs now both overlap.
+    _set_latency_ci(next((results / "records").glob("sst2__bert_base__dynamic_int8__cpu__*.json")), [7.9, 10.5])
+    records, _ = load_records([str(results)])
+    table, lines = recommend(records, Budget(max_drop=2.5, device="cpu"), ("sst2",))
+    assert not table.set_index("fingerprint").loc["fpA-0001", "separable"]
+    assert "The data cannot separate layer_drop and dynamic_int8" in "\n".join(lines)
+
+
+def test_recommend_says_plainly_when_nothing_qualifies(results):
+    from harness.report.recommend import Budget, recommend
+
+    records, _ = load_records([str(results)])
+    _, lines = recommend(records, Budget(max_drop=1.0, max_latency_ms=1.0, device="cpu"), ("sst2",))
+    text = "\n".join(lines)
+    assert text.count("Nothing qualifies") == 2 and "head_prune (latency 5.00 > 1)" in text
+    assert "layer_drop (drop 2.00 > 1)" in text and "baseline (latency 20.00 > 1)" in text
