@@ -72,7 +72,8 @@ def footnotes(numeric: pd.DataFrame, tasks=DEFAULT_TASKS) -> list[str]:
     notes += [f"{mark}: {text}" for mark, text in legend.items() if mark in marks]
     if numeric["source"].ne("measured").any():
         notes.append("Published rows: Ganesh et al. 2021, Table 1, as printed (other hardware, baselines and splits; "
-                     "speedups are over BERT-base on the device named). Not comparable with measured rows.")
+                     "speedups are over BERT-base on the device named). Not comparable with measured rows. 'same family' rows are "
+                     "other methods of a category measured here, shown for where the literature puts that family.")
     return notes
 
 
