@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from harness.report import failed_cells, load_records, table1, table1_numeric
-from harness.report.published import SOURCE, survey_table
+from harness.report.published import SOURCE, SOURCE_FAMILY, survey_table
 from harness.report.render import latex_escape, to_latex, to_markdown
 
 FIXTURES = Path(__file__).parent / "fixtures" / "records"
@@ -124,10 +124,17 @@ def test_published_rows_sit_beside_the_same_method_only(records):
     assert table.loc[position - 1, "Method"] == "baseline"
     bert = table.loc[position]
     assert (bert["MNLI"], bert["QQP"], bert["SST-2"], bert["SQuAD v1.1 (F1)"]) == ("84.6", "89.2", "93.5", "88.5")
-    # Different methods under similar names are not matched (see published.py).
-    assert "Q-BERT" not in set(table["Method"]) and "Lin et al., 2020" not in " ".join(table["Notes"])
+    # Different methods under similar names are not matched as the same method (see published.py) ...
+    assert not table[table["Source"].eq(SOURCE)]["Method"].isin(["Q-BERT", "GOBO"]).any()
+    # ... but they are shown as the same family, after the family's last measured row, marked as such.
+    family = table[table["Source"].eq(SOURCE_FAMILY)]
+    assert {"Q-BERT", "GOBO"} <= set(family["Method"]) and "BERT-base" in SOURCE_FAMILY
+    quantization = table.index[table["Category"].eq("Quantization")]
+    assert list(table.loc[quantization, "Source"]).index(SOURCE_FAMILY) > list(table.loc[quantization, "Source"]).index("measured")
+    measured_categories = set(table.loc[table["Source"].eq("measured"), "Category"])
+    assert set(family["Category"]) <= measured_categories
     everything = table1(records, published="all")
-    assert list(everything["Source"]).count(SOURCE) == 26
+    assert everything["Source"].str.startswith("published").sum() == 26
 
 
 def test_packaged_survey_table():

@@ -12,7 +12,7 @@ from harness.report.frontier_uncertainty import add_frontier_probabilities
 from harness.report.paired import add_paired_columns
 from harness.report.html import write_html_report
 from harness.report.load import load_records
-from harness.report.plots import write_pareto_plots
+from harness.report.plots import write_drop_vs_speedup, write_pareto_plots
 from harness.report.render import to_latex, to_markdown
 from harness.report.seeds import seed_summary
 from harness.report.table import DEFAULT_TASKS, failed_cells, table1_numeric
@@ -65,9 +65,9 @@ def build_report(patterns: list[str], out_dir: str | Path | None = None, tasks=D
     cells.to_csv(out / "cells.csv", index=False)
     report.failed.to_csv(out / "failed_cells.csv", index=False)
     (out / "table1.tex").write_text(to_latex(report.table, caption=CAPTION), encoding="utf-8")
-    for stale in [*out.glob("pareto_*.png"), *out.glob("pareto_*.svg")]:  # a plot whose axis lost its data
-        stale.unlink()
-    figures = write_pareto_plots(cells, out, tasks + extra_tasks) if plots else []
+    for stale in [*out.glob("pareto_*.png"), *out.glob("pareto_*.svg"), *out.glob("drop_vs_speedup_*")]:
+        stale.unlink()  # a plot whose axis lost its data
+    figures = (write_drop_vs_speedup(report.numeric, out) + write_pareto_plots(cells, out, tasks + extra_tasks)) if plots else []
     html_path = write_html_report(out / "report.html", report.table, report.notes, report.failed,
                                   [p for p in figures if p.suffix == ".png"], problems,
                                   [str(p) for p in patterns], embed_images)

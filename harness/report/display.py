@@ -58,7 +58,9 @@ def footnotes(numeric: pd.DataFrame, tasks=DEFAULT_TASKS) -> list[str]:
     marks = "".join(numeric[[c for c in numeric.columns if c.endswith("_marks")]].fillna("").to_numpy().ravel())
     labels = ", ".join(TASK_LABELS.get(t, t) for t in tasks)
     notes = [
-        f"{MISSING}: not measured (or no baseline to compare with). Scores are on the 0-100 scale; ±: half-width of the 95% CI.",
+        f"{MISSING}: not measured (or no baseline to compare with). Scores are on the 0-100 scale; ±: half-width of the 95% CI, "
+        "or '± sd (n=k)': mean and standard deviation over k seeds of the same configuration. A method run with "
+        "non-default parameters is its own row, labelled by them, e.g. 'magnitude (sparsity=0.6)'.",
         "Speedup: p50 latency at batch 1 of the baseline of the same model, task, hardware config and machine "
         "fingerprint, divided by the method's; geometric mean over tasks. Never computed across machines.",
         f"Avg. drop: mean over {labels} of (method − baseline of the same model) in points, over tasks both report.",
@@ -75,7 +77,8 @@ def footnotes(numeric: pd.DataFrame, tasks=DEFAULT_TASKS) -> list[str]:
                      "accuracy, paired bootstrap otherwise).")
     if numeric["source"].ne("measured").any():
         notes.append("Published rows: Ganesh et al. 2021, Table 1, as printed (other hardware, baselines and splits; "
-                     "speedups are over BERT-base on the device named). Not comparable with measured rows.")
+                     "speedups are over BERT-base on the device named). Not comparable with measured rows. 'same family' rows are "
+                     "other methods of a category measured here, shown for where the literature puts that family.")
     return notes
 
 
@@ -85,7 +88,10 @@ def _score(row: pd.Series, task: str, show_ci: bool) -> str:
         return MISSING + marks
     text = f"{row[task]:.1f}{marks}"
     lo, hi = row.get(task + "_ci_lo"), row.get(task + "_ci_hi")
-    if show_ci and _present(lo) and _present(hi):
+    n, sd = row.get(task + "_n"), row.get(task + "_sd")
+    if _present(n) and n > 1 and _present(sd):  # mean over seeds of one configuration
+        text += f" ±{sd:.1f} sd (n={int(n)})"
+    elif show_ci and _present(lo) and _present(hi):
         text += f" ±{(hi - lo) / 2:.1f}"
     if _present(row.get(task + "_drop")):  # paired drop vs the baseline, its paired CI, † if significant (Holm)
         text += f" (Δ{row[task + '_drop']:+.1f} [{row[task + '_drop_ci_lo']:+.1f}, {row[task + '_drop_ci_hi']:+.1f}]"

@@ -7,11 +7,14 @@ lookups yield None (NaN in the frame): a missing value is shown as missing, neve
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from pathlib import Path
 from typing import Any, Optional
 
 from harness.report.categories import UNCATEGORISED
+from harness.report.variants import changed_parameters, method_label, setting_key, variant_text
 
 COLUMNS = [
     "path", "task", "model", "method", "runtime", "hardware", "device", "status", "reason", "seed",
@@ -24,6 +27,8 @@ COLUMNS = [
     "seq_len", "latency_mode", "latency_p50_ms", "latency_p50_ci_lo_ms", "latency_p50_ci_hi_ms",
     "throughput_per_s", "speedup_interleaved", "speedup_interleaved_ci_lo", "speedup_interleaved_ci_hi",
     "latency_verdict", "energy_j_per_sample", "energy_provenance", "flops_per_sample",
+    # one row per configuration (issue 11 part 6): label = method + what differs from its defaults
+    "label", "variant", "parameters", "setting", "disturbed", "flops_method",
 ]
 
 
@@ -74,7 +79,25 @@ def flatten_record(record: dict, path: str | Path) -> dict:
     row["energy_j_per_sample"] = _number(energy.get("joules_per_sample"))
     row["energy_provenance"] = energy.get("provenance")
     row["flops_per_sample"] = _number((record.get("flops") or {}).get("flops_per_sample"))
+    row["flops_method"] = (record.get("flops") or {}).get("method")
+    changed = changed_parameters(method_cfg)
+    row.update(label=method_label(method_name, changed), variant=variant_text(changed),
+               parameters=json.dumps(changed, sort_keys=True, default=str), setting=setting_key(config) if config else None,
+               disturbed=is_disturbed(record.get("latency")))
     return row
+
+
+def is_disturbed(latency: Optional[dict]) -> bool:
+    """A timed pass the harness judged disturbed: a "contended" contention verdict (on the latency
+    section or any of its passes), or a note that the machine was shared."""
+    latency = latency if isinstance(latency, dict) else {}
+    entries = [latency] + [e for key in ("fixed", "real_length") for e in latency.get(key) or [] if isinstance(e, dict)]
+    for entry in entries:
+        contention = entry.get("contention")
+        if isinstance(contention, dict) and str(contention.get("verdict", "")).lower() == "contended":
+            return True
+    notes = " ".join(str(n) for n in latency.get("notes") or []).lower()
+    return "shared machine" in notes or "contended" in notes
 
 
 def primary_metric(metrics: Optional[dict], task: str, primary: Optional[str]) -> tuple[Optional[str], Optional[float], Optional[list]]:

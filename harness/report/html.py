@@ -18,7 +18,7 @@ table.results th { background: #f3f3f3; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .notes li, .problems li { font-size: 13px; }
 .plots { display: flex; flex-wrap: wrap; gap: 12px; }
-.plots figure { margin: 0; width: 460px; }
+.plots figure { margin: 0; width: 600px; }
 .plots img { width: 100%; border: 1px solid #eee; }
 """
 
@@ -34,7 +34,7 @@ def write_html_report(path: str | Path, table: pd.DataFrame, notes: list[str], f
     if not failed.empty:
         parts += ["<h2>Failed and unsupported cells</h2>", to_html_table(failed, css_class="results failed")]
     if plots:
-        parts.append("<h2>Pareto frontiers</h2><div class='plots'>")
+        parts.append("<h2>Accuracy drop vs speedup, and Pareto frontiers</h2><div class='plots'>")
         for png in plots:
             parts.append(f"<figure><img src='{_image_source(png, path.parent, embed_images)}' "
                          f"alt='{html.escape(png.stem)}'><figcaption>{html.escape(png.stem)}</figcaption></figure>")

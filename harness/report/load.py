@@ -1,8 +1,9 @@
 """Find record files, validate them with `harness.record.load_record`, and flatten them to rows.
 
-A bad file never stops the report: it is named in `problems` and skipped. One row per cell and
-machine; when a cell was re-run on the same machine the newest record wins (the older one is
-named in `problems` too, so a silently shadowed result is impossible).
+A bad file never stops the report: it is named in `problems` and skipped. One row per configuration,
+seed and machine: every distinct configuration of a sweep stays (issue 11 part 6). Only a re-run of
+the very same configuration and seed on the same machine replaces a record, the newest winning (the
+older one is named in `problems` too, so a silently shadowed result is impossible).
 """
 
 from __future__ import annotations
@@ -62,9 +63,14 @@ def load_records(patterns: list[str] | str) -> tuple[pd.DataFrame, list[str]]:
 def _newest_per_cell(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     if df.empty:
         return df.reset_index(drop=True), []
-    key = ["task", "model", "method", "hardware", "fingerprint"]
+    # The configuration without paths, run flags and seed (variants.setting_key); a record without a
+    # config falls back to its hash, and one without either is never taken for a re-run.
+    identity = df["setting"].fillna(df["config_hash"]).fillna(df["path"])
+    key = ["task", "model", "method", "hardware", "fingerprint", "_identity", "_seed"]
+    df = df.assign(_identity=identity, _seed=df["seed"].astype(str))
     df = df.sort_values(["created_at", "path"], na_position="first", kind="stable")
     dup = df.duplicated(key, keep="last")
-    notes = [f"{p}: superseded by a newer record of the same cell on the same machine" for p in df.loc[dup, "path"]]
-    kept = df.loc[~dup].sort_values(["task", "model", "method", "hardware", "fingerprint"], kind="stable")
+    notes = [f"{p}: superseded by a newer record of the same configuration on the same machine" for p in df.loc[dup, "path"]]
+    df = df.drop(columns=["_identity", "_seed"])
+    kept = df.loc[~dup].sort_values(["task", "model", "method", "label", "hardware", "fingerprint"], kind="stable")
     return kept.reset_index(drop=True), notes

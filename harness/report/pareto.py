@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Optional
 
@@ -54,7 +55,8 @@ AXES = (
     CostAxis("energy", "energy_j_per_sample", "Energy per inference (J)", None, True),
     CostAxis("flops", "flops_per_sample", "GFLOPs per sample", scale=1e-9),
 )
-POINT_COLUMNS = ["label", "model", "method", "cost", "cost_lo", "cost_hi", "value", "value_lo", "value_hi"]
+POINT_COLUMNS = ["label", "model", "method", "cost", "cost_lo", "cost_hi", "value", "value_lo", "value_hi",
+                 "category", "parameters", "disturbed", "subset", "n"]
 
 
 def plot_groups(df: pd.DataFrame, axis: CostAxis) -> dict[str, pd.DataFrame]:
@@ -74,19 +76,34 @@ def plot_groups(df: pd.DataFrame, axis: CostAxis) -> dict[str, pd.DataFrame]:
 
 
 def task_points(cells: pd.DataFrame, axis: CostAxis, task: str) -> pd.DataFrame:
-    """One point per (model, method) on one task: its best record (full eval, exact task, newest)."""
+    """One point per (model, configuration) on one task: its best records (full eval, exact task), the
+    seeds of that configuration averaged (n > 1: the bars show ± one sd instead of a CI)."""
     multi_model = cells["model"].nunique() > 1  # decided before filtering, so labels agree across tasks
     cells = cells[cells["task"].eq(task) | cells["task"].map(TASK_ALIASES).eq(task)]
-    cells = cells.assign(_variant=cells["task"].ne(task), _age=cells["created_at"].fillna(""))
+    cells = cells.assign(_variant=cells["task"].ne(task), _age=cells["created_at"].fillna(""),
+                         label=_labels(cells, multi_model))
     cells = cells.sort_values(["subset", "_variant", "_age"], ascending=[True, True, False], kind="stable")
-    best = cells.drop_duplicates(["model", "method"], keep="first")
+    best = cells.drop_duplicates(["model", "label"], keep="first")[["model", "label", "subset", "_variant", "setting"]]
+    # Every seed of the chosen configuration (same setting, same eval subset and task variant).
+    chosen = cells.merge(best, on=["model", "label", "subset", "_variant", "setting"], how="inner")
+    chosen = chosen.drop_duplicates(["model", "label", "seed"], keep="first")
     lo, hi = axis.ci_columns or (None, None)
-    return pd.DataFrame({
-        "label": _labels(best, multi_model), "model": best["model"], "method": best["method"],
-        "cost": best[axis.column] * axis.scale,
-        "cost_lo": best[lo] * axis.scale if lo else np.nan, "cost_hi": best[hi] * axis.scale if hi else np.nan,
-        "value": best["score"], "value_lo": best["ci_lo"], "value_hi": best["ci_hi"],
-    }, columns=POINT_COLUMNS).reset_index(drop=True)
+    rows = []
+    for (model, label), group in chosen.groupby(["model", "label"], sort=False):
+        first, n = group.iloc[0], len(group)
+        cost, value = group[axis.column].mean() * axis.scale, group["score"].mean()
+        if n > 1:
+            cost_sd, value_sd = group[axis.column].std() * axis.scale, group["score"].std()
+            bounds = (cost - cost_sd, cost + cost_sd, value - value_sd, value + value_sd)
+        else:
+            bounds = (first[lo] * axis.scale if lo else np.nan, first[hi] * axis.scale if hi else np.nan,
+                      first["ci_lo"], first["ci_hi"])
+        rows.append({"label": label, "model": model, "method": first["method"], "cost": cost, "cost_lo": bounds[0],
+                     "cost_hi": bounds[1], "value": value, "value_lo": bounds[2], "value_hi": bounds[3],
+                     "category": first.get("category"), "parameters": first.get("parameters") or "{}",
+                     "disturbed": bool(group["disturbed"].fillna(False).astype(bool).any()) if "disturbed" in group else False,
+                     "subset": bool(group["subset"].astype(bool).any()), "n": n})
+    return pd.DataFrame(rows, columns=POINT_COLUMNS).reset_index(drop=True)
 
 
 def average_points(cells: pd.DataFrame, axis: CostAxis, tasks) -> tuple[pd.DataFrame, list[str], int]:
@@ -97,15 +114,37 @@ def average_points(cells: pd.DataFrame, axis: CostAxis, tasks) -> tuple[pd.DataF
     if not used:
         return pd.DataFrame(columns=POINT_COLUMNS), [], 0
     stacked = pd.concat([per_task[t] for t in used])
-    counts = stacked.groupby(["model", "method"])["value"].transform("size")
+    counts = stacked.groupby(["model", "label"])["value"].transform("size")
     complete = stacked[counts.eq(len(used))]
-    mean = complete.groupby(["model", "method"], as_index=False).agg(
-        label=("label", "first"), cost=("cost", "mean"), value=("value", "mean"))
-    left_out = stacked[["model", "method"]].drop_duplicates().shape[0] - len(mean)
+    mean = complete.groupby(["model", "label"], as_index=False, sort=False).agg(
+        method=("method", "first"), cost=("cost", "mean"), value=("value", "mean"), category=("category", "first"),
+        parameters=("parameters", "first"), disturbed=("disturbed", "any"), subset=("subset", "any"), n=("n", "min"))
+    left_out = stacked[["model", "label"]].drop_duplicates().shape[0] - len(mean)
     return mean.reindex(columns=POINT_COLUMNS), used, left_out
 
 
+def sweep_curves(points: pd.DataFrame) -> list[pd.DataFrame]:
+    """Points of one (model, method) that differ in exactly one numeric parameter, over >= 3 values,
+    sorted by it: a sweep the plots draw as a connected curve."""
+    curves = []
+    for _, group in points.groupby(["model", "method"], sort=False):
+        if len(group) < 3:
+            continue
+        parameters = [json.loads(p) if isinstance(p, str) and p else {} for p in group["parameters"]]
+        keys = set().union(*parameters)
+        varying = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in parameters}) > 1]
+        if len(varying) != 1:
+            continue
+        values = [p.get(varying[0]) for p in parameters]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) or len(set(values)) < 3:
+            continue
+        curves.append(group.assign(_swept=values).sort_values("_swept").drop(columns="_swept"))
+    return curves
+
+
 def _labels(cells: pd.DataFrame, multi_model: bool) -> pd.Series:
+    labels = cells["label"].fillna(cells["method"]) if "label" in cells else cells["method"]
+    labels = labels.astype(str)
     if multi_model:
-        return cells["method"] + " (" + cells["model"] + ")"
-    return cells["method"].astype(str)
+        return labels + " [" + cells["model"].astype(str) + "]"
+    return labels

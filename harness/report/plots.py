@@ -1,4 +1,13 @@
-"""Accuracy-vs-cost Pareto plots, PNG + SVG, one file pair per (task or average, cost axis, machine).
+"""Accuracy-vs-cost Pareto plots and the survey-style drop-vs-speedup chart, PNG + SVG.
+
+Read at a glance:
+  * one colour per method family (the record's category), the same in every figure;
+  * the frontier as the attainable staircase: at any cost budget, the best score reachable with it;
+  * a sweep of one parameter over >= 3 values as a connected dashed curve;
+  * disturbed timings (contention verdict) ringed red, subset evaluations in a dashed square: marked,
+    never hidden;
+  * labels that never overlap each other: each is placed at the nearest free offset; where none is
+    free the point gets a short number and its name is listed beside the plot.
 
 Uses `matplotlib.figure.Figure` with the Agg canvas directly: no pyplot global state, so it works the
 same from the CLI, from tests and inside a notebook whatever backend the notebook selected.
@@ -7,23 +16,42 @@ same from the CLI, from tests and inside a notebook whatever backend the noteboo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.text import Annotation, Text
 from matplotlib.transforms import Bbox
 
 from harness.report.display import TASK_LABELS
+from harness.report.categories import CATEGORY_ORDER
 from harness.report.frontier_uncertainty import with_probability_labels
-from harness.report.pareto import AXES, CostAxis, average_points, pareto_front, plot_groups, task_points
+from harness.report.pareto import AXES, CostAxis, average_points, pareto_front, plot_groups, sweep_curves, task_points
 
-FRONTIER, DOMINATED = "#1f5fa8", "#a8a8a8"
+FRONTIER = "#222222"
+DISTURBED = "#d62728"
+# One colour per survey category, in CATEGORY_ORDER: the same family has the same colour everywhere.
+_PALETTE = ["#4d4d4d", "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
+            "#7f7f7f", "#aec7e8", "#ffbb78", "#98df8a", "#c5b0d5"]
+FAMILY_COLOURS = dict(zip(CATEGORY_ORDER, _PALETTE))
 # Candidate label offsets (points): rings of growing radius, right of the dot first.
-_OFFSETS = [(round(r * dx), round(r * dy)) for r in (7, 16, 28, 42)
+_OFFSETS = [(round(r * dx), round(r * dy)) for r in (7, 16, 28, 42, 58)
             for dx, dy in ((1, 0.6), (1, -0.6), (-1, 0.6), (-1, -0.6), (0.3, 1), (0.3, -1), (1, 0), (-1, 0))]
+# Numbered tags of crowded points may sit further out, on a leader line.
+_TAG_OFFSETS = _OFFSETS + [(round(r * dx), round(r * dy)) for r in (80, 105, 135, 170)
+                           for dx, dy in ((1, 0.6), (1, -0.6), (-1, 0.6), (-1, -0.6), (0.3, 1), (0.3, -1),
+                                          (0.7, -1), (1.2, -1), (0, -1), (0.7, 1), (1.2, 1), (0, 1))]
+_KEY_WIDTH = 38  # characters of a name in the key beside the plot
 _LEADER = {"arrowstyle": "-", "color": "#999999", "linewidth": 0.5, "shrinkA": 0, "shrinkB": 3}
+PUBLISHED_NOTE = "hollow: published (Ganesh et al. 2021), relative to BERT-base, on their hardware"
+
+
+def family_colour(category: Optional[str]) -> str:
+    return FAMILY_COLOURS.get(category, FAMILY_COLOURS["Other"])
 
 
 def write_pareto_plots(df: pd.DataFrame, out_dir: str | Path, tasks, include_average=True) -> list[Path]:
@@ -55,7 +83,10 @@ def _stem(task: str, axis: CostAxis, suffix: str) -> str:
 def _maybe_plot(points: pd.DataFrame, axis: CostAxis, title: str, ylabel: str, stem: Path) -> list[Path]:
     if points.empty:
         return []
-    fig = plot_frontier(points, axis.label, ylabel, title)
+    return _save(plot_frontier(points, axis.label, ylabel, title), stem)
+
+
+def _save(fig: Figure, stem: Path) -> list[Path]:
     paths = [stem.parent / (stem.name + ".png"), stem.parent / (stem.name + ".svg")]  # task names hold dots
     with matplotlib.rc_context({"svg.hashsalt": "compbench"}):  # stable SVG ids: reports diff cleanly
         fig.savefig(paths[0], dpi=130)
@@ -63,22 +94,43 @@ def _maybe_plot(points: pd.DataFrame, axis: CostAxis, title: str, ylabel: str, s
     return paths
 
 
-def plot_frontier(points: pd.DataFrame, xlabel: str, ylabel: str, title: str) -> Figure:
+def _new_figure() -> tuple[Figure, "matplotlib.axes.Axes"]:
     # Fixed margins instead of constrained layout / tight bbox: same look, a third of the drawing time.
-    fig = Figure(figsize=(6.4, 4.6))
-    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.12, top=0.86)
+    # The right quarter holds the legend, so it never covers a point or a label.
+    fig = Figure(figsize=(9.0, 4.8))
+    fig.subplots_adjust(left=0.085, right=0.665, bottom=0.12, top=0.86)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    return fig, fig.add_subplot()
+
+
+def _column(points: pd.DataFrame, name: str, default) -> pd.Series:
+    return points[name].fillna(default) if name in points else pd.Series(default, index=points.index)
+
+
+def plot_frontier(points: pd.DataFrame, xlabel: str, ylabel: str, title: str) -> Figure:
+    fig, ax = _new_figure()
+    points = points.reset_index(drop=True)
     cost, value = points["cost"].to_numpy(float), points["value"].to_numpy(float)
     on_front = pareto_front(cost, value)
-    for mask, colour, z in ((~on_front, DOMINATED, 2), (on_front, FRONTIER, 3)):
-        sel = points[mask]
-        ax.errorbar(sel["cost"], sel["value"], xerr=_err(sel, "cost"), yerr=_err(sel, "value"), fmt="o",
-                    color=colour, ecolor=colour, elinewidth=0.8, capsize=2, markersize=6 if z == 3 else 5,
-                    markeredgecolor="black" if z == 3 else colour, zorder=z,
-                    label="Pareto frontier" if z == 3 else "dominated")
-    front = points[on_front].sort_values(["cost", "value"])
-    ax.plot(front["cost"], front["value"], drawstyle="steps-post", color=FRONTIER, linewidth=1.4, zorder=2.5)
+    categories = _column(points, "category", "Other").astype(str)
+    colours = [family_colour(c) for c in categories]
+    for curve in sweep_curves(points):  # under the dots
+        ax.plot(curve["cost"], curve["value"], linestyle="--", linewidth=1.0, color=family_colour(curve["category"].iloc[0]),
+                alpha=0.8, zorder=1.5)
+    for i in range(len(points)):
+        row = points.iloc[i]
+        xerr, yerr = _err(row, "cost"), _err(row, "value")
+        ax.errorbar([row["cost"]], [row["value"]], xerr=xerr, yerr=yerr, fmt="o", color=colours[i], ecolor=colours[i],
+                    elinewidth=0.7, capsize=2, markersize=7 if on_front[i] else 5.5, alpha=1.0 if on_front[i] else 0.65,
+                    markeredgecolor=FRONTIER if on_front[i] else colours[i], markeredgewidth=1.2 if on_front[i] else 0.5,
+                    zorder=3 if on_front[i] else 2)
+    disturbed = _column(points, "disturbed", False).astype(bool).to_numpy()
+    subset = _column(points, "subset", False).astype(bool).to_numpy()
+    if disturbed.any():
+        ax.scatter(cost[disturbed], value[disturbed], s=170, facecolors="none", edgecolors=DISTURBED, linewidths=1.4, zorder=3.5)
+    if subset.any():
+        ax.scatter(cost[subset], value[subset], s=150, marker="s", facecolors="none", edgecolors="#555555",
+                   linestyles="--", linewidths=0.9, zorder=3.5)
     positive = cost[np.isfinite(cost) & (cost > 0)]
     if positive.size and positive.max() / positive.min() > 10:  # more than one order of magnitude
         ax.set_xscale("log")
@@ -86,44 +138,185 @@ def plot_frontier(points: pd.DataFrame, xlabel: str, ylabel: str, title: str) ->
     ax.grid(True, linewidth=0.4, alpha=0.5)
     ax.margins(x=0.15, y=0.15)  # room for the labels of the extreme points
     fig.draw_without_rendering()  # settle ticks and limits first, so label boxes are measured where they end up
-    if (~on_front).any():
-        ax.legend(loc="lower right", fontsize=8, frameon=False)
-    _place_labels(ax, points, on_front)
+    _staircase(ax, points[on_front])
+    handles = _legend_handles(categories, on_front.any(), disturbed.any(), subset.any(), bool(sweep_curves(points)))
+    unplaced = _place_labels(ax, points, on_front)
+    _legend(fig, ax, handles, unplaced)
     return fig
 
 
-def _err(points: pd.DataFrame, prefix: str):
-    lo, hi = points[prefix + "_lo"].to_numpy(float), points[prefix + "_hi"].to_numpy(float)
-    centre = points[prefix].to_numpy(float)
-    if not np.isfinite(lo).any():
+def _staircase(ax, front: pd.DataFrame) -> None:
+    """Best score attainable within each cost budget: flat from a frontier point to the next one's
+    cost, then up; flat again to the right edge after the last."""
+    front = front.sort_values(["cost", "value"])
+    if front.empty:
+        return
+    right = ax.get_xlim()[1]
+    xs = list(front["cost"]) + [right]
+    ys = list(front["value"]) + [front["value"].iloc[-1]]
+    ax.plot(xs, ys, drawstyle="steps-post", color=FRONTIER, linewidth=1.2, alpha=0.8, zorder=2.5)
+    ax.set_xlim(right=right)
+
+
+def _legend_handles(categories: pd.Series, frontier: bool, disturbed: bool, subset: bool, curves: bool) -> list:
+    handles = [Line2D([], [], marker="o", linestyle="", color=family_colour(c), label=c)
+               for c in CATEGORY_ORDER if c in set(categories)]
+    handles += [Line2D([], [], marker="o", linestyle="", color=family_colour(c), label=c)
+                for c in sorted(set(categories) - set(CATEGORY_ORDER))]
+    if frontier:
+        handles.append(Line2D([], [], color=FRONTIER, drawstyle="steps-post", marker="o", markerfacecolor="white",
+                              markeredgecolor=FRONTIER, label="Pareto frontier (attainable)"))
+    if curves:
+        handles.append(Line2D([], [], color="#777777", linestyle="--", label="sweep of one parameter"))
+    if disturbed:
+        handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor=DISTURBED,
+                              markersize=11, label="disturbed timing (contended)"))
+    if subset:
+        handles.append(Line2D([], [], marker="s", linestyle="", markerfacecolor="none", markeredgecolor="#555555",
+                              markersize=10, label="evaluated on a subset"))
+    return handles
+
+
+def _legend(fig: Figure, ax, handles: list, unplaced: list[tuple[str, str]]) -> None:
+    legend = fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.68, 0.86), fontsize=7.5, frameon=False)
+    if unplaced:
+        renderer = fig.canvas.get_renderer()
+        bottom = fig.transFigure.inverted().transform(legend.get_window_extent(renderer))[0][1]
+        key = "\n".join(f"{tag} {_shorten(name)}" for tag, name in unplaced)
+        fig.text(0.69, bottom - 0.02, key, fontsize=7, va="top", ha="left", color="#333333")
+
+
+def _shorten(name: str) -> str:
+    return name if len(name) <= _KEY_WIDTH else name[: _KEY_WIDTH - 1] + "…"
+
+
+def _err(row: pd.Series, prefix: str):
+    lo, hi, centre = (float(row.get(prefix + s, np.nan)) for s in ("_lo", "_hi", ""))
+    if not (np.isfinite(lo) or np.isfinite(hi)):
         return None
     # A missing or inverted interval draws no bar rather than a misleading one.
-    below, above = np.nan_to_num(centre - lo, nan=0.0), np.nan_to_num(hi - centre, nan=0.0)
-    return np.vstack([np.clip(below, 0, None), np.clip(above, 0, None)])
+    below = max(centre - lo, 0.0) if np.isfinite(lo) else 0.0
+    above = max(hi - centre, 0.0) if np.isfinite(hi) else 0.0
+    return np.array([[below], [above]])
 
 
-def _place_labels(ax, points: pd.DataFrame, on_front: np.ndarray) -> None:
+def _place_labels(ax, points: pd.DataFrame, on_front: np.ndarray, names: Optional[list[str]] = None) -> list[tuple[str, str]]:
     """Greedy placement: frontier labels first, each at the nearest offset that overlaps no marker and
-    no earlier label; far placements get a thin leader line so the name still points at its dot."""
+    no earlier label; far placements get a thin leader line. A point whose name fits nowhere gets a
+    number ("[1]") instead; the (number, name) pairs are returned for the key beside the plot."""
     renderer = ax.figure.canvas.get_renderer()
     frame = ax.get_window_extent(renderer)
     xy = ax.transData.transform(points[["cost", "value"]].to_numpy(float))
     placed = [Bbox.from_bounds(x - 4, y - 4, 8, 8) for x, y in xy if np.isfinite(x) and np.isfinite(y)]
+    names = names if names is not None else [str(v) for v in points["label"]]
+    unplaced: list[tuple[str, str]] = []
     for i in np.argsort(~on_front, kind="stable"):
-        row = points.iloc[i]
         if not np.isfinite(xy[i]).all():
             continue
-        style = {"fontsize": 8, "color": "black" if on_front[i] else "#666666", "zorder": 4}
-        for dx, dy in _OFFSETS:
-            text = ax.annotate(str(row["label"]), (row["cost"], row["value"]), xytext=(dx, dy),
-                               textcoords="offset points", ha="left" if dx >= 0 else "right", va="center",
-                               arrowprops=_LEADER if abs(dx) + abs(dy) > 20 else None, **style)
-            box = text.get_window_extent(renderer)
-            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
-            if inside and not any(box.overlaps(other) for other in placed):
-                placed.append(box)
-                break
-            text.remove()
-        else:  # crowded: keep the first position rather than drop a method's name
-            ax.annotate(str(row["label"]), (row["cost"], row["value"]), xytext=_OFFSETS[0],
-                        textcoords="offset points", va="center", **style)
+        style = {"fontsize": 8, "color": "black" if on_front[i] else "#555555", "zorder": 4}
+        if _try_place(ax, names[i], points.iloc[i], style, frame, placed, renderer):
+            continue
+        tag = f"[{len(unplaced) + 1}]"
+        if _try_place(ax, tag, points.iloc[i], style, frame, placed, renderer, _TAG_OFFSETS):
+            unplaced.append((tag, names[i]))
+        else:  # nowhere free even for a number: listed without a tag rather than drawn over another label
+            unplaced.append(("[–]", names[i]))
+    return unplaced
+
+
+def _try_place(ax, text: str, row: pd.Series, style: dict, frame: Bbox, placed: list, renderer, offsets=_OFFSETS) -> bool:
+    for dx, dy in offsets:
+        label = ax.annotate(text, (row["cost"], row["value"]), xytext=(dx, dy), textcoords="offset points",
+                            ha="left" if dx >= 0 else "right", va="center",
+                            arrowprops=_LEADER if abs(dx) + abs(dy) > 20 else None, **style)
+        box = _text_box(label, renderer)
+        inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+        if inside and not any(box.overlaps(other) for other in placed):
+            placed.append(box)
+            return True
+        label.remove()
+    return False
+
+
+def label_boxes(fig: Figure) -> list[tuple[str, Bbox]]:
+    """(text, window extent) of every point label in `fig`: what a test checks for overlaps."""
+    renderer = fig.canvas.get_renderer()
+    return [(t.get_text(), _text_box(t, renderer)) for ax in fig.axes for t in ax.texts if isinstance(t, Annotation)]
+
+
+def _text_box(annotation: Annotation, renderer) -> Bbox:
+    """The label's text only: an Annotation's own extent includes its leader line's bounding box,
+    which may cross other points (a line, not a label) and would block every far placement."""
+    annotation.update_positions(renderer)  # places the text at its offset, as Annotation.get_window_extent does
+    return Text.get_window_extent(annotation, renderer)
+
+
+# --------------------------------------------------------------------------------------------
+# The survey's own view: average accuracy drop against speedup, one point per method
+# --------------------------------------------------------------------------------------------
+
+# Columns a paired comparison may add to Table 1 (the `comparison` section); used when present.
+_PAIRED_DROP_CI = (("avg_drop_ci_lo", "avg_drop_ci_hi"), ("paired_drop_ci_lo", "paired_drop_ci_hi"))
+
+
+def write_drop_vs_speedup(numeric: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """One chart per device with measured speedups: drop_vs_speedup_{cpu,gpu}.{png,svg}."""
+    out_dir = Path(out_dir)
+    written: list[Path] = []
+    for device in ("cpu", "gpu"):
+        fig = plot_drop_vs_speedup(numeric, device)
+        if fig is not None:
+            written += _save(fig, out_dir / f"drop_vs_speedup_{device}")
+    return written
+
+
+def plot_drop_vs_speedup(numeric: pd.DataFrame, device: str = "cpu") -> Optional[Figure]:
+    """Measured rows of Table 1 (filled, by family colour) against the survey's rows of the same
+    families (hollow, labelled as published). None when no measured row has both a drop and a speedup."""
+    from harness.report.published import survey_table
+
+    column = f"speedup_{device}"
+    measured = numeric[numeric["source"].eq("measured") & numeric["avg_drop"].notna() & numeric[column].notna()]
+    measured = measured[measured["category"].ne("Baseline")]
+    if measured.empty:
+        return None
+    survey = survey_table()
+    survey = survey[survey["category"].isin(set(measured["category"])) & survey["avg_drop"].notna() & survey[column].notna()]
+    lo_hi = next((pair for pair in _PAIRED_DROP_CI if set(pair) <= set(numeric.columns)), None)
+    fig, ax = _new_figure()
+    for _, row in measured.iterrows():
+        yerr = None
+        if lo_hi and pd.notna(row[lo_hi[0]]) and pd.notna(row[lo_hi[1]]):
+            yerr = np.array([[max(row["avg_drop"] - row[lo_hi[0]], 0)], [max(row[lo_hi[1]] - row["avg_drop"], 0)]])
+        colour = family_colour(row["category"])
+        ax.errorbar([row[column]], [row["avg_drop"]], yerr=yerr, fmt="o", color=colour, ecolor=colour, markersize=6.5,
+                    markeredgecolor=FRONTIER, markeredgewidth=0.6, capsize=2, elinewidth=0.8, zorder=3)
+    for _, row in survey.iterrows():
+        ax.scatter([row[column]], [row["avg_drop"]], s=55, facecolors="none", edgecolors=family_colour(row["category"]),
+                   linewidths=1.5, marker="D", zorder=2.5)
+    ax.axhline(0, color="#999999", linewidth=0.7, zorder=1)
+    ax.axvline(1, color="#999999", linewidth=0.7, zorder=1)
+    speedups = pd.concat([measured[column], survey[column]]).astype(float)
+    if speedups.max() / max(speedups.min(), 1e-9) > 8:
+        ax.set_xscale("log")
+    drop_kind = "paired 95% CI" if lo_hi else "unpaired difference of means, no CI"
+    ax.set(xlabel=f"{device.upper()} speedup over the baseline (×)", ylabel="Average accuracy drop (points)",
+           title=f"Accuracy drop vs {device.upper()} speedup ({drop_kind})\n{PUBLISHED_NOTE}")
+    ax.title.set_fontsize(9)
+    ax.grid(True, linewidth=0.4, alpha=0.5)
+    ax.margins(x=0.15, y=0.2)
+    fig.draw_without_rendering()
+    points = pd.DataFrame({
+        "cost": list(measured[column]) + list(survey[column]), "value": list(measured["avg_drop"]) + list(survey["avg_drop"]),
+        "label": [f"{m} [{model}]" if measured["model"].nunique() > 1 else str(m) for m, model in zip(measured["method"], measured["model"])]
+        + [f"{m.split(' (')[0]} (published)" for m in survey["method"]],
+    })
+    is_measured = np.array([True] * len(measured) + [False] * len(survey))
+    categories = list(measured["category"]) + list(survey["category"])
+    handles = _legend_handles(pd.Series(categories), False, False, False, False)
+    handles += [Line2D([], [], marker="o", linestyle="", color="#777777", markeredgecolor=FRONTIER, label="measured here"),
+                Line2D([], [], marker="D", linestyle="", markerfacecolor="none", markeredgecolor="#777777",
+                       label="published, BERT-base,\ntheir hardware")]
+    unplaced = _place_labels(ax, points, is_measured)
+    _legend(fig, ax, handles, unplaced)
+    return fig

@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 
 SOURCE = "published: Ganesh et al. 2021"
+# A survey row of the same category (family) as a measured row, not the same method: context only.
+SOURCE_FAMILY = "published, same family: Ganesh et al. 2021 (BERT-base, their hardware)"
 SURVEY_TASK_COLUMNS = {"mnli": "mnli", "qqp": "qqp", "sst2": "sst2", "squad_v1.1": "squad_f1"}
 PUBLISHED_MODEL = "as published"  # the survey row's own model (BERT-base unless the row is a checkpoint)
 BERT_BASE_MODELS = {"bert_base", "bert-base", "bert_base_uncased", "bert-base-uncased", "bert_base_cased"}
@@ -58,7 +60,7 @@ def survey_label(method: str, model: str) -> str | None:
     return METHOD_TO_SURVEY.get(method)
 
 
-def published_row(survey_row: pd.Series, columns: list[str]) -> dict:
+def published_row(survey_row: pd.Series, columns: list[str], source: str = SOURCE) -> dict:
     """A survey row in `table1_numeric`'s schema."""
     notes = [str(survey_row["citation"])]
     if isinstance(survey_row.get("markers"), str):
@@ -66,7 +68,7 @@ def published_row(survey_row: pd.Series, columns: list[str]) -> dict:
     if survey_row.get("confidence") != "high":
         notes.append(f"reconstruction confidence: {survey_row.get('confidence')}")
     row = {
-        "category": survey_row["category"], "method": survey_row["method"], "model": PUBLISHED_MODEL, "source": SOURCE,
+        "category": survey_row["category"], "method": survey_row["method"], "model": PUBLISHED_MODEL, "source": source,
         "provenance": survey_row["provenance"] if isinstance(survey_row["provenance"], str) else "",
         "target_device": survey_row["device"] if isinstance(survey_row["device"], str) else "",
         "size_w_emb_pct": survey_row["size_w_emb_pct"], "size_wo_emb_pct": survey_row["size_wo_emb_pct"],
@@ -81,15 +83,25 @@ def published_row(survey_row: pd.Series, columns: list[str]) -> dict:
 
 
 def interleave_published(table: pd.DataFrame, columns: list[str], include_all: bool = False) -> pd.DataFrame:
-    """Insert each mapped survey row right after the measured row of the same method."""
+    """Insert each mapped survey row right after the measured row of the same method, then, after the
+    last measured row of each category, the survey's other rows of that category (SOURCE_FAMILY):
+    where the literature puts that family, on BERT-base and the survey's hardware."""
     survey = survey_table().set_index("method", drop=False)
+    exact = {survey_label(str(m).split(" (")[0], model) for m, model in zip(table["method"], table["model"])}
+    last_of_category = {c: i for i, c in enumerate(table["category"])}
     rows, shown = [], set()
-    for _, measured in table.iterrows():
+    for position, (_, measured) in enumerate(table.iterrows()):
         rows.append(measured.to_dict())
-        label = survey_label(measured["method"], measured["model"])
+        label = survey_label(str(measured["method"]).split(" (")[0], measured["model"])
         if label in survey.index and label not in shown:
             rows.append(published_row(survey.loc[label], columns))
             shown.add(label)
+        category = measured["category"]
+        if last_of_category.get(category) == position and category != "Baseline":
+            for name, survey_row in survey[survey["category"].eq(category)].iterrows():
+                if name not in shown and name not in exact:
+                    rows.append(published_row(survey_row, columns, SOURCE_FAMILY))
+                    shown.add(name)
     if include_all:
         rows += [published_row(r, columns) for label, r in survey.iterrows() if label not in shown]
     return pd.DataFrame(rows, columns=table.columns)

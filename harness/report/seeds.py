@@ -6,15 +6,17 @@ import pandas as pd
 
 from harness.measure.stats import mean_std
 
-KEYS = ["task", "model", "method", "hardware", "fingerprint"]
+KEYS = ["task", "model", "label", "hardware", "fingerprint"]  # label: the configuration (method + non-defaults)
 VALUES = {"score": "score", "latency_p50_ms": "p50 bs=1 (ms)"}
 
 
 def seed_summary(records: pd.DataFrame) -> pd.DataFrame:
     """One row per cell measured under more than one seed; cells with a single seed are left out."""
     ok = records[(records["status"] == "ok") & records["seed"].notna()]
+    ok = ok.assign(label=ok["label"].fillna(ok["method"]) if "label" in ok else ok["method"],
+                   setting=ok["setting"] if "setting" in ok else "")
     rows = []
-    for key, group in ok.groupby(KEYS, dropna=False):
+    for (*key, _), group in ok.groupby(KEYS + ["setting"], dropna=False):
         if group["seed"].nunique() < 2:
             continue
         row = dict(zip(KEYS, key))

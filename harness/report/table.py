@@ -29,7 +29,11 @@ def table1_numeric(df: pd.DataFrame, tasks=DEFAULT_TASKS, extra_tasks=(), publis
     ok = add_paired_columns(add_speedups(df[df["status"].eq("ok")]))
     # A variant goes to its survey column unless the caller asked for the variant's own column.
     ok = ok.assign(column=ok["task"].map(lambda t: t if t in columns else TASK_ALIASES.get(t, t)))
-    rows = [_row(group, ok, columns, tasks) for _, group in ok.groupby(["model", "method"], sort=False)]
+    # One row per configuration (its label says what differs from the method's defaults); seeds of one
+    # configuration share the label and are aggregated in `_row`.
+    label = ok["label"].fillna(ok["method"]) if "label" in ok else ok["method"]
+    ok = ok.assign(label=label)
+    rows = [_row(group, ok, columns, tasks) for _, group in ok.groupby(["model", "label"], sort=False)]
     table = pd.DataFrame(rows, columns=_all_columns(columns))
     if not table.empty:
         order = table["category"].map(category_rank)
@@ -50,7 +54,7 @@ def failed_cells(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _all_columns(columns: list[str]) -> list[str]:
-    per_task = [c + suffix for c in columns for suffix in ("", "_ci_lo", "_ci_hi", "_marks") + PAIRED_SUFFIXES]
+    per_task = [c + suffix for c in columns for suffix in ("", "_ci_lo", "_ci_hi", "_marks", "_sd", "_n") + PAIRED_SUFFIXES]
     return LEAD_COLUMNS + ["size_marks"] + per_task + ["avg_drop", "avg_drop_marks", "notes"]
 
 
@@ -59,7 +63,7 @@ def _row(group: pd.DataFrame, ok: pd.DataFrame, columns: list[str], drop_tasks) 
     devices = [d for d in pd.concat([group.loc[group["device"].eq("cuda"), "gpu_name"],
                                      group.loc[group["device"].eq("cpu"), "cpu_model"]]).dropna().unique()]
     row = {
-        "category": first["category"], "method": first["method"], "model": first["model"],
+        "category": first["category"], "method": first["label"], "model": first["model"],
         "source": MEASURED, "provenance": first["provenance"], "target_device": "; ".join(devices),
         "size_w_emb_pct": group["size_pct_with_emb"].median(), "size_wo_emb_pct": group["size_pct_without_emb"].median(),
         "size_marks": MARK_SPARSE if group["size_sparse"].astype(bool).any() else "",
@@ -72,10 +76,17 @@ def _row(group: pd.DataFrame, ok: pd.DataFrame, columns: list[str], drop_tasks) 
     for column in columns:
         cell = _pick(group[group["column"].eq(column)])
         marks = _marks(cell, column)
-        row.update({column: np.nan, column + "_ci_lo": np.nan, column + "_ci_hi": np.nan, column + "_marks": marks})
+        row.update({column: np.nan, column + "_ci_lo": np.nan, column + "_ci_hi": np.nan, column + "_marks": marks,
+                    column + "_sd": np.nan, column + "_n": np.nan})
         if cell is None or pd.isna(cell["score"]):
             continue
-        row.update({column: cell["score"], column + "_ci_lo": cell["ci_lo"], column + "_ci_hi": cell["ci_hi"]})
+        row.update({column: cell["score"], column + "_ci_lo": cell["ci_lo"], column + "_ci_hi": cell["ci_hi"], column + "_n": 1})
+        seeds = _seeds_of(group[group["column"].eq(column)], cell)
+        if len(seeds) > 1:  # the same configuration under several seeds: mean ± std over them, with n
+            row.update({column: seeds.mean(), column + "_ci_lo": np.nan, column + "_ci_hi": np.nan,
+                        column + "_sd": seeds.std(ddof=1), column + "_n": len(seeds)})
+            cell = cell.copy()
+            cell["score"] = seeds.mean()
         if first["category"] != "Baseline":
             row.update({column + "_drop": cell["paired_drop"], column + "_drop_ci_lo": cell["paired_ci_lo"],
                         column + "_drop_ci_hi": cell["paired_ci_hi"], column + "_drop_p": cell["paired_p"]})
@@ -104,6 +115,15 @@ def _holm_per_task(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
         table[column + "_drop_p_holm"] = adjusted
         table[column + "_drop_significant"] = np.where(np.isfinite(adjusted), adjusted < ALPHA, False)
     return table
+
+
+def _seeds_of(cells: pd.DataFrame, cell) -> pd.Series:
+    """Scores of `cell`'s configuration (same setting, task, machine and eval subset) over its seeds."""
+    if "setting" not in cells or pd.isna(cell.get("setting")):
+        return pd.Series([cell["score"]], dtype=float)
+    same = cells[cells["setting"].eq(cell["setting"]) & cells["task"].eq(cell["task"]) & cells["hardware"].eq(cell["hardware"])
+                 & cells["fingerprint"].eq(cell["fingerprint"]) & cells["subset"].eq(cell["subset"]) & cells["score"].notna()]
+    return same.drop_duplicates("seed", keep="last")["score"].astype(float)
 
 
 def _pick(cells: pd.DataFrame, prefer=None):
