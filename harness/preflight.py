@@ -61,7 +61,8 @@ def check_output_dirs(cells) -> None:
 def refuse_unsupported(reason: str, field: str = "method") -> None:
     """A single cell (no -m) whose method cannot run on its hardware is a user error; in a sweep
     the same cell is recorded as `unsupported`, so tables show the gap."""
-    raise ConfigError(field, f"{reason}; pick another method, runtime or hardware (a -m sweep records this cell as unsupported)")
+    choices = "method, runtime or hardware" if field == "runtime" else "method or hardware"
+    raise ConfigError(field, f"{reason}; pick another {choices} (a -m sweep records this cell as unsupported)")
 
 
 @dataclass

@@ -8,7 +8,7 @@ import pytest
 import torch
 from methods_helpers import eval_batch, logits, tiny_model
 
-from harness import cli
+from harness import compose as compose_module
 from harness.record import load_record, record_path, write_json_atomic
 from harness.report import load_records, table1
 from methods.artifacts import load_artifact
@@ -74,9 +74,9 @@ def throwaway_method(tmp_path, monkeypatch):
     (tmp_path / "throwaway_family.py").write_text(textwrap.dedent(FAMILY))
     monkeypatch.syspath_prepend(str(tmp_path))
     conf = tmp_path / "conf"
-    shutil.copytree(cli.CONF_DIR, conf)
+    shutil.copytree(compose_module.CONF_DIR, conf)
     (conf / "method" / "grid_round.yaml").write_text(YAML)
-    monkeypatch.setattr(cli, "CONF_DIR", conf)
+    monkeypatch.setattr(compose_module, "CONF_DIR", conf)
     return tmp_path
 
 

@@ -32,9 +32,9 @@ def results(tmp_path):
     shutil.copytree(FIXTURES, tmp_path / "records")
     records = tmp_path / "records"
     # Holm over the three sst2/cpu methods with a comparison: p = 0.001, 0.03, 0.04 -> 0.003, 0.06, 0.06.
-    _with_comparison(next(records.glob("sst2__bert_base__dynamic_int8__cpu__*.json")), -0.010, [-0.016, -0.004], 0.001)
-    _with_comparison(next(records.glob("sst2__bert_base__layer_drop__cpu__*.json")), -0.020, [-0.038, -0.001], 0.03)
-    _with_comparison(next(records.glob("sst2__bert_base__head_prune__cpu__*.json")), -0.005, [-0.010, -0.0002], 0.04)
+    _with_comparison(next(records.glob("sst2__bert_base_uncased__dynamic_int8__cpu__*.json")), -0.010, [-0.016, -0.004], 0.001)
+    _with_comparison(next(records.glob("sst2__bert_base_uncased__layer_drop__cpu__*.json")), -0.020, [-0.038, -0.001], 0.03)
+    _with_comparison(next(records.glob("sst2__bert_base_uncased__head_prune__cpu__*.json")), -0.005, [-0.010, -0.0002], 0.04)
     return tmp_path
 
 
@@ -50,7 +50,7 @@ def test_table1_shows_paired_drops_and_marks_only_holm_significant_ones(results)
     shown = format_table1(numeric).set_index("Method")["SST-2"]
     assert shown["dynamic_int8"].endswith(f"(Δ-1.0 [-1.6, -0.4]{MARK_SIGNIFICANT})")
     assert shown["layer_drop"].endswith("(Δ-2.0 [-3.8, -0.1])")  # raw p = 0.03 < 0.05, but not after Holm
-    assert MARK_SIGNIFICANT not in shown["head_prune"] and "Δ" not in shown["magnitude_prune"]
+    assert MARK_SIGNIFICANT not in shown["head_prune"] and "Δ" not in shown["magnitude"]
 
 
 def _set_latency_ci(path: Path, ci: list) -> None:
@@ -73,7 +73,7 @@ def test_recommend_names_best_and_runner_up_and_says_when_they_cannot_be_separat
     # Machine B has head_prune only, and no baseline there: with its paired comparison its drop is still known.
     assert table.set_index("fingerprint").loc["fpB-0002", "best"] == "head_prune"
     # Widen dynamic_int8's latency CI to reach layer_drop's: speed and paired drop CIs now both overlap.
-    _set_latency_ci(next((results / "records").glob("sst2__bert_base__dynamic_int8__cpu__*.json")), [7.9, 10.5])
+    _set_latency_ci(next((results / "records").glob("sst2__bert_base_uncased__dynamic_int8__cpu__*.json")), [7.9, 10.5])
     records, _ = load_records([str(results)])
     table, lines = recommend(records, Budget(max_drop=2.5, device="cpu"), ("sst2",))
     assert not table.set_index("fingerprint").loc["fpA-0001", "separable"]

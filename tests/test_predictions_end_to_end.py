@@ -26,14 +26,15 @@ CELLS = [("sst2", "baseline"), ("sst2", "magnitude"), ("squad_v1.1_devsplit", "b
 def results(tmp_path_factory, data_root, tiny_bert_dir):
     from harness.cli import compose_cell
     from harness.config import register_configs
+    from harness.plan import plan_cell
     from harness.sweep import run_and_record
 
     register_configs()
     root = tmp_path_factory.mktemp("stats_results")
     for task, method in CELLS:
-        run_and_record(compose_cell([f"paths.data_root={data_root}", f"paths.results_dir={root / 'results'}",
-                                     f"paths.cache_dir={root / 'cache'}", "model=local", f"model.path={tiny_bert_dir}",
-                                     f"task={task}", f"method={method}", *QUICK]))
+        run_and_record(plan_cell(compose_cell([f"paths.data_root={data_root}", f"paths.results_dir={root / 'results'}",
+                                               f"paths.cache_dir={root / 'cache'}", "model=local", f"model.path={tiny_bert_dir}",
+                                               f"task={task}", f"method={method}", *QUICK])))
     return root / "results"
 
 

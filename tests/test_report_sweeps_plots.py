@@ -19,7 +19,7 @@ from harness.report.table import table1_numeric
 
 FIXTURES = Path(__file__).parent / "fixtures" / "records"
 AXIS = {axis.key: axis for axis in AXES}
-MAGNITUDE = "sst2__bert_base__magnitude_prune__cpu__579396fee5c0.json"
+MAGNITUDE = "sst2__bert_base_uncased__magnitude__cpu__8d4f8a343c91.json"
 
 
 def magnitude_record(sparsity: float, seed: int = 42, accuracy: float = None, created="2026-01-02T00:00:00+00:00") -> dict:
@@ -39,7 +39,7 @@ def magnitude_record(sparsity: float, seed: int = 42, accuracy: float = None, cr
 def write_run(tmp_path: Path, records: list[dict]) -> Path:
     run = tmp_path / "run" / "records"
     run.mkdir(parents=True)
-    for path in FIXTURES.glob("sst2__bert_base__baseline__cpu*.json"):
+    for path in FIXTURES.glob("sst2__bert_base_uncased__baseline__cpu*.json"):
         shutil.copy(path, run / path.name)
     for i, record in enumerate(records):
         (run / f"extra_{i}.json").write_text(json.dumps(record))

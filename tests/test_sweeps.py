@@ -95,7 +95,7 @@ def test_resume_skips_done_cells_reruns_failed_ones_and_force_redoes_all(tmp_pat
     assert first.returncode == 1, first.stderr[-3000:]  # a failed cell: exit 1 (harness.sweep.summary)
     assert summary(first) == "compbench: sweep of 4 cells: 2 ok, 1 unsupported, 1 failed, 0 not run (0 recorded by earlier runs)"
     failed = [line for line in first.stdout.splitlines() if line.startswith("  failed:")]
-    assert len(failed) == 1 and "baseline minilm_l6 rte cpu: RuntimeError: synthetic failure in rte ->" in failed[0]
+    assert len(failed) == 1 and "baseline minilm_l6 rte cpu pytorch: RuntimeError: synthetic failure in rte ->" in failed[0]
     before = records(tmp_path)
     assert sorted(r["status"] for r in before.values()) == ["failed", "ok", "ok", "unsupported"]
 
@@ -128,7 +128,7 @@ def test_a_record_from_another_machine_is_measured_again(tmp_path, data):
         write_json_atomic(path, record)
         proc = compbench(base, tmp_path, data)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        assert "[rerun] baseline minilm_l6 sst2 cpu: recorded on another machine" in proc.stdout and "[ok]" in proc.stdout
+        assert "[rerun] baseline minilm_l6 sst2 cpu pytorch: recorded on another machine" in proc.stdout and "[ok]" in proc.stdout
         assert load_record(path)["environment"][field] != foreign
     assert "[skip]" in compbench(base, tmp_path, data).stdout
     assert len(executions(tmp_path)) == 3
@@ -234,10 +234,10 @@ def test_joblib_launcher_runs_cells_in_parallel_with_valid_records(tmp_path, dat
 
 
 def _wait_for_lease(tmp_path, timeout=60.0) -> None:
-    leases = tmp_path / "cache" / "leases"
+    leases = Path(os.environ["COMPBENCH_LEASE_DIR"])  # tests/conftest.py: this test's own lease directory
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if list(leases.glob("*/*.json")):
+        if list(leases.glob("*.json")):
             return
         time.sleep(0.05)
     raise AssertionError("the first cell never took its lease")
@@ -270,7 +270,7 @@ UNTIMED = ["model.init=random", "isolate=false", "measure.latency=false", "measu
 def test_latency_cell_holds_the_machine_exclusively(tmp_path, data):
     first = _start_cell(tmp_path, data, ["task=sst2", *TIMED])
     try:
-        blocked = (f"[refused] baseline minilm_l6 rte cpu: baseline minilm_l6 sst2 cpu (pid {first.pid}) is measuring latency/energy "
+        blocked = (f"[refused] baseline minilm_l6 rte cpu pytorch: baseline minilm_l6 sst2 cpu pytorch (pid {first.pid}) is measuring latency/energy "
                    "on this machine; wait for it, or run this cell with allow_concurrent_latency=true on both")
         assert_refused(compbench(["task=rte", *UNTIMED], tmp_path, data), tmp_path, blocked)
         assert_refused(compbench(["task=rte", *TIMED, "allow_concurrent_latency=true"], tmp_path, data), tmp_path, blocked)
@@ -285,7 +285,7 @@ def test_latency_cell_refuses_to_start_beside_another_cell(tmp_path, data):
     first = _start_cell(tmp_path, data, ["task=sst2", *UNTIMED])
     try:
         assert_refused(compbench(["task=rte", *TIMED], tmp_path, data), tmp_path,
-                       f"[refused] baseline minilm_l6 rte cpu: this cell measures latency/energy and baseline minilm_l6 sst2 cpu "
+                       f"[refused] baseline minilm_l6 rte cpu pytorch: this cell measures latency/energy and baseline minilm_l6 sst2 cpu pytorch "
                        f"(pid {first.pid}) is running on this machine; run timed cells one at a time, or set allow_concurrent_latency=true")
     finally:
         _release(tmp_path, first)
@@ -304,13 +304,13 @@ def test_allowed_concurrent_latency_cells_say_how_many_shared_the_machine(tmp_pa
         assert record["environment"]["concurrency"]["exclusive"] is False
         assert record["latency"]["notes"] == ["2 cells shared this machine while this cell ran (allow_concurrent_latency=true): "
                                               "latency and energy are not isolated measurements"]
-    assert not list((tmp_path / "cache" / "leases").glob("*/*.json"))  # released
+    assert not list(Path(os.environ["COMPBENCH_LEASE_DIR"]).glob("*.json"))  # released
 
 
 def test_stale_lease_of_a_killed_cell_does_not_block(tmp_path, data):
     from harness.record import write_json_atomic
 
-    leases = tmp_path / "cache" / "leases" / os.uname().nodename
+    leases = Path(os.environ["COMPBENCH_LEASE_DIR"])
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     write_json_atomic(leases / f"{dead.pid}-deadbeef.json", {"pid": dead.pid, "create_time": 1.0, "cell": "ghost", "exclusive": True, "slot": 0})

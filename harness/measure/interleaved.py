@@ -16,8 +16,7 @@ from typing import Any, Callable, Optional, TypedDict
 import numpy as np
 import torch
 
-from harness.measure.latency import _gc_paused, compiled_frames, warm_up
-from harness.measure.stats import summarize_ms
+from harness.measure.latency import _gc_paused, compiled_frames, latency_entry, warm_up
 
 Batch = dict
 BLOCK_TARGET_S = 0.2  # one block lasts about this long: short against drift, long against switching cost
@@ -121,24 +120,9 @@ def measure_interleaved(
         frames_after = compiled_frames()
     method_values = [v for m, _ in pairs for v in m]
     reference_values = [v for _, r in pairs for v in r]
-    entry = {
-        "label": label,
-        "batch_size": batch_size,
-        "seq_len": seq_len,
-        "mode": hardware.compile,
-        "timer": "cuda_event" if cuda else "perf_counter",
-        **summarize_ms(method_values, batch_size),
-        "p50_ci95_ms": None,
-        "warmup": warmup_calls,
-        "duration_s": elapsed,
-        "stopped_by": stopped_by,
-        "compiled_during_timing": None if frames_before is None else frames_after - frames_before,
-        "interleaved": True,
-    }
-    if n_bootstrap > 0:
-        from harness.measure.stats import bootstrap_ci
-
-        entry["p50_ci95_ms"] = list(bootstrap_ci(method_values, n_resamples=n_bootstrap))
+    entry = latency_entry(method_values, hardware, batch_size, seq_len, label, warmup_calls, elapsed, stopped_by,
+                          frames_before, frames_after, n_bootstrap)
+    entry["interleaved"] = True
     reference_p50 = float(np.median(reference_values))
     speedup = Speedup(
         value=reference_p50 / entry["p50_ms"],

@@ -94,21 +94,23 @@ def cold_start_ms(run: Callable[[Batch], Any], batch: Batch) -> float:
 
 
 def warm_up(run: Callable[[Batch], Any], batches: list[Batch], warmup: int, compile_mode: str = "eager") -> int:
-    """`warmup` calls; then, if torch.compile is at work in this process (hardware.compile, or a
-    method that compiles, such as torchao int8), more calls of every distinct input shape: two
-    (compile, then run the built graph), three in cudagraphs mode (see warm_up_every_shape).
+    """`warmup` calls; then, if torch.compile is at work (hardware.compile, or a method that compiles
+    in place, such as torchao int8, seen compiling during those calls), more calls of every distinct
+    input shape: two (compile, then run the built graph), three in cudagraphs mode
+    (see warm_up_every_shape).
 
-    A compiled model builds one graph per shape whatever shapes the accuracy pass fed it before:
-    the timed loop must find every graph built. Eager models skip the shape sweep, which would
-    cost 64 calls for 32 real-length batches. Returns the number of calls made.
+    A compiled model builds graphs per shape whatever shapes the accuracy pass fed it before: the
+    timed loop must find every graph built. Eager models skip the shape sweep, which would cost 64
+    calls for 32 real-length batches. Returns the number of calls made.
     """
+    frames_before = compiled_frames() or 0
     for i in range(warmup):
         run(batches[i % len(batches)])
     calls = warmup
     if compile_mode == "cudagraphs":
         calls += sum(warm_up_every_shape(run, batches).values())
-    elif compiled_frames():
-        calls += sum(warm_up_every_shape(run, batches, calls=2).values())
+    elif compile_mode == "compile" or (compiled_frames() or 0) > frames_before:
+        calls += sum(warm_up_every_shape(run, batches, 2).values())
     return calls
 
 
@@ -148,16 +150,21 @@ def measure_latency(
         with _gc_paused():
             values_ms, elapsed_s, stopped_by = loop(run, batches, hardware, desc=f"latency {label}", progress=progress)
         frames_after = compiled_frames()
-    stats = summarize_ms(values_ms, batch_size)
-    ci = list(bootstrap_ci(values_ms, n_resamples=n_bootstrap)) if n_bootstrap > 0 else None
+    return latency_entry(values_ms, hardware, batch_size, seq_len, label, warmup_calls, elapsed_s, stopped_by,
+                         frames_before, frames_after, n_bootstrap)
+
+
+def latency_entry(values_ms, hardware, batch_size, seq_len, label, warmup_calls, elapsed_s, stopped_by,
+                  frames_before, frames_after, n_bootstrap) -> dict:
+    """One record entry of latency.fixed / latency.real_length from the timed calls (milliseconds)."""
     return {
         "label": label,
         "batch_size": batch_size,
         "seq_len": seq_len,
         "mode": hardware.compile,
-        "timer": "cuda_event" if cuda else "perf_counter",
-        **stats,
-        "p50_ci95_ms": ci,
+        "timer": "cuda_event" if hardware.device == "cuda" else "perf_counter",
+        **summarize_ms(values_ms, batch_size),
+        "p50_ci95_ms": list(bootstrap_ci(values_ms, n_resamples=n_bootstrap)) if n_bootstrap > 0 else None,
         "warmup": warmup_calls,
         "duration_s": elapsed_s,
         "stopped_by": stopped_by,

@@ -80,7 +80,7 @@ def flatten_record(record: dict, path: str | Path) -> dict:
     row["energy_provenance"] = energy.get("provenance")
     row["flops_per_sample"] = _number((record.get("flops") or {}).get("flops_per_sample"))
     row["flops_method"] = (record.get("flops") or {}).get("method")
-    changed = changed_parameters(method_cfg)
+    changed = changed_parameters(config.get("method") or {})
     row.update(label=method_label(method_name, changed), variant=variant_text(changed),
                parameters=json.dumps(changed, sort_keys=True, default=str), setting=setting_key(config) if config else None,
                disturbed=is_disturbed(record.get("latency")))
