@@ -81,7 +81,7 @@ def flatten_record(record: dict, path: str | Path) -> dict:
     row["flops_per_sample"] = _number((record.get("flops") or {}).get("flops_per_sample"))
     row["flops_method"] = (record.get("flops") or {}).get("method")
     changed = changed_parameters(config.get("method") or {})
-    row.update(label=method_label(method_name, changed), variant=variant_text(changed),
+    row.update(label=method_label(row["method"], changed), variant=variant_text(changed),
                parameters=json.dumps(changed, sort_keys=True, default=str), setting=setting_key(config) if config else None,
                disturbed=is_disturbed(record.get("latency")))
     return row
