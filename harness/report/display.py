@@ -42,7 +42,7 @@ def format_table1(numeric: pd.DataFrame, show_ci=True) -> pd.DataFrame:
         elif column.startswith("size_"):
             out[HEADERS[column]] = values.map(lambda v: _fmt(v, "{:.1f}"))
         elif column.startswith("speedup_"):
-            out[HEADERS[column]] = values.map(lambda v: _fmt(v, "{:.2f}×"))
+            out[HEADERS[column]] = [_speedup(r, column) for _, r in numeric.iterrows()]
         else:
             out[HEADERS[column]] = values.map(lambda v: v if isinstance(v, str) and v else MISSING)
     for task in tasks:
@@ -53,6 +53,19 @@ def format_table1(numeric: pd.DataFrame, show_ci=True) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def _speedup(row, column: str) -> str:
+    """'1.39× [1.35, 1.43]ᵏ': the value, its interleaved 95% CI when there is one, and its marks."""
+    value = row[column]
+    if not _present(value):
+        return MISSING
+    text = _fmt(value, "{:.2f}×")
+    low, high = row.get(column + "_low"), row.get(column + "_high")
+    if _present(low) and _present(high):
+        text += f" [{low:.2f}, {high:.2f}]"
+    marks = row.get(column + "_flags")
+    return text + (marks if isinstance(marks, str) else "")
+
+
 def footnotes(numeric: pd.DataFrame, tasks=DEFAULT_TASKS) -> list[str]:
     """The legend for the markers that actually occur, plus how speedups and drops were computed."""
     marks = "".join(numeric[[c for c in numeric.columns if c.endswith("_marks")]].fillna("").to_numpy().ravel())
@@ -61,8 +74,11 @@ def footnotes(numeric: pd.DataFrame, tasks=DEFAULT_TASKS) -> list[str]:
         f"{MISSING}: not measured (or no baseline to compare with). Scores are on the 0-100 scale; ±: half-width of the 95% CI, "
         "or '± sd (n=k)': mean and standard deviation over k seeds of the same configuration. A method run with "
         "non-default parameters is its own row, labelled by them, e.g. 'magnitude (sparsity=0.6)'.",
-        "Speedup: p50 latency at batch 1 of the baseline of the same model, task, hardware config and machine "
-        "fingerprint, divided by the method's; geometric mean over tasks. Never computed across machines.",
+        "Speedup: baseline p50 / method p50 at batch 1, both timed in alternating blocks in the method's cell "
+        "(same process, inputs and threads), with its 95% bootstrap CI over block pairs; geometric mean over tasks. "
+        "ᶜ: no interleaved timing in the record, so the ratio of two cells of the same machine timed apart. "
+        "ᵏ: a timed pass stayed contended (other processes used the CPU) after its re-measurements. "
+        "Never computed across machines.",
         f"Avg. drop: mean over {labels} of (method − baseline of the same model) in points, over tasks both report.",
     ]
     legend = {MARK_SPARSE: "sparse storage (1-bit mask + non-zero values), smaller than dense; w/o emb stays dense",

@@ -55,7 +55,28 @@ def failed_cells(df: pd.DataFrame) -> pd.DataFrame:
 
 def _all_columns(columns: list[str]) -> list[str]:
     per_task = [c + suffix for c in columns for suffix in ("", "_ci_lo", "_ci_hi", "_marks", "_sd", "_n") + PAIRED_SUFFIXES]
-    return LEAD_COLUMNS + ["size_marks"] + per_task + ["avg_drop", "avg_drop_marks", "notes"]
+    speedup = [f"speedup_{d}_{suffix}" for d in ("gpu", "cpu") for suffix in ("low", "high", "flags")]
+    return LEAD_COLUMNS + ["size_marks"] + speedup + per_task + ["avg_drop", "avg_drop_marks", "notes"]
+
+
+MARK_CROSS_CELL = "ᶜ"  # speedup from two cells timed apart (no interleaved measurement in the record)
+MARK_CONTENDED = "ᵏ"  # a timed pass stayed contended after its re-measurements
+
+
+def _speedup_evidence(cells: pd.DataFrame, column: str) -> dict:
+    """The interleaved CI when the speedup comes from one cell, and marks for how it was obtained."""
+    # Named *_low/*_high/*_flags, not *_ci_lo/*_marks: those suffixes mark per-task score columns.
+    evidence = {column + "_low": np.nan, column + "_high": np.nan, column + "_flags": ""}
+    timed = cells[cells["speedup"].notna()] if "speedup" in cells else cells.iloc[0:0]
+    if len(timed) == 1 and "speedup_ci_lo" in timed:
+        evidence.update({column + "_low": timed["speedup_ci_lo"].iloc[0], column + "_high": timed["speedup_ci_hi"].iloc[0]})
+    marks = ""
+    if "speedup_source" in timed and timed["speedup_source"].eq("cross-cell").any():
+        marks += MARK_CROSS_CELL
+    if "latency_verdict" in timed and timed["latency_verdict"].eq("contended").any():
+        marks += MARK_CONTENDED
+    evidence[column + "_flags"] = marks
+    return evidence
 
 
 def _row(group: pd.DataFrame, ok: pd.DataFrame, columns: list[str], drop_tasks) -> dict:
@@ -71,6 +92,8 @@ def _row(group: pd.DataFrame, ok: pd.DataFrame, columns: list[str], drop_tasks) 
         "speedup_cpu": geometric_mean(group.loc[group["device"].eq("cpu"), "speedup"]),
         "notes": "",
     }
+    for device, column in (("cuda", "speedup_gpu"), ("cpu", "speedup_cpu")):
+        row.update(_speedup_evidence(group[group["device"].eq(device)], column))
     baselines = ok[is_baseline(ok) & ok["model"].eq(first["model"])]
     drops, drop_marks = [], set()
     for column in columns:
