@@ -56,6 +56,6 @@ def test_an_installed_torch_build_is_kept():
 
 def test_make_install_uses_the_locked_set_and_the_torch_pin():
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"pip install -q -c constraints\.txt -e \"\.\[dev\]\"", makefile)
+    assert re.search(r"pip install -q -c constraints\.txt -e \"\.\[dev,runtimes\]\"", makefile)
     (torch_pin,) = re.findall(r"pip install -q torch==(\S+)", makefile)
     assert Version(torch_pin) == constraints()["torch"]

@@ -105,8 +105,9 @@ def test_markers_and_confidence_intervals(records):
     # Sparse storage is the survey's size for pruned weights: used when smaller than dense, and marked.
     assert _row(table, "magnitude")["Size w/ emb (%)"] == "30.0ⁿ"
     assert _row(table, "magnitude")["Size w/o emb (%)"] == "100.0"
-    assert _row(table, "magnitude")["CPU speedup"] == "1.00×"
-    assert _row(table, "layer_drop")["CPU speedup"] == "1.94×"
+    # The fixtures carry no interleaved timing: their speedups are cross-cell ratios, marked ᶜ.
+    assert _row(table, "magnitude")["CPU speedup"] == "1.00×ᶜ"
+    assert _row(table, "layer_drop")["CPU speedup"] == "1.94×ᶜ"
     assert table1(records, show_ci=False).loc[0, "SST-2"] == "92.0"
 
 
