@@ -62,8 +62,9 @@ def test_verdict_thresholds_on_constructed_counters(monkeypatch):
     assert report["verdict"] == "contended" and "stole" in report["reasons"][0]
 
 
-def test_until_clean_remeasures_and_keeps_the_clean_pass(monkeypatch):
-    verdicts = iter(["contended", "contended", "clean"])
+def fake_monitor(verdicts):
+    """A ContentionMonitor stand-in whose successive passes get the given verdicts."""
+    verdicts = iter(verdicts)
 
     class FakeMonitor:
         def __init__(self, *args):
@@ -75,7 +76,11 @@ def test_until_clean_remeasures_and_keeps_the_clean_pass(monkeypatch):
         def __exit__(self, *exc):
             self.report = {"verdict": next(verdicts)}
 
-    monkeypatch.setattr(contention, "ContentionMonitor", FakeMonitor)
+    return FakeMonitor
+
+
+def test_until_clean_remeasures_and_keeps_the_clean_pass(monkeypatch):
+    monkeypatch.setattr(contention, "ContentionMonitor", fake_monitor(["contended", "contended", "clean"]))
     monkeypatch.setattr(contention, "RETRY_PAUSE_S", 0.0)
     calls = []
     result, summary = until_clean(lambda: calls.append(1) or len(calls), threads=1, settings=SETTINGS)
@@ -83,17 +88,7 @@ def test_until_clean_remeasures_and_keeps_the_clean_pass(monkeypatch):
 
 
 def test_until_clean_gives_up_and_says_contended(monkeypatch):
-    class AlwaysContended:
-        def __init__(self, *args):
-            self.report = None
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.report = {"verdict": "contended"}
-
-    monkeypatch.setattr(contention, "ContentionMonitor", AlwaysContended)
+    monkeypatch.setattr(contention, "ContentionMonitor", fake_monitor(["contended"] * 2))
     monkeypatch.setattr(contention, "RETRY_PAUSE_S", 0.0)
     _, summary = until_clean(lambda: None, threads=1, settings=SimpleNamespace(**{**vars(SETTINGS), "contention_retries": 1}))
     assert summary["attempts"] == 2 and summary["verdict"] == "contended"
