@@ -352,6 +352,12 @@ def migrate_1_to_2(record: dict) -> dict:
         method = {"category": category, "provenance": provenance, "sparse": info_sparse, **method}
         record["method"] = method
     record.setdefault("artifact", None)
+    # 1.x hooks counted nothing inside compiled or exported models (every int8 method) and wrote 0:
+    # a known-wrong count becomes "not counted", never a free point on the FLOPs frontier (#17).
+    flops = record.get("flops")
+    if isinstance(flops, dict) and not flops.get("flops_per_sample"):
+        record["flops"] = {**flops, "flops_per_sample": None, "real_length_flops_per_sample": None,
+                           "reason": "schema 1.x counted 0 FLOPs for compiled/exported models; not counted"}
     record["schema_version"] = "2.0"
     return record
 
