@@ -54,9 +54,11 @@ def candidates(df: pd.DataFrame, tasks=()) -> pd.DataFrame:
     out["drop_lo"] = np.where(paired, -out["paired_ci_hi"], np.nan)
     out["drop_hi"] = np.where(paired, -out["paired_ci_lo"], np.nan)
     out.loc[is_baseline(out), ["drop", "drop_lo", "drop_hi"]] = 0.0
-    # Conservative speedup interval from the two p50 CIs (no joint samples in the flat frame).
-    out["speedup_lo"] = out["_base_lo"] / out["latency_p50_ci_hi_ms"]
-    out["speedup_hi"] = out["_base_hi"] / out["latency_p50_ci_lo_ms"]
+    # The interleaved CI the cell measured (harness.measure.interleaved); for records without one, a
+    # conservative interval from the two cells' p50 CIs (no joint samples in the flat frame).
+    measured = out["speedup_ci_lo"].notna() & out["speedup_ci_hi"].notna()
+    out["speedup_lo"] = np.where(measured, out["speedup_ci_lo"], out["_base_lo"] / out["latency_p50_ci_hi_ms"])
+    out["speedup_hi"] = np.where(measured, out["speedup_ci_hi"], out["_base_hi"] / out["latency_p50_ci_lo_ms"])
     return out
 
 
