@@ -8,6 +8,7 @@ interrupted fine-tune never leaves an entry that a later run would trust.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -68,17 +69,37 @@ def train(model, tokenizer, train_dataset, finetune_cfg, seed: int, device: str,
             logging_strategy="no",
             report_to=[],
             dataloader_num_workers=0,
+            optim=finetune_cfg.optimizer,
             disable_tqdm=False,  # transformers hides the bar whenever its log level is warning or quieter
         )
-        trainer = (trainer_class or Trainer)(
-            model=model,
-            args=args,
-            train_dataset=train_dataset,
-            data_collator=DataCollatorWithPadding(tokenizer),
-            **trainer_kwargs,
-        )
-        trainer.train()
+        with frozen_word_embeddings(model, finetune_cfg.freeze_word_embeddings):
+            trainer = (trainer_class or Trainer)(
+                model=model,
+                args=args,
+                train_dataset=train_dataset,
+                data_collator=DataCollatorWithPadding(tokenizer),
+                **trainer_kwargs,
+            )
+            trainer.train()
     return model.eval()
+
+
+@contextlib.contextmanager
+def frozen_word_embeddings(model, freeze: bool):
+    """Hold a plain input-embedding matrix fixed during training, then make it trainable again so a
+    later method (QAT, movement pruning) trains what it expects. An input embedding that is not an
+    nn.Embedding (a method's own module) is left trainable: its training may be the method's point."""
+    import torch
+
+    embedding = model.get_input_embeddings() if freeze else None
+    if not isinstance(embedding, torch.nn.Embedding) or not embedding.weight.requires_grad:
+        yield
+        return
+    embedding.weight.requires_grad_(False)
+    try:
+        yield
+    finally:
+        embedding.weight.requires_grad_(True)
 
 
 def cached_finetune(key: str, cache_dir: str, build, load):

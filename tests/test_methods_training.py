@@ -470,3 +470,33 @@ def test_student_choices(tokenizer, cache_dir, tmp_path):
         build_student(KdHiddenConfig(student="checkpoint", student_path=str(tmp_path / "other_vocab")), teacher, ctx)
     with pytest.raises(ConfigError, match="student_config"):
         KdHiddenConfig(student="narrow")
+
+
+# ----------------------------------------------------------------------------------------------
+# The shared fine-tuning loop
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_train_freezes_word_embeddings_only_while_training(tokenizer, freeze):
+    import datasets
+
+    from harness.finetune import train
+
+    model = tiny_bert().train()
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    finetune = FinetuneConfig(epochs=1, learning_rate=1e-2, batch_size=16, warmup_ratio=0.0, freeze_word_embeddings=freeze)
+    train(model, tokenizer, datasets.Dataset.from_dict(synthetic_rows(64, seed=0)), finetune, seed=0, device="cpu")
+    changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    word_embeddings = "bert.embeddings.word_embeddings.weight"
+    assert (word_embeddings in changed) is not freeze
+    assert {"bert.encoder.layer.0.attention.self.query.weight", "classifier.weight", "bert.embeddings.position_embeddings.weight"} <= changed
+    assert all(p.requires_grad for p in model.parameters()), "a later method must find every weight trainable again"
+
+
+def test_finetune_optimizer_is_validated():
+    from harness.errors import ConfigError
+
+    assert FinetuneConfig().optimizer == "adamw_torch_fused"
+    with pytest.raises(ConfigError, match="task.finetune.optimizer"):
+        FinetuneConfig(optimizer="sgd")
