@@ -2,6 +2,10 @@
 VENV    ?= .venv
 PYTHON  ?= python3
 BIN     := $(VENV)/bin
+# Python caches compiled modules (.pyc) in the venv again where the machine turned that off
+# (PYTHONDONTWRITEBYTECODE=1 here): without the cache every cell process spends ~15 s more
+# compiling transformers and torch on import (BENCHMARKS.md, "Install").
+unexport PYTHONDONTWRITEBYTECODE
 # The demo and the tests are offline by design: embedded model + local data.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_VERBOSITY=error TOKENIZERS_PARALLELISM=false
 # The demo fine-tunes MiniLM on a documented SST-2 subset so that install + sweep end in about 10
@@ -10,10 +14,11 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_VERBOSITY=error T
 # the baseline.
 DEMO_TRAIN_SAMPLES ?= 12000
 DEMO_LR ?= 1e-4
-# 2 epochs on the subset, word embeddings held fixed (~10 % faster; fused AdamW is the default for
+DEMO_EPOCHS ?= 1.5
+# 1.5 epochs on the subset, word embeddings held fixed (~10 % faster; fused AdamW is the default for
 # every fine-tune). The search behind these settings is in BENCHMARKS.md ("Demo fine-tune").
 DEMO_CELL = run_name=demo task=sst2 model=minilm_l6 hardware=cpu 'hardware.batch_sizes=[1]' \
-	task.finetune.max_train_samples=$(DEMO_TRAIN_SAMPLES) task.finetune.epochs=2 \
+	task.finetune.max_train_samples=$(DEMO_TRAIN_SAMPLES) task.finetune.epochs=$(DEMO_EPOCHS) \
 	task.finetune.learning_rate=$(DEMO_LR) task.finetune.freeze_word_embeddings=true
 DEMO_METHODS ?= baseline,head_prune,ffn_prune,recipe_prune_int8
 # dynamic int8 on torch.ao's eager kernels: torchao + Inductor (the method's default) compiles for
