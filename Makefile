@@ -14,8 +14,8 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_VERBOSITY=error T
 # the baseline.
 DEMO_TRAIN_SAMPLES ?= 12000
 DEMO_LR ?= 1e-4
-DEMO_EPOCHS ?= 1.5
-# 1.5 epochs on the subset, word embeddings held fixed (~10 % faster; fused AdamW is the default for
+DEMO_EPOCHS ?= 1
+# 1 epoch on the subset, word embeddings held fixed (~10 % faster; fused AdamW is the default for
 # every fine-tune). The search behind these settings is in BENCHMARKS.md ("Demo fine-tune").
 DEMO_CELL = run_name=demo task=sst2 model=minilm_l6 hardware=cpu 'hardware.batch_sizes=[1]' \
 	task.finetune.max_train_samples=$(DEMO_TRAIN_SAMPLES) task.finetune.epochs=$(DEMO_EPOCHS) \
