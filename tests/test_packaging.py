@@ -56,6 +56,8 @@ def test_an_installed_torch_build_is_kept():
 
 def test_make_install_uses_the_locked_set_and_the_torch_pin():
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"pip install -q -c constraints\.txt -e \"\.\[dev,runtimes\]\"", makefile)
-    (torch_pin,) = re.findall(r"pip install -q torch==(\S+)", makefile)
+    # one install command (uv's, or pip's when uv cannot be had) runs both steps
+    assert re.search(r"\$\$install -c constraints\.txt -e \"\.\[dev,runtimes\]\"", makefile)
+    assert re.search(r"uv pip install .*--python \$\(BIN\)/python", makefile) and 'install="$(BIN)/pip install -q"' in makefile
+    (torch_pin,) = re.findall(r"\$\$install torch==(\S+)", makefile)
     assert Version(torch_pin) == constraints()["torch"]
