@@ -32,12 +32,13 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	# uv installs the same pinned set as pip in ~25 s instead of ~4 min (BENCHMARKS.md, "Install");
 	# pip does it when uv cannot be had. --native-tls: the system's CA store, as pip uses here.
 	# torch first, pinned: this resolves to the machine's local CPU wheel instead of CUDA builds
-	# (found through PIP_FIND_LINKS where the machine sets it; uv is handed the same folder).
+	# (found through pip's find-links, from PIP_FIND_LINKS or pip's config; uv is handed the same folder).
 	# Then the exact tested set (constraints.txt); pyproject.toml only states compatible ranges. The
 	# runtimes extra (ONNX Runtime, OpenVINO) is part of it so their tests run here, never skip.
 	$(BIN)/pip install -q uv || true
+	links="$${PIP_FIND_LINKS:-$$($(BIN)/pip config get global.find-links 2>/dev/null || true)}"; \
 	if [ -x $(BIN)/uv ]; then \
-		install="$(BIN)/uv pip install -q --python $(BIN)/python --native-tls $${PIP_FIND_LINKS:+--find-links $$PIP_FIND_LINKS}"; \
+		install="$(BIN)/uv pip install -q --python $(BIN)/python --native-tls $${links:+--find-links $$links}"; \
 	else install="$(BIN)/pip install -q"; fi; \
 	$$install torch==2.13.0 && $$install -c constraints.txt -e ".[dev,runtimes]"
 	touch $@
