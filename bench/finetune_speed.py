@@ -4,8 +4,8 @@
 optimizer, with torch's foreach AdamW (transformers' `adamw_torch`) against the fused kernel
 (`adamw_torch_fused`, the harness's default), with and without frozen word embeddings.
 
-`train`: fine-tune on a seeded SST-2 subset with the Trainer settings of harness.finetune.train
-(length-grouped batches, dynamic padding) and score the full dev set; one line per run with the
+`train`: fine-tune on a seeded SST-2 subset through harness.finetune.train (length-grouped batches,
+dynamic padding, warm-up 10 %, linear decay) and score the full dev set; one line per run with the
 wall time of the fine-tune. Its subset is drawn with Python's random.Random(seed), not the
 harness's numpy permutation, so the same size can land ~0.5 points apart from a compbench cell.
 
@@ -20,7 +20,6 @@ import argparse
 import csv
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -68,9 +67,10 @@ def step_profile(args) -> None:
 
 def train_and_score(args) -> None:
     from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
-    from harness.finetune import frozen_word_embeddings
+    from harness.config import FinetuneConfig
+    from harness.finetune import train
 
     model_dir = embedded_model_dir()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -82,31 +82,24 @@ def train_and_score(args) -> None:
         encoded = tokenizer([r["sentence"] for r in rows], truncation=True, max_length=128)
         return Dataset.from_dict({**encoded, "labels": [int(r["label"]) for r in rows]})
 
-    train, dev = encode(train_rows), encode(sst2_rows(args.data_root, "dev"))
+    train_set, dev = encode(train_rows), encode(sst2_rows(args.data_root, "dev"))
     torch.manual_seed(args.seed)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2)
+    finetune = FinetuneConfig(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, optimizer=args.optimizer,
+                              freeze_word_embeddings=args.freeze_word_embeddings)
+    start = time.perf_counter()
+    model = train(model, tokenizer, train_set, finetune, args.seed, "cpu")  # the harness's own loop
+    wall = time.perf_counter() - start
     collate = DataCollatorWithPadding(tokenizer)
-    with tempfile.TemporaryDirectory() as scratch:
-        training = TrainingArguments(
-            output_dir=scratch, num_train_epochs=args.epochs, per_device_train_batch_size=args.batch_size,
-            learning_rate=args.lr, weight_decay=0.01, warmup_steps=0.1, seed=args.seed, data_seed=args.seed, use_cpu=True,
-            train_sampling_strategy="group_by_length", save_strategy="no", eval_strategy="no", logging_strategy="no",
-            report_to=[], dataloader_num_workers=0, disable_tqdm=True, optim=args.optimizer)
-        trainer = Trainer(model=model, args=training, train_dataset=train, data_collator=collate)
-        with frozen_word_embeddings(model, args.freeze_word_embeddings):
-            start = time.perf_counter()
-            trainer.train()
-            wall = time.perf_counter() - start
-    model.eval()
     correct = 0
     with torch.inference_mode():
         for i in range(0, len(dev), 64):
             batch = collate([dev[j] for j in range(i, min(i + 64, len(dev)))])
             labels = batch.pop("labels")
             correct += int((model(**batch).logits.argmax(-1) == labels).sum())
-    print(f"samples {len(train)} epochs {args.epochs} lr {args.lr} batch {args.batch_size} optimizer {args.optimizer} "
+    print(f"samples {len(train_set)} epochs {args.epochs} lr {args.lr} batch {args.batch_size} optimizer {args.optimizer} "
           f"frozen word embeddings {args.freeze_word_embeddings}: fine-tune {wall:.1f} s "
-          f"({len(train) * args.epochs / wall:.0f} sentences/s), SST-2 dev accuracy {100 * correct / len(dev):.2f} %")
+          f"({len(train_set) * args.epochs / wall:.0f} sentences/s), SST-2 dev accuracy {100 * correct / len(dev):.2f} %")
 
 
 def main() -> None:
