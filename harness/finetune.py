@@ -91,8 +91,9 @@ def frozen_word_embeddings(model, freeze: bool):
     nn.Embedding (a method's own module) is left trainable: its training may be the method's point."""
     import torch
 
-    embedding = model.get_input_embeddings()
-    if not (freeze and isinstance(embedding, torch.nn.Embedding) and embedding.weight.requires_grad):
+    # Wrappers that train a part of a model (early exit's ramps) have no input embeddings to ask for.
+    embedding = model.get_input_embeddings() if freeze and hasattr(model, "get_input_embeddings") else None
+    if not (isinstance(embedding, torch.nn.Embedding) and embedding.weight.requires_grad):
         yield  # nothing to freeze, or already frozen by someone else: leave it as it is
         return
     embedding.weight.requires_grad_(False)
