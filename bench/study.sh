@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# The full-scale study (issue #15): MiniLM-L6 baselines fine-tuned on each task's full training set,
+# every post-training method on every task, then the training-based methods and the compounds.
+#
+#   bash bench/study.sh search mrpc rte        # learning-rate search for the baseline fine-tune
+#   bash bench/study.sh post sst2 mrpc rte     # baseline + every post-training method, per task
+#   bash bench/study.sh recovered mrpc rte     # layer_drop and pipeline with a recovery fine-tune
+#   bash bench/study.sh training mrpc rte      # every training-based method (SST-2: a 20k subset)
+#   bash bench/study.sh seeds mrpc stsb rte    # baseline and dynamic_int8 at seeds 1 and 2 as well
+#   bash bench/study.sh curves mrpc            # sparsity / rank / fraction sweeps (report curves)
+#   bash bench/study.sh report                 # Table 1 over the six tasks + frontiers + recommendation
+#   DRY_RUN=1 bash bench/study.sh post mrpc    # list the cells and whether each is done, run nothing
+#
+# Resumable: a cell whose ok record (same config, same machine) exists is skipped, so running a part
+# again continues where it stopped. Run it with nothing else on the machine: every cell times its
+# latency pass in-process and records a contention verdict. Records land in results/$STUDY_RUN;
+# `copy` puts them into examples/results/study (where no run writes) for committing.
+#
+# MiniLM-L6's baseline fine-tune per task comes from `finetune_of` below (the search behind each
+# setting: BENCHMARKS.md, "Full-scale study"); the task YAMLs keep values for BERT-base-sized models.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+COMPBENCH=${COMPBENCH:-.venv/bin/compbench}
+REPORT=${REPORT:-.venv/bin/compbench-report}
+RUN=${STUDY_RUN:-study}
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_VERBOSITY=error TOKENIZERS_PARALLELISM=false
+# Batch 1 at fixed length 128 is the survey's latency setting and the one the 10x goal is stated in.
+COMMON=(run_name="$RUN" model=minilm_l6 hardware=cpu "hardware.batch_sizes=[1]")
+# Recovery fine-tunes (layer_drop, pipeline) take one epoch of the task's training set: minutes on
+# the small GLUE tasks, ~15 min per cell on SST-2's 67k sentences.
+RECOVER_EPOCHS=${RECOVER_EPOCHS:-1}
+# Methods without a training step, at their conf/method defaults. fp16 / int4 / fp8 / 2:4 sparsity
+# are recorded as unsupported on a CPU (the record says why) rather than left out.
+POST_METHODS=baseline,magnitude,head_prune,ffn_prune,low_rank,vocab_prune,bf16,weight_only_int8,recipe_prune_int8,fp16,int4_weight_only,fp8,sparse_2of4
+
+finetune_of() {
+  case $1 in
+    sst2) echo task.finetune.learning_rate=1e-4 task.finetune.epochs=3 ;;
+    *) ;;  # not searched yet: the task YAML's values
+  esac
+}
+
+# cell [-m] TASK override...: one cell (or, with -m, a sweep) of the study on TASK.
+cell() {
+  local multirun=()
+  if [ "$1" = -m ]; then multirun=(-m); shift; fi
+  local task=$1; shift
+  local args=("${multirun[@]}" "${COMMON[@]}" task="$task" $(finetune_of "$task") "$@" ${DRY_RUN:+--dry-run})
+  echo "+ compbench ${args[*]}" >&2
+  # A failed cell is recorded as failed; the study goes on with the next one and exits 1 at the end.
+  "$COMPBENCH" "${args[@]}" || { echo "study: that command exited $?; going on" >&2; failed=1; }
+}
+failed=0
+
+# A small learning-rate search for a task's baseline fine-tune (its own run folder, so the losing
+# setting never sits beside the study's baseline); the winner goes into `finetune_of`.
+search() {
+  for task in "$@"; do
+    "$COMPBENCH" -m run_name="${RUN}_search" model=minilm_l6 hardware=cpu "hardware.batch_sizes=[1]" \
+      measure.latency=false measure.energy=false task="$task" method=baseline \
+      "task.finetune.learning_rate=${SEARCH_LRS:-5e-5,1e-4}" "task.finetune.epochs=${SEARCH_EPOCHS:-3}"
+  done
+}
+
+post() {
+  for task in "$@"; do
+    cell -m "$task" method="$POST_METHODS"
+    # dynamic int8 on torch.ao's eager kernels (torchao + Inductor compiles for minutes per input
+    # shape on a 2-core AVX2 CPU), and on ONNX Runtime, the fastest int8 runtime measured here.
+    cell -m "$task" runtime=pytorch,onnxruntime method=dynamic_int8 method.backend=torch_ao method.compile=false
+    cell "$task" runtime=onnxruntime method=baseline
+    cell "$task" method=static_int8   # pt2e + Inductor: several minutes of compilation per cell
+  done
+}
+
+# Structural methods that call for a recovery fine-tune after the cut.
+recovered() {
+  for task in "$@"; do
+    cell -m "$task" method=layer_drop,pipeline method.recover_epochs="$RECOVER_EPOCHS"
+  done
+}
+
+# Training-based methods on the whole training split (SST-2: a stated subset of SST2_TRAIN_SAMPLES
+# sentences), each from the fine-tuned baseline (its teacher for the KD losses). Epochs: 3 where the
+# method learns new structure (distilled students, pruning schedules), 1 where it adapts weights
+# already trained (QAT) or trains only small heads (early-exit ramps).
+training() {
+  for task in "$@"; do
+    local n=null
+    [ "$task" = sst2 ] && n=${SST2_TRAIN_SAMPLES:-20000}
+    cell -m "$task" method=kd_logits,kd_hidden,kd_attention,movement_prune,gradual_magnitude \
+      method.train_samples="$n" method.epochs=3
+    cell -m "$task" method=qat_int8,early_exit method.train_samples="$n" method.epochs=1
+    cell "$task" method=recipe_kd_prune_int8 method.steps.0.params.train_samples="$n" method.steps.0.params.epochs=3
+    cell "$task" method=recipe_pruneofa method.steps.0.params.train_samples="$n" method.steps.0.params.epochs=3 \
+      method.steps.1.params.train_samples="$n"
+  done
+}
+
+seeds() {
+  for task in "$@"; do
+    cell -m "$task" seed=1,2 method=baseline
+    cell -m "$task" seed=1,2 method=dynamic_int8 method.backend=torch_ao method.compile=false
+  done
+}
+
+curves() {
+  for task in "$@"; do
+    cell -m "$task" method=magnitude method.sparsity=0.3,0.7,0.9
+    cell -m "$task" method=low_rank method.rank=64,192
+    cell -m "$task" method=head_prune,ffn_prune method.fraction=0.15,0.5
+  done
+}
+
+copy() {
+  mkdir -p examples/results/study/records   # records and their .predictions.jsonl.gz files
+  cp -p "results/$RUN"/records/* examples/results/study/records/
+}
+
+report() {
+  "$REPORT" examples/results/study --out examples/results/study/report \
+    --tasks sst2,mrpc,stsb,cola,rte,squad_v1.1_devsplit --published
+}
+
+part=${1:?"usage: bench/study.sh search|post|recovered|training|seeds|curves|copy|report [task ...]"}
+shift
+"$part" "$@"
+exit "$failed"
