@@ -140,9 +140,7 @@ def run_cell(cell: CellConfig, cell_hash: str, fingerprints: dict) -> Record:
     with timer("method"):
         try:
             # On onnxruntime/openvino an int8 method hands the fp32 model to the runtime's own quantizer.
-            quantization = method.runtime_quantization(cell.runtime.name, context)
-            if quantization is None:
-                model = method.apply(model, context)
+            model, quantization = method.apply_for_runtime(model, context, cell.runtime.name)
         except UnsupportedError as err:
             record.update(status="unsupported", reason=str(err), method=method.describe())
             return record

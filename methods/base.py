@@ -154,6 +154,13 @@ class Method:
         """Return a model ready to measure. May modify `model` in place."""
         raise NotImplementedError
 
+    def apply_for_runtime(self, model, ctx: MethodContext, runtime: str) -> tuple[Any, Optional[RuntimeQuantization]]:
+        """The model the runtime converts, and what its own quantizer should do to it (None: nothing).
+        A method the runtime quantizes leaves the fp32 model as it is; a pipeline applies its float
+        steps first (methods/pipeline.py)."""
+        quantization = self.runtime_quantization(runtime, ctx)
+        return (model if quantization is not None else self.apply(model, ctx)), quantization
+
     def recover(self, model, ctx: MethodContext):
         """The shared optional recovery fine-tune for structural methods."""
         if self.config.recover_epochs > 0:

@@ -16,7 +16,7 @@ import torch
 from harness.errors import check
 from methods.anatomy import encoder_layers
 from methods.artifacts import load_float_model
-from methods.base import Method
+from methods.base import ALL_RUNTIMES, Method
 from methods.kd_losses import ATTENTION_LOSSES, HIDDEN_TARGETS, LAYER_MAPPINGS, DistillLoss
 from methods.kd_trainer import train_with_distillation
 from methods.students import STUDENTS, build_student
@@ -84,6 +84,7 @@ class KdLogits(Method):
     config_class = KdLogitsConfig
     category = "KD from Output Logits"
     needs = "training"
+    runtimes = ALL_RUNTIMES  # the student is a float model of the teacher's class: it exports to every runtime
 
     def distill_loss(self, student, teacher, ctx) -> DistillLoss:
         cfg = self.config

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from harness.errors import ConfigError, check
+from harness.runtime_names import DEFAULT_RUNTIME
 from methods.base import NEEDS, Method, MethodConfig, build_method, build_method_config, method_class
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "method"
@@ -99,16 +100,36 @@ class Pipeline(Method):
         return None
 
     def apply(self, model, ctx):
-        recovered = False
+        return self.apply_for_runtime(model, ctx, DEFAULT_RUNTIME)[0]
+
+    def apply_for_runtime(self, model, ctx, runtime):
+        """Every step in order. On onnxruntime/openvino the last step may hand its quantization to the
+        runtime's own quantizer (runtime_unsupported_reason allows that on the last step only), so the
+        float steps before it shape the model the runtime converts and quantizes."""
+        recovered, quantization = False, None
         for step in self.steps:
             if step.freezes_weights and not recovered:
                 model, recovered = self.recover(model, ctx), True  # fine-tune before weights freeze
-            model = step.apply(model, ctx)
+            quantization = step.runtime_quantization(runtime, ctx)
+            if quantization is None:
+                model = step.apply(model, ctx)
         if not recovered:
             model = self.recover(model, ctx)
         self.info["steps"] = [step.describe() for step in self.steps]
         self.sparse = any(step.sparse for step in self.steps)  # the runner reports sparse bytes then
-        return model
+        return model, quantization
+
+    def runtime_unsupported_reason(self, runtime):
+        if runtime == DEFAULT_RUNTIME:
+            return None
+        for i, step in enumerate(self.steps):
+            reason = step.runtime_unsupported_reason(runtime)
+            if reason:
+                return f"step {i} ({step.config.name}): {reason}"
+            if step.freezes_weights and i < len(self.steps) - 1:
+                return (f"unsupported on runtime {runtime}: step {i} ({step.config.name}) quantizes or casts before the last step; "
+                        "the runtime's quantizer can only take the pipeline's last step")
+        return None
 
     def save(self, model, directory: str) -> None:
         # the last step knows the final tensor format; structural records travel in model.config

@@ -150,3 +150,32 @@ def test_other_families_through_every_structural_step(family, tmp_path):
     reloaded = saved_and_reloaded(method, model, tmp_path)
     with torch.no_grad():
         assert torch.equal(reloaded(**batch)[output_key], model(**batch)[output_key])
+
+
+def only_float_linears(model) -> bool:
+    linears = [m for m in model.modules() if "Linear" in type(m).__name__]
+    return bool(linears) and all(type(m) is torch.nn.Linear and type(m.weight) is torch.nn.Parameter for m in linears)
+
+
+def test_on_a_runtime_the_float_steps_shape_the_model_and_the_last_int8_step_goes_to_its_quantizer():
+    method = pipeline(["layer_drop", small("head_prune", fraction=0.5), EAGER_INT8])
+    assert method.runtime_unsupported_reason("onnxruntime") is None
+    model, quantization = method.apply_for_runtime(tiny_model(), fake_ctx(), "onnxruntime")
+    assert quantization.scheme == "int8_dynamic"
+    assert len(encoder_layers(model)) == LAYERS - 2  # the float steps ran
+    assert only_float_linears(model)  # quantizing is left to the runtime
+    assert [s["name"] for s in method.info["steps"]] == ["layer_drop", "head_prune", "dynamic_int8"]
+    assert method.info["steps"][2]["backend"] == "onnxruntime"
+    # on PyTorch the same pipeline quantizes itself and hands nothing on
+    torch_model, none = pipeline(["layer_drop", EAGER_INT8]).apply_for_runtime(tiny_model(), fake_ctx(), "pytorch")
+    assert none is None and not only_float_linears(torch_model)
+
+
+@pytest.mark.parametrize("steps, problem", [
+    ([EAGER_INT8, "layer_drop"], "step 0 (dynamic_int8) quantizes or casts before the last step"),
+    (["layer_drop", "weight_only_int8"], "step 1 (weight_only_int8): unsupported on runtime onnxruntime"),
+])
+def test_a_runtime_refuses_pipelines_it_cannot_quantize(steps, problem):
+    method = pipeline(steps)
+    assert problem in method.runtime_unsupported_reason("onnxruntime")
+    assert method.runtime_unsupported_reason("pytorch") is None

@@ -186,6 +186,19 @@ def test_cells_on_a_runtime_measure_the_converted_artifact(compose, tiny_bert_di
 
 
 @pytest.mark.slow
+@needs("onnxruntime")
+def test_a_compound_runs_its_float_steps_then_the_runtimes_int8(compose, tiny_bert_dir):
+    """A pipeline on onnxruntime: the pruning step shapes the exported graph, ORT's quantizer does its int8 step."""
+    fp32 = run(tiny_cell(compose, tiny_bert_dir, "runtime=onnxruntime"))
+    compound = run(tiny_cell(compose, tiny_bert_dir, "runtime=onnxruntime", "method=pipeline", "method.steps=[ffn_prune,dynamic_int8]"))
+    assert compound["status"] == "ok", compound["reason"]
+    assert [s["name"] for s in compound["method"]["steps"]] == ["ffn_prune", "dynamic_int8"]
+    assert compound["method"]["steps"][1]["backend"] == "onnxruntime" and compound["runtime"]["quantization"] is not None
+    assert compound["flops"]["flops_per_sample"] < fp32["flops"]["flops_per_sample"]  # counted on the pruned model
+    assert compound["size"]["bytes_without_embeddings"] < 0.5 * fp32["size"]["bytes_without_embeddings"]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("runtime", [pytest.param(r, marks=needs(r)) for r in RUNTIMES])
 def test_structurally_pruned_models_export_as_plain_graphs(runtime):
     from methods.structured import encoder_layers, keep_heads, keep_layers, keep_neurons
