@@ -6,6 +6,7 @@
 #   bash bench/study.sh post sst2 mrpc rte     # baseline + every post-training method, per task
 #   bash bench/study.sh recovered mrpc rte     # layer_drop and pipeline with a recovery fine-tune
 #   bash bench/study.sh training mrpc rte      # every training-based method (SST-2: a 20k subset)
+#   bash bench/study.sh compound mrpc          # compound recipes on ONNX Runtime for the 10x goal
 #   bash bench/study.sh seeds mrpc stsb rte    # baseline and dynamic_int8 at seeds 1 and 2 as well
 #   bash bench/study.sh curves mrpc            # sparsity / rank / fraction sweeps (report curves)
 #   bash bench/study.sh report                 # Table 1 over the six tasks + frontiers + recommendation
@@ -98,6 +99,23 @@ training() {
   done
 }
 
+# Compounds for the 10x goal (distilled student -> structural pruning -> int8 on ONNX Runtime, the
+# fastest int8 runtime here), each a point on the speedup-vs-drop curve. The students train on the
+# whole training split (SST-2: SST2_TRAIN_SAMPLES) for 3 epochs from the fine-tuned baseline.
+compound() {
+  for task in "$@"; do
+    local n=null
+    [ "$task" = sst2 ] && n=${SST2_TRAIN_SAMPLES:-20000}
+    local kd="{name:kd_logits,params:{train_samples:$n,epochs:3}}"
+    local int8="{name:dynamic_int8,params:{backend:torch_ao,compile:false}}"
+    cell "$task" runtime=onnxruntime method=pipeline "method.steps=[layer_drop,$int8]" method.recover_epochs="$RECOVER_EPOCHS"
+    cell "$task" runtime=onnxruntime method=pipeline "method.steps=[$kd,$int8]"
+    cell "$task" runtime=onnxruntime method=pipeline "method.steps=[$kd,{name:head_prune,params:{fraction:0.25}},{name:ffn_prune,params:{fraction:0.3}},$int8]"
+    cell "$task" runtime=onnxruntime method=pipeline \
+      "method.steps=[{name:kd_logits,params:{train_samples:$n,epochs:3,student_layers:2}},$int8]"
+  done
+}
+
 seeds() {
   for task in "$@"; do
     cell -m "$task" seed=1,2 method=baseline
@@ -123,7 +141,7 @@ report() {
     --tasks sst2,mrpc,stsb,cola,rte,squad_v1.1_devsplit --published
 }
 
-part=${1:?"usage: bench/study.sh search|post|recovered|training|seeds|curves|copy|report [task ...]"}
+part=${1:?"usage: bench/study.sh search|post|recovered|training|compound|seeds|curves|copy|report [task ...]"}
 shift
 "$part" "$@"
 exit "$failed"
