@@ -15,7 +15,7 @@
 # Resumable: a cell whose ok record (same config, same machine) exists is skipped, so running a part
 # again continues where it stopped. Run it with nothing else on the machine: every cell times its
 # latency pass in-process and records a contention verdict. Records land in results/$STUDY_RUN;
-# `copy` puts them into examples/results/study (where no run writes) for committing.
+# `copy` puts them (and the search's) into examples/results/ (where no run writes) for committing.
 #
 # MiniLM-L6's baseline fine-tune per task comes from `finetune_of` below (the search behind each
 # setting: BENCHMARKS.md, "Full-scale study"); the task YAMLs keep values for BERT-base-sized models.
@@ -38,6 +38,7 @@ POST_METHODS=baseline,magnitude,head_prune,ffn_prune,low_rank,vocab_prune,bf16,w
 finetune_of() {
   case $1 in
     sst2) echo task.finetune.learning_rate=1e-4 task.finetune.epochs=3 ;;
+    mrpc) echo task.finetune.learning_rate=1e-4 task.finetune.epochs=3 ;;
     *) ;;  # not searched yet: the task YAML's values
   esac
 }
@@ -132,13 +133,17 @@ curves() {
 }
 
 copy() {
-  mkdir -p examples/results/study/records   # records and their .predictions.jsonl.gz files
-  cp -p "results/$RUN"/records/* examples/results/study/records/
+  local run
+  for run in "$RUN" "${RUN}_search"; do  # records and their .predictions.jsonl.gz files
+    [ -d "results/$run/records" ] || continue
+    mkdir -p "examples/results/$run/records"
+    cp -p "results/$run"/records/* "examples/results/$run/records/"
+  done
 }
 
 report() {
   "$REPORT" examples/results/study --out examples/results/study/report \
-    --tasks sst2,mrpc,stsb,cola,rte,squad_v1.1_devsplit --published
+    --tasks sst2,mrpc,stsb,cola,rte,squad_v1.1 --published
 }
 
 part=${1:?"usage: bench/study.sh search|post|recovered|training|compound|seeds|curves|copy|report [task ...]"}
