@@ -3,10 +3,11 @@
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from harness.report import failed_cells, load_records, table1, table1_numeric
-from harness.report.published import SOURCE, SOURCE_FAMILY, survey_table
+from harness.report.published import PRUNE_OFA_SOURCE, SOURCE, SOURCE_FAMILY, prune_ofa_table, survey_table
 from harness.report.render import latex_escape, to_latex, to_markdown
 
 FIXTURES = Path(__file__).parent / "fixtures" / "records"
@@ -134,8 +135,21 @@ def test_published_rows_sit_beside_the_same_method_only(records):
     assert list(table.loc[quantization, "Source"]).index(SOURCE_FAMILY) > list(table.loc[quantization, "Source"]).index("measured")
     measured_categories = set(table.loc[table["Source"].eq("measured"), "Category"])
     assert set(family["Category"]) <= measured_categories
+    assert PRUNE_OFA_SOURCE not in set(table["Source"])  # no measured recipe_pruneofa row in the fixtures
     everything = table1(records, published="all")
-    assert everything["Source"].str.startswith("published").sum() == 26
+    assert everything["Source"].str.startswith("published").sum() == 26 + len(prune_ofa_table())
+
+
+def test_prune_ofa_rows_follow_a_measured_recipe_pruneofa_row(records):
+    recipe = records[(records["method"] == "magnitude") & (records["task"] == "sst2")].assign(
+        method="recipe_pruneofa", label="recipe_pruneofa", category="Compound", path="recipe_pruneofa.json", config_hash="0f0f0f0f0f0f")
+    table = table1(pd.concat([records, recipe], ignore_index=True), published=True)
+    position = list(table["Method"]).index("recipe_pruneofa")
+    following = table.iloc[position + 1: position + 1 + len(prune_ofa_table())]
+    assert set(following["Source"]) == {PRUNE_OFA_SOURCE}
+    base85 = following[following["Method"] == "Prune OFA BERT-base 85%"].iloc[0]
+    assert (base85["MNLI"], base85["SST-2"], base85["SQuAD v1.1 (F1)"]) == ("82.7", "91.5", "88.4")
+    assert table["Method"].eq("Prune OFA BERT-base 85%").sum() == 1  # shown once, whatever the number of tasks
 
 
 def test_packaged_survey_table():

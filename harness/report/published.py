@@ -20,6 +20,11 @@ import numpy as np
 import pandas as pd
 
 SOURCE = "published: Ganesh et al. 2021"
+# Prune OFA's own rows (its paper, its models), shown after a measured recipe_pruneofa row: the
+# task-level recipe here reproduces its steps (gradual magnitude + distillation, then QAT with the
+# mask locked) on another model, so the rows are for orientation, never in a frontier or an average.
+PRUNE_OFA_SOURCE = "published: Zafrir et al. 2021 (Prune OFA, its own models)"
+PRUNE_OFA_METHOD = "recipe_pruneofa"
 # A survey row of the same category (family) as a measured row, not the same method: context only.
 SOURCE_FAMILY = "published, same family: Ganesh et al. 2021 (BERT-base, their hardware)"
 SURVEY_TASK_COLUMNS = {"mnli": "mnli", "qqp": "qqp", "sst2": "sst2", "squad_v1.1": "squad_f1"}
@@ -47,11 +52,19 @@ MODEL_TO_SURVEY = {
 }
 
 
-def survey_table() -> pd.DataFrame:
-    """The packaged CSV; its leading '#' lines hold the citation."""
-    text = resources.files("harness.report").joinpath("ganesh2021_table1.csv").read_text(encoding="utf-8")
+def packaged_table(name: str) -> pd.DataFrame:
+    """A packaged CSV of published rows; its leading '#' lines hold the citation."""
+    text = resources.files("harness.report").joinpath(name).read_text(encoding="utf-8")
     body = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
     return pd.read_csv(io.StringIO(body), dtype={"provenance": str, "device": str, "markers": str}, keep_default_na=True)
+
+
+def survey_table() -> pd.DataFrame:
+    return packaged_table("ganesh2021_table1.csv")
+
+
+def prune_ofa_table() -> pd.DataFrame:
+    return packaged_table("zafrir2021_pruneofa.csv")
 
 
 def survey_label(method: str, model: str) -> str | None:
@@ -90,12 +103,17 @@ def interleave_published(table: pd.DataFrame, columns: list[str], include_all: b
     exact = {survey_label(str(m).split(" (")[0], model) for m, model in zip(table["method"], table["model"])}
     last_of_category = {c: i for i, c in enumerate(table["category"])}
     rows, shown = [], set()
+    prune_ofa = [published_row(r, columns, PRUNE_OFA_SOURCE) for _, r in prune_ofa_table().iterrows()]
     for position, (_, measured) in enumerate(table.iterrows()):
         rows.append(measured.to_dict())
-        label = survey_label(str(measured["method"]).split(" (")[0], measured["model"])
+        method = str(measured["method"]).split(" (")[0]
+        label = survey_label(method, measured["model"])
         if label in survey.index and label not in shown:
             rows.append(published_row(survey.loc[label], columns))
             shown.add(label)
+        if method == PRUNE_OFA_METHOD and PRUNE_OFA_SOURCE not in shown:
+            rows += prune_ofa
+            shown.add(PRUNE_OFA_SOURCE)
         category = measured["category"]
         if last_of_category.get(category) == position and category != "Baseline":
             for name, survey_row in survey[survey["category"].eq(category)].iterrows():
@@ -104,4 +122,5 @@ def interleave_published(table: pd.DataFrame, columns: list[str], include_all: b
                     shown.add(name)
     if include_all:
         rows += [published_row(r, columns) for label, r in survey.iterrows() if label not in shown]
+        rows += prune_ofa if PRUNE_OFA_SOURCE not in shown else []
     return pd.DataFrame(rows, columns=table.columns)
