@@ -40,6 +40,7 @@ finetune_of() {
     sst2) echo task.finetune.learning_rate=1e-4 task.finetune.epochs=3 ;;
     mrpc) echo task.finetune.learning_rate=1e-4 task.finetune.epochs=3 ;;
     rte) echo task.finetune.learning_rate=5e-05 task.finetune.epochs=3 ;;
+    stsb) echo task.finetune.learning_rate=1e-4 task.finetune.epochs=3 ;;
     *) ;;  # not searched yet: the task YAML's values
   esac
 }

@@ -36,11 +36,21 @@ from methods.anatomy import base_linear_names
 from methods.artifacts import build_skeleton, load_weights, register_format, write_marker
 from methods.base import ALL_RUNTIMES, Method, MethodConfig, RuntimeQuantization, check_calibration, cuda_capability_reason
 
-INT8_BACKENDS = ("torch_ao", "torchao", "pt2e")
-# bench/int8_backends.py on the 2-core AVX-512 VNNI dev box: torchao + compile was the fastest in 5
-# of 6 (shape, run) medians, at a quarter of torch_ao's logit drift, and is the maintained path
-# (torch.ao.quantization is deprecated). torch_ao stays selectable: eager, no compile cost.
-DEFAULT_INT8_BACKEND = "torchao"
+INT8_BACKENDS = ("auto", "torch_ao", "torchao", "pt2e")
+# `auto` picks by the CPU. With int8 dot-product instructions (VNNI, AMX) torchao + compile was the
+# fastest in 5 of 6 (shape, run) medians of bench/int8_backends.py, at a quarter of torch_ao's logit
+# drift, and is the maintained path (torch.ao.quantization is deprecated). Without them (an AVX2-only
+# EPYC) the same compiled torchao model ran 9x SLOWER than fp32 eager after minutes of compiling
+# (BENCHMARKS.md, "Recovered structural methods"), while torch.ao's eager FBGEMM kernels gave 1.4-1.5x.
+DEFAULT_INT8_BACKEND = "auto"
+INT8_DOT_PRODUCT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def resolve_int8_backend(requested: str) -> str:
+    """The backend `requested` names, or for `auto` the one measured fastest on a CPU like this one."""
+    if requested != "auto":
+        return requested
+    return "torchao" if cpu_flags() & set(INT8_DOT_PRODUCT_FLAGS) else "torch_ao"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -276,7 +286,7 @@ class DynamicInt8Config(MethodConfig):
     _target_: str = "methods.quantization.DynamicInt8"
     name: str = "dynamic_int8"
     backend: str = DEFAULT_INT8_BACKEND
-    compile: bool = True  # torchao / pt2e only: their int8 kernels come from Inductor
+    compile: bool = True  # torchao / pt2e only (incl. auto choosing torchao): their int8 kernels come from Inductor
 
     def __post_init__(self):
         super().__post_init__()
@@ -298,9 +308,11 @@ class DynamicInt8(_QuantMethod):
         return RuntimeQuantization("int8_dynamic")
 
     def apply(self, model, ctx):
-        backend = self.config.backend
+        backend = resolve_int8_backend(self.config.backend)
         model.eval()
         self.info.update(backend=backend, quantized_linears=len(base_linear_names(model)))
+        if self.config.backend == "auto":
+            self.info["backend_choice"] = f"auto: {backend} ({'int8 dot-product instructions' if backend == 'torchao' else 'no VNNI/AMX'} on this CPU)"
         if backend == "torch_ao":
             self.quantization = {"backend": "torch_ao", "scheme": "int8_dynamic"}
             self.info["compiled"] = False  # eager FBGEMM kernels: nothing for Inductor to fuse

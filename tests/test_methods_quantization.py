@@ -135,7 +135,7 @@ def test_cpu_only_int8_is_unsupported_on_cuda(name):
 @pytest.mark.parametrize(
     "name,params,message",
     [
-        ("dynamic_int8", {"backend": "onnx"}, "method.backend: unknown backend 'onnx' (allowed: ('torch_ao', 'torchao', 'pt2e'))"),
+        ("dynamic_int8", {"backend": "onnx"}, "method.backend: unknown backend 'onnx' (allowed: ('auto', 'torch_ao', 'torchao', 'pt2e'))"),
         ("static_int8", {"calibration_samples": 0}, "method.calibration_samples: must be >= 1, got 0"),
         ("int4_weight_only", {"group_size": 100}, "method.group_size: must be one of [32, 64, 128, 256], got 100"),
         ("fp8", {"granularity": "block"}, "method.granularity: unknown granularity 'block' (allowed: ('row', 'tensor'))"),
@@ -152,3 +152,14 @@ def test_default_backend_matches_yaml():
 
     conf = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "method" / "dynamic_int8.yaml")
     assert conf.backend == quantization.DEFAULT_INT8_BACKEND
+
+
+@pytest.mark.parametrize("flags,expected", [({"avx2"}, "torch_ao"), ({"avx2", "avx512f", "avx512_vnni"}, "torchao"),
+                                            ({"avx2", "avx_vnni"}, "torchao"), ({"amx_int8"}, "torchao"), (set(), "torch_ao")])
+def test_auto_backend_is_chosen_by_the_cpu(flags, expected, monkeypatch):
+    monkeypatch.setattr(quantization, "cpu_flags", lambda: flags)
+    assert quantization.resolve_int8_backend("auto") == expected
+    assert quantization.resolve_int8_backend("pt2e") == "pt2e"  # an explicit choice is kept
+    method = quant("dynamic_int8", compile=False)  # the YAML default: auto
+    method.apply(tiny_model(), fake_ctx())
+    assert method.info["backend"] == expected and method.info["backend_choice"].startswith(f"auto: {expected}")
