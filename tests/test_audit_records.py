@@ -27,7 +27,7 @@ CALIBRATED = ["method.calibration_samples=8", "method.batch_size=4"]
 CELLS = {
     "baseline": [],
     "bf16": [],
-    "dynamic_int8": ["method.compile=false"],
+    "dynamic_int8": ["method.backend=torchao", "method.compile=false"],  # explicit: auto picks torch_ao on AVX2
     "dynamic_int8_torch_ao": ["method=dynamic_int8", "method.backend=torch_ao"],
     "dynamic_int8_pt2e": ["method=dynamic_int8", "method.backend=pt2e", "method.compile=false"],
     "static_int8": ["method.compile=false", *CALIBRATED],
