@@ -7,6 +7,7 @@
 #   bash bench/study.sh recovered mrpc rte     # layer_drop and pipeline with a recovery fine-tune
 #   bash bench/study.sh training mrpc rte      # every training-based method (SST-2: a 20k subset)
 #   bash bench/study.sh compound mrpc          # compound recipes on ONNX Runtime for the 10x goal
+#   bash bench/study.sh reference              # BERT-base fp32 latency here (random weights), for orientation
 #   bash bench/study.sh seeds mrpc stsb rte    # baseline and dynamic_int8 at seeds 1 and 2 as well
 #   bash bench/study.sh curves mrpc            # sparsity / rank / fraction sweeps (report curves)
 #   bash bench/study.sh report                 # Table 1 over the six tasks + frontiers + recommendation
@@ -41,6 +42,7 @@ finetune_of() {
     mrpc) echo task.finetune.learning_rate=1e-4 task.finetune.epochs=3 ;;
     rte) echo task.finetune.learning_rate=5e-05 task.finetune.epochs=3 ;;
     stsb) echo task.finetune.learning_rate=1e-4 task.finetune.epochs=3 ;;
+    cola) echo task.finetune.learning_rate=1e-4 task.finetune.epochs=3 ;;
     *) ;;  # not searched yet: the task YAML's values
   esac
 }
@@ -122,6 +124,16 @@ compound() {
   done
 }
 
+# BERT-base's fp32 latency on this machine (random weights: size and latency only), so the compounds'
+# speedups over MiniLM-L6 can also be read against the survey's reference model. A cross-cell ratio
+# (two cells timed apart), for orientation only.
+reference() {
+  local args=(run_name="${RUN}_reference" model=bert_base_uncased model.init=random measure.accuracy=false hardware=cpu
+    "hardware.batch_sizes=[1]" task=sst2 method=baseline ${DRY_RUN:+--dry-run})
+  echo "+ compbench ${args[*]}" >&2
+  "$COMPBENCH" "${args[@]}" || { echo "study: that command exited $?; going on" >&2; failed=1; }
+}
+
 seeds() {
   for task in "$@"; do
     cell -m "$task" seed=1,2 method=baseline
@@ -139,7 +151,7 @@ curves() {
 
 copy() {
   local run
-  for run in "$RUN" "${RUN}_search"; do  # records and their .predictions.jsonl.gz files
+  for run in "$RUN" "${RUN}_search" "${RUN}_reference"; do  # records and their .predictions.jsonl.gz files
     [ -d "results/$run/records" ] || continue
     mkdir -p "examples/results/$run/records"
     cp -p "results/$run"/records/* "examples/results/$run/records/"
@@ -151,7 +163,7 @@ report() {
     --tasks sst2,mrpc,stsb,cola,rte,squad_v1.1 --published
 }
 
-part=${1:?"usage: bench/study.sh search|post|recovered|training|compound|seeds|curves|copy|report [task ...]"}
+part=${1:?"usage: bench/study.sh search|post|recovered|training|compound|reference|seeds|curves|copy|report [task ...]"}
 shift
 "$part" "$@"
 exit "$failed"
