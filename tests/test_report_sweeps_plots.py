@@ -170,3 +170,14 @@ def test_defaults_read_from_source_equal_the_dataclasses():
     for target in sorted(targets):
         module, _, name = target.rpartition(".")
         assert _defaults_from_source(module, name) == _defaults_of_dataclass(method_class(target).config_class), target
+
+
+def test_recipes_differing_in_a_step_parameter_get_labels_of_their_own():
+    from harness.report.variants import changed_parameters, method_label
+
+    def recipe(layers):
+        return {"_target_": "methods.pipeline.Pipeline", "name": "pipeline", "recover_epochs": 0,
+                "steps": [{"name": "kd_logits", "params": {"student_layers": layers}}, "dynamic_int8"]}
+
+    two, one = (method_label("pipeline", changed_parameters(recipe(n))) for n in (2, 1))
+    assert two == "pipeline (steps=[kd_logits{student_layers:2},dynamic_int8])" and one != two

@@ -169,11 +169,18 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
+def _step(step: dict) -> str:
+    """A pipeline step: its name, and its parameter overrides, so that two recipes differing only in a
+    step's parameters (a 2-layer vs a 1-layer student) get rows and labels of their own."""
+    params = step.get("params") or {}
+    return step.get("name", "?") + (_short(dict(params)) if params else "")
+
+
 def _short(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_short(v) if not isinstance(v, dict) else v.get("name", "?") for v in value) + "]"
+        return "[" + ",".join(_short(v) if not isinstance(v, dict) else _step(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{" + ",".join(f"{k}:{_short(v)}" for k, v in value.items()) + "}"
     return str(value)
