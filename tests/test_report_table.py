@@ -197,3 +197,12 @@ def test_seed_repeats_are_summarised_as_mean_and_std():
     assert row["seeds"] == "1,2,3"
     assert row["score"] == "92.00 ± 2.00"  # sample std of 90, 92, 94
     assert row["p50 bs=1 (ms)"] == "12.00 ± 2.00"
+
+
+def test_average_drop_ci_adds_the_tasks_variances():
+    from harness.report.table import _average_drop_ci
+
+    low, high = _average_drop_ci(-1.0, [(-3.0, 1.0), (-2.0, 0.0)])
+    # standard errors 4/3.92 and 2/3.92; the mean of two: sqrt(se1² + se2²) / 2; 95 %: x 1.96
+    assert (round(low, 3), round(high, 3)) == (-2.118, 0.118)
+    assert all(math.isnan(v) for v in _average_drop_ci(-1.0, [(-3.0, 1.0), (None, None)]))

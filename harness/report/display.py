@@ -47,8 +47,7 @@ def format_table1(numeric: pd.DataFrame, show_ci=True) -> pd.DataFrame:
             out[HEADERS[column]] = values.map(lambda v: v if isinstance(v, str) and v else MISSING)
     for task in tasks:
         out[TASK_LABELS.get(task, task)] = [_score(r, task, show_ci) for _, r in numeric.iterrows()]
-    out[HEADERS["avg_drop"]] = [_drop(r["avg_drop"]) + (r["avg_drop_marks"] or "") if _present(r["avg_drop"])
-                                else MISSING for _, r in numeric.iterrows()]
+    out[HEADERS["avg_drop"]] = [_average_drop(r, show_ci) for _, r in numeric.iterrows()]
     out[HEADERS["notes"]] = numeric["notes"].fillna("")
     return out.reset_index(drop=True)
 
@@ -79,7 +78,9 @@ def footnotes(numeric: pd.DataFrame, tasks=DEFAULT_TASKS) -> list[str]:
         "ᶜ: no interleaved timing in the record, so the ratio of two cells of the same machine timed apart. "
         "ᵏ: a timed pass stayed contended (other processes used the CPU) after its re-measurements. "
         "Never computed across machines.",
-        f"Avg. drop: mean over {labels} of (method − baseline of the same model) in points, over tasks both report.",
+        f"Avg. drop: mean over {labels} of (method − baseline of the same model) in points, over tasks both report; "
+        "[lo, hi] where every averaged task has a paired CI: 95 % CI of the mean, the tasks' variances added "
+        "(independent dev sets; each task's standard error read off its paired bootstrap CI).",
     ]
     legend = {MARK_SPARSE: "sparse storage (1-bit mask + non-zero values), smaller than dense; w/o emb stays dense",
               MARK_SUBSET: "evaluated on a subset of the evaluation split",
@@ -117,6 +118,18 @@ def _score(row: pd.Series, task: str, show_ci: bool) -> str:
 
 def _present(value) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value)) and not pd.isna(value)
+
+
+def _average_drop(row, show_ci: bool) -> str:
+    """'-0.82 [-2.03, +0.39]ᵈ': the average drop, its 95 % CI when every averaged task has a paired
+    CI, and its marks."""
+    if not _present(row["avg_drop"]):
+        return MISSING
+    text = _drop(row["avg_drop"])
+    low, high = row.get("avg_drop_ci_lo"), row.get("avg_drop_ci_hi")
+    if show_ci and _present(low) and _present(high):
+        text += f" [{low:+.2f}, {high:+.2f}]"
+    return text + (row["avg_drop_marks"] or "")
 
 
 def _drop(value: float) -> str:

@@ -56,7 +56,7 @@ def failed_cells(df: pd.DataFrame) -> pd.DataFrame:
 def _all_columns(columns: list[str]) -> list[str]:
     per_task = [c + suffix for c in columns for suffix in ("", "_ci_lo", "_ci_hi", "_marks", "_sd", "_n") + PAIRED_SUFFIXES]
     speedup = [f"speedup_{d}_{suffix}" for d in ("gpu", "cpu") for suffix in ("low", "high", "flags")]
-    return LEAD_COLUMNS + ["size_marks"] + speedup + per_task + ["avg_drop", "avg_drop_marks", "notes"]
+    return LEAD_COLUMNS + ["size_marks"] + speedup + per_task + ["avg_drop", "avg_drop_ci_lo", "avg_drop_ci_hi", "avg_drop_marks", "notes"]
 
 
 MARK_CROSS_CELL = "ᶜ"  # speedup from two cells timed apart (no interleaved measurement in the record)
@@ -95,7 +95,7 @@ def _row(group: pd.DataFrame, ok: pd.DataFrame, columns: list[str], drop_tasks) 
     for device, column in (("cuda", "speedup_gpu"), ("cpu", "speedup_cpu")):
         row.update(_speedup_evidence(group[group["device"].eq(device)], column))
     baselines = ok[is_baseline(ok) & ok["model"].eq(first["model"])]
-    drops, drop_marks = [], set()
+    drops, drop_cis, drop_marks = [], [], set()
     for column in columns:
         cell = _pick(group[group["column"].eq(column)])
         marks = _marks(cell, column)
@@ -116,10 +116,22 @@ def _row(group: pd.DataFrame, ok: pd.DataFrame, columns: list[str], drop_tasks) 
         base = _pick(baselines[baselines["task"].eq(cell["task"])], prefer=cell)
         if column in drop_tasks and base is not None and pd.notna(base["score"]) and not cell["random_init"]:
             drops.append(cell["score"] - base["score"])
+            drop_cis.append((cell.get("paired_ci_lo"), cell.get("paired_ci_hi")))
             drop_marks |= set(marks) | set(_marks(base, column))
     row["avg_drop"] = float(np.mean(drops)) if drops else np.nan
+    row["avg_drop_ci_lo"], row["avg_drop_ci_hi"] = _average_drop_ci(row["avg_drop"], drop_cis)
     row["avg_drop_marks"] = "".join(sorted(drop_marks - {MARK_RANDOM}))
     return row
+
+
+def _average_drop_ci(average: float, cis: list) -> tuple[float, float]:
+    """A 95 % CI for the average of per-task paired drops: the tasks' dev sets are independent, so
+    the variances add (each task's standard error read off its paired bootstrap CI as width / 3.92).
+    NaN unless every averaged task has a paired CI (seed-averaged rows have none)."""
+    if not cis or any(lo is None or hi is None or pd.isna(lo) or pd.isna(hi) for lo, hi in cis):
+        return np.nan, np.nan
+    half_width = 1.96 * np.sqrt(sum(((hi - lo) / 3.92) ** 2 for lo, hi in cis)) / len(cis)
+    return average - half_width, average + half_width
 
 
 # Paired drop vs the baseline on the same examples (points), its CI, raw and Holm-adjusted p, significance.
