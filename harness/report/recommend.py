@@ -91,6 +91,13 @@ def _points(value: float) -> str:
     return f"{round(value, 2) + 0.0:+.2f}"  # rounded first, + 0.0: never "-0.00"
 
 
+def _name(cell) -> str:
+    """The row label of Table 1 (method, runtime and what differs from its defaults): two pipelines
+    or two sparsities must not both read as the bare method name."""
+    label = cell.get("label")
+    return label if isinstance(label, str) and label else cell["method"]
+
+
 def _evidence(cell) -> str:
     drop = f"drop {_points(cell['drop'])} pt"
     if cell["category"] == "Baseline":
@@ -129,25 +136,25 @@ def recommend(df: pd.DataFrame, budget: Budget, tasks=()) -> tuple[pd.DataFrame,
         row = {"task": task, "hardware": hardware, "fingerprint": fingerprint, "best": None, "runner_up": None,
                "separable": None, "qualifying": len(ranked)}
         if ranked.empty:
-            failing = "; ".join(f"{m} ({r})" for m, r in zip(group["method"], reasons[group.index]))
+            failing = "; ".join(f"{_name(c)} ({r})" for (_, c), r in zip(group.iterrows(), reasons[group.index]))
             lines.append(f"Nothing qualifies. Every candidate breaks a limit: {failing}.")
             rows.append(row)
             continue
         best = ranked.iloc[0]
-        row["best"] = best["method"]
-        lines.append(f"Best: **{best['method']}** ({best['model']}): {_evidence(best)}.")
+        row["best"] = _name(best)
+        lines.append(f"Best: **{_name(best)}** ({best['model']}): {_evidence(best)}.")
         if best["drop_paired"] and np.isfinite(best["drop_hi"]) and budget.max_drop is not None and best["drop_hi"] > budget.max_drop:
             lines.append(f"  Caution: its drop CI reaches {best['drop_hi']:+.2f} pt, beyond the {budget.max_drop:g} pt limit.")
         if len(ranked) > 1:
             second = ranked.iloc[1]
-            row["runner_up"] = second["method"]
+            row["runner_up"] = _name(second)
             same_speed = _overlap(best["latency_p50_ci_lo_ms"], best["latency_p50_ci_hi_ms"],
                                   second["latency_p50_ci_lo_ms"], second["latency_p50_ci_hi_ms"])
             same_accuracy = _overlap(best["drop_lo"], best["drop_hi"], second["drop_lo"], second["drop_hi"])
             row["separable"] = not (same_speed and same_accuracy)
-            lines.append(f"Runner-up: {second['method']} ({second['model']}): {_evidence(second)}.")
+            lines.append(f"Runner-up: {_name(second)} ({second['model']}): {_evidence(second)}.")
             if not row["separable"]:
-                lines.append(f"  The data cannot separate {best['method']} and {second['method']}: their latency CIs "
+                lines.append(f"  The data cannot separate {_name(best)} and {_name(second)}: their latency CIs "
                              "overlap and so do their paired accuracy CIs; either is a defensible choice.")
         else:
             lines.append("Runner-up: none (only one candidate qualifies).")
