@@ -128,7 +128,7 @@ def _average_drop(row, show_ci: bool) -> str:
     text = _drop(row["avg_drop"])
     low, high = row.get("avg_drop_ci_lo"), row.get("avg_drop_ci_hi")
     if show_ci and _present(low) and _present(high):
-        text += f" [{low:+.2f}, {high:+.2f}]"
+        text += f" [{round(low, 2) + 0.0:+.2f}, {round(high, 2) + 0.0:+.2f}]"  # + 0.0: never "-0.00"
     return text + (row["avg_drop_marks"] or "")
 
 

@@ -119,7 +119,9 @@ def _row(group: pd.DataFrame, ok: pd.DataFrame, columns: list[str], drop_tasks) 
             drop_cis.append((cell.get("paired_ci_lo"), cell.get("paired_ci_hi")))
             drop_marks |= set(marks) | set(_marks(base, column))
     row["avg_drop"] = float(np.mean(drops)) if drops else np.nan
-    row["avg_drop_ci_lo"], row["avg_drop_ci_hi"] = _average_drop_ci(row["avg_drop"], drop_cis)
+    # A baseline's drop is 0 by definition (the ORT baseline's predictions equal PyTorch's): no CI to show.
+    is_reference = first["category"] == "Baseline"
+    row["avg_drop_ci_lo"], row["avg_drop_ci_hi"] = (np.nan, np.nan) if is_reference else _average_drop_ci(row["avg_drop"], drop_cis)
     row["avg_drop_marks"] = "".join(sorted(drop_marks - {MARK_RANDOM}))
     return row
 
