@@ -128,8 +128,12 @@ def _average_drop(row, show_ci: bool) -> str:
     text = _drop(row["avg_drop"])
     low, high = row.get("avg_drop_ci_lo"), row.get("avg_drop_ci_hi")
     if show_ci and _present(low) and _present(high):
-        text += f" [{round(low, 2) + 0.0:+.2f}, {round(high, 2) + 0.0:+.2f}]"  # + 0.0: never "-0.00"
+        text += f" [{signed_points(low)}, {signed_points(high)}]"
     return text + (row["avg_drop_marks"] or "")
+
+
+def signed_points(value: float) -> str:
+    return f"{round(value, 2) + 0.0:+.2f}"  # rounded first, + 0.0: never "-0.00"
 
 
 def _drop(value: float) -> str:

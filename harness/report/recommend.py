@@ -16,6 +16,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from harness.report.display import signed_points
 from harness.report.frontier_uncertainty import add_frontier_probabilities
 from harness.report.paired import add_paired_columns
 from harness.report.speedup import add_speedups, is_baseline
@@ -87,10 +88,6 @@ def _overlap(a_lo, a_hi, b_lo, b_hi) -> bool:
     return a_lo <= b_hi and b_lo <= a_hi
 
 
-def _points(value: float) -> str:
-    return f"{round(value, 2) + 0.0:+.2f}"  # rounded first, + 0.0: never "-0.00"
-
-
 def _name(cell) -> str:
     """The row label of Table 1 (method, runtime and what differs from its defaults): two pipelines
     or two sparsities must not both read as the bare method name."""
@@ -99,11 +96,11 @@ def _name(cell) -> str:
 
 
 def _evidence(cell) -> str:
-    drop = f"drop {_points(cell['drop'])} pt"
+    drop = f"drop {signed_points(cell['drop'])} pt"
     if cell["category"] == "Baseline":
         drop = "the baseline itself"
     elif np.isfinite(cell["drop_lo"]):
-        drop += f" (paired 95% CI [{_points(cell['drop_lo'])}, {_points(cell['drop_hi'])}]"
+        drop += f" (paired 95% CI [{signed_points(cell['drop_lo'])}, {signed_points(cell['drop_hi'])}]"
         drop += f", p={cell['paired_p']:.3g})" if np.isfinite(cell.get("paired_p", np.nan)) else ")"
     elif not cell["drop_paired"]:
         drop += " (unpaired: no comparison in the record)"
