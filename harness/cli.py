@@ -16,13 +16,14 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from harness.compose import CONF_DIR, GROUPS, available, compose_cell, is_multirun, sweep_cells  # noqa: F401 - public names
+from harness.compose import CONF_DIR, GROUPS, available, compose_cell, defer_swept_group_keys, is_multirun, sweep_cells  # noqa: F401 - public names
 from harness.config import register_configs
 from harness.errors import ConfigError
 
 HYDRA_INFO_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc", "--version")
 DRY_RUN_FLAG = "--dry-run"
 PLANNED: dict = {}  # overrides tuple -> PlannedCell, for the cells Hydra runs in this process
+DEFERRED_KEYS: dict = {}  # override as Hydra got it -> as the user wrote it (compose.defer_swept_group_keys)
 
 
 def validate(argv: list[str]) -> list:
@@ -67,6 +68,10 @@ def main() -> None:
         if dry:
             dry_run(plans)
             sys.exit(0)
+    hydra_argv, deferred = defer_swept_group_keys(argv)  # the cells planned above, as Hydra can sweep them
+    sys.argv = [sys.argv[0], *hydra_argv]
+    DEFERRED_KEYS.clear()
+    DEFERRED_KEYS.update(deferred)
     started = time.time()
     interrupted = False
     try:
@@ -94,7 +99,7 @@ def hydra_main(cfg: DictConfig) -> None:
     from harness.plan import plan_cell
     from harness.sweep import run_and_record
 
-    overrides = tuple(HydraConfig.get().overrides.task)
+    overrides = tuple(DEFERRED_KEYS.get(o, o) for o in HydraConfig.get().overrides.task)
     plan = PLANNED.get(overrides)
     if plan is None:  # a launcher that runs cells in another process (joblib, submitit): plan it here
         plan = plan_cell(to_cell_config(cfg), overrides)

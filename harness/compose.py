@@ -40,6 +40,33 @@ def sweep_cells(argv: list[str]) -> list[list[str]]:
     return [cell for batch in BasicSweeper.split_arguments(parsed, None) for cell in batch]
 
 
+def defer_swept_group_keys(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """(argv for Hydra's multirun, {rewritten override: the user's}): each plain `group.key=value` under
+    a swept group (`method=a,b`) is handed to Hydra as the force-add `++group.key=value`.
+
+    Why: before it sweeps, Hydra composes the primary config with every non-sweep override applied,
+    so `-m method=kd_logits,kd_hidden method.epochs=3` failed on the default method, which has no
+    `epochs`, although every planned cell is valid (the planner composed each with the plain form, so
+    a key that a swept method lacks is still refused there). The mapping turns a job's overrides back
+    into the planned cell's."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if not is_multirun(argv):
+        return list(argv), {}
+    plain = [a for a in argv if not a.startswith("-")]
+    parsed = dict(zip(plain, OverridesParser.create().parse_overrides(plain)))
+    swept = {o.key_or_group for o in parsed.values() if o.is_sweep_override() and o.key_or_group in GROUPS}
+    out, original = [], {}
+    for arg in argv:
+        override = parsed.get(arg)
+        if (override is not None and not override.is_sweep_override() and not arg.startswith(("+", "~"))
+                and "." in override.key_or_group and override.key_or_group.split(".")[0] in swept):
+            original["++" + arg] = arg
+            arg = "++" + arg
+        out.append(arg)
+    return out, original
+
+
 def check_choices(overrides: list[str]) -> None:
     for override in overrides:
         key, _, value = override.partition("=")
