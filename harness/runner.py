@@ -55,6 +55,9 @@ def config_hash(cell: CellConfig, fingerprints: dict) -> str:
     The default runtime (pytorch) is left out, so cells recorded before the runtime axis existed keep
     their hashes; any other runtime, with all its settings, is hashed."""
     semantic = {k: v for k, v in config_dict(cell).items() if k not in ("paths", "force", "isolate", "run_name")}
+    resolved_steps = getattr(cell.method, "step_configs", None)
+    if resolved_steps:  # a pipeline's steps as they run (YAML defaults + params), not as named: a changed
+        semantic["method"]["resolved_steps"] = [dataclasses.asdict(step) for step in resolved_steps]  # default re-measures
     if cell.runtime.name == DEFAULT_RUNTIME:
         semantic.pop("runtime")
     return stable_hash({"config": semantic, "data": fingerprints, "cache_version": CACHE_VERSION})

@@ -65,6 +65,27 @@ def test_command_line_override_composes():
     assert [c.name for c in cell.method.step_configs] == ["layer_drop", "head_prune", "dynamic_int8"]
 
 
+def test_a_changed_step_default_changes_the_cells_hash(monkeypatch):
+    """Steps named without params run with their YAML defaults; the hash covers those resolved values,
+    so a changed default (dynamic_int8's backend became `auto`) re-measures the cell instead of resuming."""
+    import methods.pipeline as pipeline_module
+    from harness.compose import compose_cell
+    from harness.runner import config_hash
+
+    overrides = ["method=pipeline", "method.steps=[layer_drop,dynamic_int8]"]
+    before = config_hash(compose_cell(overrides), {})
+    yaml_defaults = pipeline_module._yaml_defaults
+
+    def other_backend(name, where):
+        raw = yaml_defaults(name, where)
+        return {**raw, "backend": "torch_ao"} if name == "dynamic_int8" else raw
+
+    monkeypatch.setattr(pipeline_module, "_yaml_defaults", other_backend)
+    changed = compose_cell(overrides)
+    assert changed.method.steps == ["layer_drop", "dynamic_int8"]  # the command line is the same
+    assert config_hash(changed, {}) != before
+
+
 def test_unsupported_when_any_step_is():
     method = pipeline(["head_prune", "sparse_2of4"])
     assert method.unsupported_reason(HardwareConfig(device="cpu")) == "step 1 (sparse_2of4): unsupported on cpu: no 2:4 sparse kernels on CPU"
