@@ -81,6 +81,23 @@ def test_seeds_of_one_configuration_aggregate_and_a_rerun_replaces(tmp_path):
     assert points.loc["magnitude", "n"] == 3 and points.loc["magnitude", "value"] == pytest.approx(np.mean([80, 82, 86]))
 
 
+def test_average_drop_pairs_each_record_with_its_own_seeds_baseline(tmp_path):
+    """A newer baseline under another seed must not become every method's reference: the average drop
+    is the record's paired drop (its own baseline, same examples); without one, the same-seed baseline."""
+    baseline = json.loads(next(FIXTURES.glob("sst2__bert_base_uncased__baseline__cpu__*.json")).read_text())
+    other_seed = copy.deepcopy(baseline)  # seed 7, newer, 2 points better than seed 42's 92.0
+    other_seed["config"]["seed"], other_seed["config_hash"] = 7, "7".ljust(64, "0")
+    other_seed["created_at"], other_seed["metrics"]["accuracy"] = "2026-06-01T00:00:00+00:00", 0.94
+    paired = magnitude_record(0.5, accuracy=0.91)  # seed 42
+    paired["comparison"] = {"metrics": {"accuracy": {"baseline": 0.92, "method": 0.91, "difference": -0.01,
+                                                     "ci95": [-0.03, 0.01], "p_value": 0.5, "test": "mcnemar_exact"}}}
+    unpaired = magnitude_record(0.3, accuracy=0.915)  # seed 42, no comparison section
+    df, _ = load_records([str(write_run(tmp_path, [other_seed, paired, unpaired]))])
+    rows = table1_numeric(df, tasks=("sst2",)).set_index("method")
+    assert rows.loc["magnitude", "avg_drop"] == pytest.approx(-1.0)  # not 91 - 94
+    assert rows.loc["magnitude (sparsity=0.3)", "avg_drop"] == pytest.approx(-0.5)  # 91.5 - seed 42's 92
+
+
 def crowded_points(n_cluster=8) -> pd.DataFrame:
     """What made the example report unreadable: many methods within a few percent of each other."""
     rng = np.random.default_rng(0)

@@ -111,7 +111,8 @@ def _score(row: pd.Series, task: str, show_ci: bool) -> str:
     elif show_ci and _present(lo) and _present(hi):
         text += f" ±{(hi - lo) / 2:.1f}"
     if _present(row.get(task + "_drop")):  # paired drop vs the baseline, its paired CI, † if significant (Holm)
-        text += f" (Δ{row[task + '_drop']:+.1f} [{row[task + '_drop_ci_lo']:+.1f}, {row[task + '_drop_ci_hi']:+.1f}]"
+        low, high = row.get(task + "_drop_ci_lo"), row.get(task + "_drop_ci_hi")
+        text += f" (Δ{row[task + '_drop']:+.1f}" + (f" [{low:+.1f}, {high:+.1f}]" if _present(low) and _present(high) else "")
         text += MARK_SIGNIFICANT + ")" if row.get(task + "_drop_significant") else ")"
     return text
 

@@ -104,19 +104,28 @@ def _row(group: pd.DataFrame, ok: pd.DataFrame, columns: list[str], drop_tasks) 
         if cell is None or pd.isna(cell["score"]):
             continue
         row.update({column: cell["score"], column + "_ci_lo": cell["ci_lo"], column + "_ci_hi": cell["ci_hi"], column + "_n": 1})
-        seeds = _seeds_of(group[group["column"].eq(column)], cell)
+        seed_cells = _seed_cells(group[group["column"].eq(column)], cell)
+        seeds = seed_cells["score"].astype(float)
+        paired = seed_cells["paired_drop"].astype(float) if "paired_drop" in seed_cells else pd.Series(dtype=float)
         if len(seeds) > 1:  # the same configuration under several seeds: mean ± std over them, with n
             row.update({column: seeds.mean(), column + "_ci_lo": np.nan, column + "_ci_hi": np.nan,
                         column + "_sd": seeds.std(ddof=1), column + "_n": len(seeds)})
             cell = cell.copy()
             cell["score"] = seeds.mean()
-        if first["category"] != "Baseline":
+        has_paired = len(paired) == len(seeds) and paired.notna().all()
+        if first["category"] != "Baseline" and len(seeds) > 1:  # the seeds' mean paired drop; one seed's CI and p do not describe it
+            row.update({column + "_drop": float(paired.mean()) if has_paired else np.nan, column + "_drop_ci_lo": np.nan,
+                        column + "_drop_ci_hi": np.nan, column + "_drop_p": np.nan})
+        elif first["category"] != "Baseline":
             row.update({column + "_drop": cell["paired_drop"], column + "_drop_ci_lo": cell["paired_ci_lo"],
                         column + "_drop_ci_hi": cell["paired_ci_hi"], column + "_drop_p": cell["paired_p"]})
         base = _pick(baselines[baselines["task"].eq(cell["task"])], prefer=cell)
         if column in drop_tasks and base is not None and pd.notna(base["score"]) and not cell["random_init"]:
-            drops.append(cell["score"] - base["score"])
-            drop_cis.append((cell.get("paired_ci_lo"), cell.get("paired_ci_hi")))
+            # Each record's own paired drop (its baseline: same seed, same examples) where every seed has
+            # one; a difference of two records' scores only for records without it.
+            drops.append(float(paired.mean()) if has_paired else cell["score"] - base["score"])
+            # one seed's paired CI does not describe a mean over seeds: such a row gets no average-drop CI
+            drop_cis.append((cell.get("paired_ci_lo"), cell.get("paired_ci_hi")) if len(seeds) == 1 else (None, None))
             drop_marks |= set(marks) | set(_marks(base, column))
     row["avg_drop"] = float(np.mean(drops)) if drops else np.nan
     # A baseline's drop is 0 by definition (the ORT baseline's predictions equal PyTorch's): no CI to show.
@@ -154,13 +163,13 @@ def _holm_per_task(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return table
 
 
-def _seeds_of(cells: pd.DataFrame, cell) -> pd.Series:
-    """Scores of `cell`'s configuration (same setting, task, machine and eval subset) over its seeds."""
+def _seed_cells(cells: pd.DataFrame, cell) -> pd.DataFrame:
+    """`cell`'s configuration (same setting, task, machine and eval subset) under each of its seeds."""
     if "setting" not in cells or pd.isna(cell.get("setting")):
-        return pd.Series([cell["score"]], dtype=float)
+        return cell.to_frame().T
     same = cells[cells["setting"].eq(cell["setting"]) & cells["task"].eq(cell["task"]) & cells["hardware"].eq(cell["hardware"])
                  & cells["fingerprint"].eq(cell["fingerprint"]) & cells["subset"].eq(cell["subset"]) & cells["score"].notna()]
-    return same.drop_duplicates("seed", keep="last")["score"].astype(float)
+    return same.drop_duplicates("seed", keep="last")
 
 
 def _pick(cells: pd.DataFrame, prefer=None):
@@ -170,6 +179,8 @@ def _pick(cells: pd.DataFrame, prefer=None):
     rank = pd.DataFrame({
         "no_score": cells["score"].isna(), "random": cells["random_init"], "subset": cells["subset"],
         "variant": cells["task"].ne(cells["column"]),
+        # the same seed first: a method's record is paired with the baseline of its own seed
+        "other_seed": cells["seed"].astype(str).ne(str(prefer.get("seed"))) if prefer is not None and "seed" in cells else False,
         "elsewhere": (cells["hardware"].ne(prefer["hardware"]) | cells["fingerprint"].ne(prefer["fingerprint"]))
         if prefer is not None else False,
         "age": cells["created_at"].fillna("").rank(ascending=False, method="first"),
