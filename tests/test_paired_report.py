@@ -88,3 +88,24 @@ def test_recommend_says_plainly_when_nothing_qualifies(results):
     text = "\n".join(lines)
     assert text.count("Nothing qualifies") == 2 and "head_prune (latency 5.00 > 1)" in text
     assert "layer_drop (drop 2.00 > 1)" in text and "baseline (latency 20.00 > 1)" in text
+
+
+def test_recommend_never_picks_a_method_measured_slower_than_the_baseline(results):
+    """Machine B holds head_prune only (no baseline record there); timed interleaved at 0.90× it loses
+    to the baseline its speedup was measured against, which meets any drop budget."""
+    from harness.report.recommend import Budget, recommend
+
+    path = next((results / "records").glob("sst2__bert_base_uncased__head_prune__cpu__*.json"))
+    record = json.loads(path.read_text())
+    record["latency"]["fixed"][0]["interleaved"] = True
+    record["latency"]["fixed"][0]["speedup"] = {"value": 0.90, "ci95": [0.85, 0.95], "reference_p50_ms": 4.5, "method_p50_ms": 5.0}
+    path.write_text(json.dumps(record))
+    records, _ = load_records([str(results)])
+    table, lines = recommend(records, Budget(max_drop=2.5, device="cpu"), ("sst2",))
+    assert table.set_index("fingerprint").loc["fpB-0002", "best"] == "baseline"
+    text = "\n".join(lines)
+    assert "Left out, measured slower than the fp32 baseline: head_prune (0.90× [0.85, 0.95])." in text
+    assert "Best: **the fp32 baseline itself**" in text
+    # Under a size limit the baseline cannot meet, the smaller method is still the answer.
+    table, _ = recommend(records, Budget(max_drop=2.5, max_size_pct=99.0, device="cpu"), ("sst2",))
+    assert table.set_index("fingerprint").loc["fpB-0002", "best"] == "head_prune"

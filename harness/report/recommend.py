@@ -130,8 +130,23 @@ def recommend(df: pd.DataFrame, budget: Budget, tasks=()) -> tuple[pd.DataFrame,
         lines.append(f"\n## {task} on {hardware} ({machine})")
         mask, reasons = _qualifies(group, budget)
         ranked = group[mask].sort_values(["latency_p50_ms", "score"], ascending=[True, False], na_position="last")
+        # The reference baseline (drop 0, 100 % size) meets every drop and latency budget its speedups were
+        # measured against, so a method measured slower than it (whole speedup CI below 1) is never the
+        # answer unless the size limit rules the baseline out, even when no baseline record is here.
+        baseline_fits = budget.max_size_pct is None or budget.max_size_pct >= 100.0
+        slower = ranked["speedup_hi"].lt(1.0) & ~is_baseline(ranked) if baseline_fits else pd.Series(False, index=ranked.index)
+        if slower.any():
+            lines.append("Left out, measured slower than the fp32 baseline: "
+                         + ", ".join(f"{_name(c)} ({c['speedup']:.2f}× [{c['speedup_lo']:.2f}, {c['speedup_hi']:.2f}])"
+                                     for _, c in ranked[slower].iterrows()) + ".")
+            ranked = ranked[~slower]
         row = {"task": task, "hardware": hardware, "fingerprint": fingerprint, "best": None, "runner_up": None,
                "separable": None, "qualifying": len(ranked)}
+        if ranked.empty and slower.any():
+            lines.append("Best: **the fp32 baseline itself**: no method measured here is faster within the budget.")
+            row["best"] = "baseline"
+            rows.append(row)
+            continue
         if ranked.empty:
             failing = "; ".join(f"{_name(c)} ({r})" for (_, c), r in zip(group.iterrows(), reasons[group.index]))
             lines.append(f"Nothing qualifies. Every candidate breaks a limit: {failing}.")
