@@ -171,8 +171,13 @@ copy() {
   done
 }
 
+# One run folder per machine (a configuration's record is named by its hash alone, so two machines'
+# records of one cell cannot share a folder): study = machine B (AMD EPYC, AVX2), study_c = machine C
+# (Intel Xeon, AMX/AVX-512 VNNI), run there with STUDY_RUN=study_c. The report reads them all.
 report() {
-  "$REPORT" examples/results/study --out examples/results/study/report \
+  local runs=(examples/results/study)
+  [ -d examples/results/study_c ] && runs+=(examples/results/study_c)
+  "$REPORT" "${runs[@]}" --out examples/results/study/report \
     --tasks sst2,mrpc,stsb,cola,rte,squad_v1.1 --published
 }
 
