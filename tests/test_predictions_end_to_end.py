@@ -120,10 +120,21 @@ def test_rescore_refuses_a_prediction_file_changed_after_the_run(results, tmp_pa
     assert "sha256" in capsys.readouterr().err
 
 
-def test_recommend_names_a_method_or_says_nothing_qualifies(results, capsys):
-    assert report_main([str(results), "--recommend", "--max-drop", "100", "--device", "cpu"]) == 0
+def test_recommend_names_a_method_or_says_nothing_qualifies(results, tmp_path, capsys):
+    # On the tiny model magnitude may time slower than the baseline, and then it is never the answer
+    # (tests/test_paired_report.py); give its record a clear interleaved speedup to see the evidence.
+    faster = tmp_path / "faster"
+    shutil.copytree(results, faster)
+    record, path = _records(faster)[("sst2", "magnitude")]
+    record["latency"]["fixed"][0]["speedup"] = {**(record["latency"]["fixed"][0].get("speedup") or {}), "value": 1.5, "ci95": [1.4, 1.6]}
+    record["latency"]["fixed"][0]["interleaved"] = True
+    base_p50 = _records(faster)[("sst2", "baseline")][0]["latency"]["fixed"][0]["p50_ms"]
+    record["latency"]["fixed"][0]["p50_ms"] = base_p50 / 1.5  # qualifiers are ranked by p50
+    write_json_atomic(path, record)
+    assert report_main([str(faster), "--recommend", "--max-drop", "100", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "## sst2 on cpu" in out and "Best: **" in out and "P(frontier)" in out and "paired 95% CI" in out
+    sst2 = out[out.index("## sst2 on cpu"):]
+    assert "Best: **magnitude**" in sst2 and "P(frontier)" in sst2 and "paired 95% CI" in sst2 and "1.50× [1.40, 1.60]" in sst2
     assert report_main([str(results), "--recommend", "--max-latency-ms", "0.0001", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert out.count("Nothing qualifies") == 2 and "latency" in out
