@@ -106,19 +106,19 @@ def _row(group: pd.DataFrame, ok: pd.DataFrame, columns: list[str], drop_tasks) 
         row.update({column: cell["score"], column + "_ci_lo": cell["ci_lo"], column + "_ci_hi": cell["ci_hi"], column + "_n": 1})
         seed_cells = _seed_cells(group[group["column"].eq(column)], cell)
         seeds = seed_cells["score"].astype(float)
-        paired = seed_cells["paired_drop"].astype(float) if "paired_drop" in seed_cells else pd.Series(dtype=float)
+        paired = seed_cells["paired_drop"].astype(float)  # each seed's drop against its own baseline
         if len(seeds) > 1:  # the same configuration under several seeds: mean ± std over them, with n
             row.update({column: seeds.mean(), column + "_ci_lo": np.nan, column + "_ci_hi": np.nan,
                         column + "_sd": seeds.std(ddof=1), column + "_n": len(seeds)})
             cell = cell.copy()
             cell["score"] = seeds.mean()
-        has_paired = len(paired) == len(seeds) and paired.notna().all()
-        if first["category"] != "Baseline" and len(seeds) > 1:  # the seeds' mean paired drop; one seed's CI and p do not describe it
-            row.update({column + "_drop": float(paired.mean()) if has_paired else np.nan, column + "_drop_ci_lo": np.nan,
-                        column + "_drop_ci_hi": np.nan, column + "_drop_p": np.nan})
-        elif first["category"] != "Baseline":
-            row.update({column + "_drop": cell["paired_drop"], column + "_drop_ci_lo": cell["paired_ci_lo"],
-                        column + "_drop_ci_hi": cell["paired_ci_hi"], column + "_drop_p": cell["paired_p"]})
+        has_paired = paired.notna().all()
+        if first["category"] != "Baseline":  # over seeds: their mean paired drop; one seed's CI and p do not describe it
+            one = len(seeds) == 1
+            row.update({column + "_drop": float(paired.mean()) if has_paired else np.nan,
+                        column + "_drop_ci_lo": cell["paired_ci_lo"] if one else np.nan,
+                        column + "_drop_ci_hi": cell["paired_ci_hi"] if one else np.nan,
+                        column + "_drop_p": cell["paired_p"] if one else np.nan})
         base = _pick(baselines[baselines["task"].eq(cell["task"])], prefer=cell)
         if column in drop_tasks and base is not None and pd.notna(base["score"]) and not cell["random_init"]:
             # Each record's own paired drop (its baseline: same seed, same examples) where every seed has
