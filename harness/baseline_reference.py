@@ -9,10 +9,10 @@ config, the eval data, the device/dtype and CACHE_VERSION: one evaluation per sw
 from __future__ import annotations
 
 import copy
-import dataclasses
 from pathlib import Path
 from typing import Optional
 
+from harness.config import task_identity
 from harness.finetune import CACHE_VERSION, stable_hash
 from harness.predictions import SplitResult, metric_suffix, read_predictions, score_split, write_predictions
 
@@ -21,7 +21,7 @@ def reference_key(cell, training: dict, fingerprints: dict) -> str:
     from harness.models import describe_source
 
     weights = training.get("key") if training and training.get("finetuned") else describe_source(cell.model)
-    return stable_hash({"weights": weights, "task": dataclasses.asdict(cell.task), "data": fingerprints,
+    return stable_hash({"weights": weights, "task": task_identity(cell.task), "data": fingerprints,
                         "device": [cell.hardware.device, cell.hardware.dtype], "cache_version": CACHE_VERSION})
 
 

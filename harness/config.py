@@ -11,7 +11,7 @@ import difflib
 import math
 import os
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
@@ -77,6 +77,7 @@ class HubData:
 
 # transformers' TrainingArguments.optim names this harness supports (both are torch's AdamW).
 FINETUNE_OPTIMIZERS = ("adamw_torch_fused", "adamw_torch")
+FINETUNE_PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -94,8 +95,15 @@ class FinetuneConfig:
     # optimizer state for it (half of MiniLM's weights). Faster, and a standard choice when the
     # training set is small; off by default so full-scale fine-tunes match the published recipe.
     freeze_word_embeddings: bool = False
+    # Arithmetic of every training loop of the cell (baseline fine-tune, recovery, distillation,
+    # pruning schedules): "bf16" runs forward and backward under torch.autocast(bfloat16) with fp32
+    # master weights; fast on CPUs with AMX / AVX512-BF16 (BENCHMARKS.md, "bf16 fine-tuning") and on
+    # GPUs. fp32 is the published recipes' arithmetic and the default.
+    precision: str = "fp32"
 
     def __post_init__(self):
+        check(self.precision in FINETUNE_PRECISIONS, "task.finetune.precision",
+              f"must be one of {', '.join(FINETUNE_PRECISIONS)}, got {self.precision!r}")
         check(self.optimizer in FINETUNE_OPTIMIZERS, "task.finetune.optimizer",
               f"must be one of {', '.join(FINETUNE_OPTIMIZERS)}, got {self.optimizer!r}")
         check(self.epochs > 0, "task.finetune.epochs", f"must be > 0, got {self.epochs}")
@@ -105,6 +113,19 @@ class FinetuneConfig:
         check(0 <= self.warmup_ratio <= 1, "task.finetune.warmup_ratio", f"must be in [0, 1], got {self.warmup_ratio}")
         if self.max_train_samples is not None:
             check(self.max_train_samples > 0, "task.finetune.max_train_samples", "must be > 0 or null")
+
+
+def finetune_identity(finetune: "FinetuneConfig") -> dict:
+    """The fine-tune settings as hashed into cache keys and record hashes: precision is left out at
+    fp32, so fine-tunes and records made before the field existed keep their keys."""
+    identity = asdict(finetune)
+    if identity["precision"] == "fp32":
+        del identity["precision"]
+    return identity
+
+
+def task_identity(task: "TaskConfig") -> dict:
+    return {**asdict(task), "finetune": finetune_identity(task.finetune)}
 
 
 @dataclass

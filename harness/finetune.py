@@ -15,10 +15,10 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
+from harness.config import finetune_identity
 from harness.record import umask_mode
 
 CACHE_VERSION = 1  # bump when a code change should invalidate cached fine-tunes and records
@@ -40,7 +40,7 @@ def finetune_key(model_identity: str, task, finetune_cfg, seed: int, fingerprint
         "cache_version": CACHE_VERSION,
         "model": model_identity,
         "task": [task.name, task.version, task.max_seq_length],
-        "hyperparameters": asdict(finetune_cfg),
+        "hyperparameters": finetune_identity(finetune_cfg),
         "seed": seed,
         "data": fingerprints,
         "libraries": library_versions(),
@@ -70,6 +70,7 @@ def train(model, tokenizer, train_dataset, finetune_cfg, seed: int, device: str,
             report_to=[],
             dataloader_num_workers=0,
             optim=finetune_cfg.optimizer,
+            bf16=finetune_cfg.precision == "bf16",  # torch.autocast(bfloat16) around forward and loss
             disable_tqdm=False,  # transformers hides the bar whenever its log level is warning or quieter
         )
         with frozen_word_embeddings(model, finetune_cfg.freeze_word_embeddings):

@@ -11,7 +11,7 @@ import time
 import traceback
 from contextlib import contextmanager
 
-from harness.config import DEFAULT_RUNTIME, CellConfig
+from harness.config import DEFAULT_RUNTIME, CellConfig, task_identity
 from harness.errors import UnsupportedError
 from harness.finetune import CACHE_VERSION, stable_hash
 from harness.record import SCHEMA_VERSION, Record, record_path
@@ -55,6 +55,7 @@ def config_hash(cell: CellConfig, fingerprints: dict) -> str:
     The default runtime (pytorch) is left out, so cells recorded before the runtime axis existed keep
     their hashes; any other runtime, with all its settings, is hashed."""
     semantic = {k: v for k, v in config_dict(cell).items() if k not in ("paths", "force", "isolate", "run_name")}
+    semantic["task"] = task_identity(cell.task)  # fine-tune precision only when not fp32
     resolved_steps = getattr(cell.method, "step_configs", None)
     if resolved_steps:  # a pipeline's steps as they run (YAML defaults + params), not as named: a changed
         semantic["method"]["resolved_steps"] = [dataclasses.asdict(step) for step in resolved_steps]  # default re-measures

@@ -500,3 +500,29 @@ def test_finetune_optimizer_is_validated():
     assert FinetuneConfig().optimizer == "adamw_torch_fused"
     with pytest.raises(ConfigError, match="task.finetune.optimizer"):
         FinetuneConfig(optimizer="sgd")
+
+
+@pytest.mark.parametrize("precision, matmul_dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
+def test_train_runs_its_forward_in_the_configured_precision_and_keeps_fp32_weights(tokenizer, precision, matmul_dtype):
+    import datasets
+
+    from harness.finetune import train
+
+    model = tiny_bert().train()
+    seen = set()
+    hook = model.bert.encoder.layer[0].attention.self.query.register_forward_hook(lambda m, i, out: seen.add(out.dtype))
+    finetune = FinetuneConfig(epochs=1, learning_rate=1e-3, batch_size=16, warmup_ratio=0.0, precision=precision)
+    train(model, tokenizer, datasets.Dataset.from_dict(synthetic_rows(32, seed=0)), finetune, seed=0, device="cpu")
+    hook.remove()
+    assert seen == {matmul_dtype}
+    assert {p.dtype for p in model.parameters()} == {torch.float32}, "autocast keeps the master weights in fp32"
+
+
+def test_finetune_precision_is_validated_and_hashed_only_when_not_fp32():
+    from harness.config import finetune_identity
+    from harness.errors import ConfigError
+
+    assert "precision" not in finetune_identity(FinetuneConfig()), "keys made before the field existed stay valid"
+    assert finetune_identity(FinetuneConfig(precision="bf16"))["precision"] == "bf16"
+    with pytest.raises(ConfigError, match="task.finetune.precision: must be one of fp32, bf16"):
+        FinetuneConfig(precision="fp16")

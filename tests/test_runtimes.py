@@ -77,12 +77,14 @@ def test_pytorch_cells_keep_their_record_names_and_hashes(compose):
     cell = compose("method=baseline")
     fingerprints = {"glue/SST-2/dev.tsv": "abc"}
     before_the_axis = {k: v for k, v in config_dict(cell).items() if k not in ("paths", "force", "isolate", "run_name", "runtime")}
+    del before_the_axis["task"]["finetune"]["precision"]  # added later, hashed only when not fp32
     assert config_hash(cell, fingerprints) == stable_hash({"config": before_the_axis, "data": fingerprints, "cache_version": CACHE_VERSION})
     path = record_path("r", cell_names(cell), config_hash(cell, fingerprints))
     assert path.name.count("__") == 4 and "pytorch" not in path.name
     other = compose("method=baseline", "runtime=openvino")
     other_path = record_path("r", cell_names(other), config_hash(other, fingerprints))
     assert "__openvino__" in other_path.name and config_hash(other, fingerprints) != config_hash(cell, fingerprints)
+    assert config_hash(compose("method=baseline", "task.finetune.precision=bf16"), fingerprints) != config_hash(cell, fingerprints)
 
 
 # ------------------------------------------------------------------------ conversion (tiny models)
