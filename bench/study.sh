@@ -103,6 +103,11 @@ training() {
     # MRPC it ended at the all-positive answer); scores started at |W| rank weights from step one.
     cell "$task" method=movement_prune method.train_samples="$n" method.epochs=3 method.score_init=magnitude
     cell -m "$task" method=qat_int8,early_exit method.train_samples="$n" method.epochs=1
+    # Entropy exits need classes (on STS-B that cell's record says unsupported); PABEE's patience
+    # rule runs on a regression: a prediction that moved < regression_threshold counts as held.
+    if [ "$task" = stsb ]; then
+      cell "$task" method=early_exit method.train_samples="$n" method.epochs=1 method.mode=patience
+    fi
     cell "$task" method=recipe_kd_prune_int8 method.steps.0.params.train_samples="$n" method.steps.0.params.epochs=3 \
       +method.steps.0.params.learning_rate=null
     cell "$task" method=recipe_pruneofa method.steps.0.params.train_samples="$n" method.steps.0.params.epochs=3 \

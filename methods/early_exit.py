@@ -17,7 +17,10 @@ ramps' losses); the backbone is never changed, so the final exit is exactly the 
               threshold 0: never exits early (the plain model, bit for bit); threshold >= ln(C)
               (or .inf): every sample exits after layer 1.
     patience  (PABEE) exit when the argmax has stayed the same for `patience` consecutive layers
-              (patience 0: exit after layer 1; patience >= L - 1: the plain model).
+              (patience 0: exit after layer 1; patience >= L - 1: the plain model). On a regression
+              task (one output, STS-B) a prediction counts as unchanged when it moved by less than
+              `regression_threshold` from the previous layer's (PABEE's rule for regression); the
+              ramps then train with the squared error, as the model's own head.
 
 Batches: exits are per sample at every batch size. A sample that exits is removed from the batch,
 the others go on with a smaller batch, so each sample's output and exit layer are the same as at
@@ -29,9 +32,9 @@ Sweeping threshold / patience / mode never retrains: the ramps are cached under 
 those fields out. info["avg_exit_layer"], the exit histogram and info["flops_per_sample_estimate"]
 (hooks, real eval lengths) are computed on the eval split (`stats_samples` examples).
 
-Supported: BERT-style sequence classification (BertForSequenceClassification and models with the
-same layout: base_model.embeddings / encoder.layer / pooler, model.dropout / classifier). Not
-regression (entropy/patience need classes) nor extractive QA.
+Supported: BERT-style sequence classification and regression (BertForSequenceClassification and
+models with the same layout: base_model.embeddings / encoder.layer / pooler, model.dropout /
+classifier); regression in patience mode only (entropy needs classes). Not extractive QA.
 
 Artifact: the backbone through save_pretrained + ramps.safetensors + compbench_artifact.json
 (format "early_exit"); `load_artifact(directory)` rebuilds it (the format is registered here).
@@ -123,11 +126,12 @@ class RampSet(nn.Module):
         return ramps.eval()
 
 
-def check_supported(model, task_config) -> None:
+def check_supported(model, task_config, mode: str) -> None:
     if task_config.kind == "squad":
         raise UnsupportedError("unsupported: early_exit covers sequence classification, not extractive QA")
-    if task_config.is_regression:
-        raise UnsupportedError("unsupported: early_exit needs classes (entropy / patience); this task is a regression")
+    if task_config.is_regression and mode != "patience":
+        raise UnsupportedError("unsupported: early_exit mode=entropy needs classes and this task is a regression; "
+                               "method.mode=patience exits on a regression (PABEE, method.regression_threshold)")
     base = getattr(model, "base_model", None)
     ok = (base is not None and hasattr(base, "embeddings") and hasattr(getattr(base, "encoder", None), "layer")
           and getattr(base, "pooler", None) is not None and isinstance(getattr(model, "classifier", None), nn.Linear))
@@ -143,12 +147,15 @@ def _entropy(logits: torch.Tensor) -> torch.Tensor:
 class EarlyExitModel(nn.Module):
     """The backbone + ramps, run layer by layer with per-sample exits (see the module docstring)."""
 
-    def __init__(self, model, ramps: RampSet, mode: str = "entropy", threshold: float = 0.0, patience: int = 3):
+    def __init__(self, model, ramps: RampSet, mode: str = "entropy", threshold: float = 0.0, patience: int = 3,
+                 regression_threshold: float = 0.1):
         super().__init__()
         self.model = model
         self.ramps = ramps
         self.config = model.config
         self.mode, self.threshold, self.patience = mode, float(threshold), int(patience)
+        self.regression_threshold = float(regression_threshold)
+        self.regression = model.classifier.out_features == 1
         self.last_exit_layers: Optional[torch.Tensor] = None  # 1-based exit layer per sample of the last call
 
     @property
@@ -186,9 +193,11 @@ class EarlyExitModel(nn.Module):
             if self.mode == "entropy":
                 done = _entropy(logits) < self.threshold
             else:
-                prediction = logits.argmax(-1)
+                prediction = logits[:, 0] if self.regression else logits.argmax(-1)
                 if previous is not None:  # layers in a row agreeing with the previous one
-                    streak = torch.where(prediction == previous, streak + 1, torch.zeros_like(streak))
+                    same = ((prediction - previous).abs() < self.regression_threshold if self.regression
+                            else prediction == previous)
+                    streak = torch.where(same, streak + 1, torch.zeros_like(streak))
                 done = streak >= self.patience
                 previous = prediction
             if not bool(done.any()):
@@ -204,10 +213,15 @@ class EarlyExitModel(nn.Module):
                 mask2d = mask2d[keep]
             mask = self._mask(hidden, mask2d)
         self.last_exit_layers = exit_layers.detach()
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits_out.view(-1, logits_out.shape[-1]), labels.view(-1))
+        loss = None if labels is None else ramp_loss(logits_out, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits_out)
+
+
+def ramp_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The loss of the model's own head: squared error on one output (regression), else cross-entropy."""
+    if logits.shape[-1] == 1:
+        return F.mse_loss(logits.squeeze(-1), labels.view(-1).to(logits.dtype))
+    return F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1))
 
 
 class RampTrainingModel(nn.Module):
@@ -232,7 +246,7 @@ class RampTrainingModel(nn.Module):
         logits = [ramp(pool(states[i + 1], attention_mask, self.ramps.pooling)) for i, ramp in enumerate(self.ramps.ramps)]
         loss = None
         if labels is not None:
-            loss = torch.stack([F.cross_entropy(l, labels.view(-1)) for l in logits]).sum()
+            loss = torch.stack([ramp_loss(l, labels) for l in logits]).sum()
         return SequenceClassifierOutput(loss=loss, logits=logits[-1])
 
 
@@ -243,11 +257,13 @@ class EarlyExitConfig(TrainingMethodConfig):
     mode: str = "entropy"  # entropy (DeeBERT) | patience (PABEE)
     threshold: float = 0.3  # entropy: exit when the ramp's entropy < threshold (0: never; >= ln(classes): at layer 1)
     patience: int = 2  # patience: exit when the prediction held for this many consecutive layers
+    # patience on a regression: a prediction "held" when it moved less than this (label units; STS-B 0-5)
+    regression_threshold: float = 0.1
     stats_samples: Optional[int] = 1000  # eval examples for avg_exit_layer / FLOPs (null: the whole split)
     pooling: str = "mean"  # ramp input: mean (masked mean of the layer's tokens) | cls (DeeBERT: the [CLS] state)
     learning_rate: Optional[float] = 1.0e-3  # only the ramps train (heads on frozen features)
 
-    inference_only: ClassVar[tuple[str, ...]] = ("mode", "threshold", "patience", "stats_samples")
+    inference_only: ClassVar[tuple[str, ...]] = ("mode", "threshold", "patience", "regression_threshold", "stats_samples")
 
     def __post_init__(self):
         super().__post_init__()
@@ -255,6 +271,7 @@ class EarlyExitConfig(TrainingMethodConfig):
         check(self.pooling in POOLINGS, "method.pooling", f"unknown pooling {self.pooling!r}", POOLINGS)
         check(self.threshold >= 0, "method.threshold", f"must be >= 0 (.inf allowed), got {self.threshold}")
         check(isinstance(self.patience, int) and self.patience >= 0, "method.patience", f"must be an integer >= 0, got {self.patience}")
+        check(self.regression_threshold >= 0, "method.regression_threshold", f"must be >= 0, got {self.regression_threshold}")
         check(self.stats_samples is None or self.stats_samples >= 1, "method.stats_samples", f"must be >= 1 or null, got {self.stats_samples}")
 
 
@@ -281,7 +298,8 @@ def assemble(model, ramps: RampSet, cfg: EarlyExitConfig) -> EarlyExitModel:
     baseline there when this cell fine-tuned it): one device for all, whichever it is.
     """
     ramps = ramps.to(device_of(model)).eval()
-    return EarlyExitModel(model.eval(), ramps, mode=cfg.mode, threshold=cfg.threshold, patience=cfg.patience).eval()
+    return EarlyExitModel(model.eval(), ramps, mode=cfg.mode, threshold=cfg.threshold, patience=cfg.patience,
+                          regression_threshold=cfg.regression_threshold).eval()
 
 
 def on_device(batch: dict, device: torch.device) -> dict:
@@ -328,7 +346,7 @@ class EarlyExit(Method):
 
     def apply(self, model, ctx):
         cfg = self.config
-        check_supported(model, ctx.task.config)
+        check_supported(model, ctx.task.config, cfg.mode)
         model.eval()
 
         def build():
@@ -346,9 +364,11 @@ class EarlyExit(Method):
 
         ramps = cached_training(self, ctx, model, build, RampSet.load)
         early = assemble(model, ramps, cfg)
+        regression = ramps.meta["num_labels"] == 1
         self.info.update(mode=cfg.mode, pooling=cfg.pooling, threshold=cfg.threshold if cfg.mode == "entropy" else None,
                          patience=cfg.patience if cfg.mode == "patience" else None, ramps=ramps.meta["num_ramps"],
-                         max_entropy=math.log(ramps.meta["num_labels"]),
+                         regression_threshold=cfg.regression_threshold if regression else None,
+                         max_entropy=None if regression else math.log(ramps.meta["num_labels"]),
                          batch_behaviour="per-sample exits; exited samples leave the batch, the rest continue")
         if ctx.task.eval:
             self.info.update(exit_statistics(early, model, _eval_batches(ctx, cfg.stats_samples)))
@@ -361,7 +381,8 @@ class EarlyExit(Method):
 def save_early_exit(model: EarlyExitModel, directory: str) -> None:
     model.model.save_pretrained(directory, safe_serialization=True)
     model.ramps.save_pretrained(directory)
-    write_marker(directory, model.model.config, format="early_exit", mode=model.mode, threshold=model.threshold if math.isfinite(model.threshold) else "inf", patience=model.patience)
+    write_marker(directory, model.model.config, format="early_exit", mode=model.mode, threshold=model.threshold if math.isfinite(model.threshold) else "inf", patience=model.patience,
+                 regression_threshold=model.regression_threshold)
 
 
 @register_format("early_exit")
@@ -370,4 +391,5 @@ def load_early_exit(directory: str, config, marker: dict) -> EarlyExitModel:
 
     model_class = getattr(transformers, (config.architectures or ["BertForSequenceClassification"])[0])
     backbone = model_class.from_pretrained(directory).eval()
-    return EarlyExitModel(backbone, RampSet.load(directory), mode=marker["mode"], threshold=float(marker["threshold"]), patience=marker["patience"]).eval()
+    return EarlyExitModel(backbone, RampSet.load(directory), mode=marker["mode"], threshold=float(marker["threshold"]),
+                          patience=marker["patience"], regression_threshold=marker.get("regression_threshold", 0.1)).eval()

@@ -443,6 +443,35 @@ def test_early_exit_method_trains_ramps_and_sweeps_without_retraining(tokenizer,
         assert torch.allclose(reloaded(**plain_inputs).logits, early(**plain_inputs).logits, atol=1e-5)
 
 
+def test_early_exit_on_a_regression_uses_pabee_patience_with_a_tolerance(tokenizer, cache_dir):
+    import dataclasses
+
+    from harness.errors import UnsupportedError
+    from methods.early_exit import EarlyExit, EarlyExitConfig
+
+    model = tiny_bert(num_labels=1)
+    inputs = {k: v for k, v in batch(tokenizer).items() if k != "labels"}
+    with torch.inference_mode():
+        plain = model(**inputs).logits
+        exact = _early(model, mode="patience", patience=1, regression_threshold=0.0)  # no two layers agree exactly
+        assert torch.equal(exact(**inputs).logits, plain) and exact.last_exit_layers.tolist() == [4] * 16
+        lenient = _early(model, mode="patience", patience=1, regression_threshold=math.inf)  # every step "agrees"
+        lenient(**inputs)
+        assert lenient.last_exit_layers.tolist() == [2] * 16
+
+    ctx = make_ctx(tokenizer, cache_dir, model)
+    regression = TaskConfig(name="stsb", num_labels=1, is_regression=True, finetune=ctx.task.config.finetune)
+    ctx = dataclasses.replace(ctx, task=dataclasses.replace(ctx.task, config=regression))
+    with pytest.raises(UnsupportedError, match="mode=entropy needs classes.*method.mode=patience"):
+        EarlyExit(EarlyExitConfig(train_samples=32, epochs=1)).apply(model, ctx)
+    method = EarlyExit(EarlyExitConfig(train_samples=32, epochs=1, mode="patience", patience=1, regression_threshold=0.05, stats_samples=40))
+    early = method.apply(model, ctx)
+    assert method.info["regression_threshold"] == 0.05 and method.info["max_entropy"] is None
+    assert 2 <= method.info["avg_exit_layer"] <= 4 and sum(method.info["exit_layer_histogram"].values()) == 40
+    with torch.inference_mode():
+        assert early(**inputs).logits.shape == (16, 1)
+
+
 def test_movement_magnitude_score_init_starts_as_magnitude_pruning():
     from methods.movement import set_sparsity, threshold_mask, wrap_linears
 

@@ -81,6 +81,16 @@ def test_seeds_of_one_configuration_aggregate_and_a_rerun_replaces(tmp_path):
     assert points.loc["magnitude", "n"] == 3 and points.loc["magnitude", "value"] == pytest.approx(np.mean([80, 82, 86]))
 
 
+def test_seeds_recorded_before_and_after_the_finetune_precision_field_share_a_setting():
+    from harness.report.variants import setting_key
+
+    old = json.loads((FIXTURES / MAGNITUDE).read_text())["config"]
+    assert "precision" not in old["task"]["finetune"]
+    fp32, bf16 = copy.deepcopy(old), copy.deepcopy(old)
+    fp32["task"]["finetune"]["precision"], bf16["task"]["finetune"]["precision"] = "fp32", "bf16"
+    assert setting_key(fp32) == setting_key(old) != setting_key(bf16)
+
+
 def test_average_drop_pairs_each_record_with_its_own_seeds_baseline(tmp_path):
     """A newer baseline under another seed must not become every method's reference: the average drop
     is the record's paired drop (its own baseline, same examples); without one, the same-seed baseline."""

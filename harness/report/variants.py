@@ -28,6 +28,9 @@ UNKNOWN = object()  # a default the source does not state as a literal: never re
 def setting_key(config: dict) -> str:
     """Hash of everything in the record's config but paths, run flags and the seed."""
     semantic = {k: v for k, v in (config or {}).items() if k not in NOT_SETTING}
+    finetune = (semantic.get("task") or {}).get("finetune") or {}
+    if finetune.get("precision") == "fp32":  # records from before the field existed hold none: the same setting
+        semantic["task"] = {**semantic["task"], "finetune": {k: v for k, v in finetune.items() if k != "precision"}}
     return hashlib.sha256(json.dumps(semantic, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
