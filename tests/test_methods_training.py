@@ -302,6 +302,24 @@ def test_fake_quant_matches_the_int8_kernel():
     assert (fake - real).abs().max() < 0.25 * (exact - real).abs().max()  # simulates the kernel, not fp32
 
 
+def test_fake_quant_runs_in_fp32_under_a_bf16_training_autocast():
+    """task.finetune.precision=bf16 trains QAT under bf16 autocast: the fake-quant layers (fp32-only
+    ops) must still run, and compute what they compute in fp32, with gradients."""
+    from methods.qat import FbgemmDynamicFakeQuantLinear
+
+    torch.manual_seed(0)
+    layer = FbgemmDynamicFakeQuantLinear(torch.nn.Linear(64, 32))
+    x = torch.randn(8, 10, 64)
+    expected = layer(x)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        out = layer(x.to(torch.bfloat16))  # as the previous layer hands it over under autocast
+    assert out.dtype == torch.float32
+    assert torch.allclose(out, layer(x.to(torch.bfloat16).float()))
+    assert (out - expected).abs().max() < 0.1 * expected.abs().max()  # only the input's bf16 rounding differs
+    out.sum().backward()
+    assert layer.weight.grad is not None and torch.isfinite(layer.weight.grad).all()
+
+
 def test_qat_loss_decreases_under_fake_quant(tokenizer):
     from methods.qat import fake_quant_modules, prepare
 
