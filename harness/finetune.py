@@ -82,6 +82,9 @@ def train(model, tokenizer, train_dataset, finetune_cfg, seed: int, device: str,
                 **trainer_kwargs,
             )
             trainer.train()
+            # For bf16 the Trainer's accelerate wraps the model's forward in autocast and leaves it
+            # there; unwrapped, every later evaluation, conversion and latency pass runs in fp32 again.
+            trainer.accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     return model.eval()
 
 

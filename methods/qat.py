@@ -81,11 +81,7 @@ class FbgemmDynamicFakeQuantLinear(nn.Module):
         return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, self.ACT_QMIN, self.ACT_QMAX)
 
     def forward(self, x):
-        # The int8 kernel it simulates works on fp32 inputs, and torch's fake-quant ops take fp32 only:
-        # under a bf16 training autocast (task.finetune.precision=bf16) this layer still runs in fp32,
-        # so the rounding trained against is the deployed kernel's, not bf16's on top of it.
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            return F.linear(self._activation(x.float()), self._weight(), self.bias)
+        return F.linear(self._activation(x), self._weight(), self.bias)
 
     @torch.no_grad()
     def to_linear(self) -> nn.Linear:
