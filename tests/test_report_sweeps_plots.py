@@ -208,3 +208,19 @@ def test_recipes_differing_in_a_step_parameter_get_labels_of_their_own():
 
     two, one = (method_label("pipeline", changed_parameters(recipe(n))) for n in (2, 1))
     assert two == "pipeline (steps=[kd_logits{student_layers:2},dynamic_int8])" and one != two
+
+
+def test_a_training_budget_marks_the_cell_instead_of_splitting_the_row():
+    """SST-2's methods train on a 20k subset, the small tasks' on their whole split: one method, one
+    row across tasks, with the subset cell marked (train_subset) rather than a row of its own."""
+    from harness.report.variants import changed_parameters, method_label, trains_on_subset
+
+    kd = {"_target_": "methods.distillation.KdLogits", "name": "kd_logits", "epochs": 3}
+    full, subset = {**kd, "train_samples": None}, {**kd, "train_samples": 20000}
+    assert method_label("kd_logits", changed_parameters(full)) == method_label("kd_logits", changed_parameters(subset))
+    assert trains_on_subset(subset, 67349) and not trains_on_subset(full, 67349) and not trains_on_subset(subset, 3668)
+    recipe = {"_target_": "methods.pipeline.Pipeline", "name": "recipe_pruneofa",
+              "steps": [{"name": "gradual_magnitude", "params": {"train_samples": 20000, "sparsity": 0.85}}]}
+    assert "train_samples" not in method_label("recipe_pruneofa", changed_parameters(recipe))
+    assert "sparsity:0.85" in method_label("recipe_pruneofa", changed_parameters(recipe))
+    assert trains_on_subset(recipe, 67349)

@@ -84,7 +84,7 @@ def footnotes(numeric: pd.DataFrame, tasks=DEFAULT_TASKS) -> list[str]:
     ]
     legend = {MARK_SPARSE: "sparse storage (1-bit mask + non-zero values), smaller than dense; w/o emb stays dense",
               MARK_SUBSET: "evaluated on a subset of the evaluation split",
-              MARK_TRAIN_SUBSET: "fine-tuned on a subset of the training split (see the record's data.notes)",
+              MARK_TRAIN_SUBSET: "trained on a subset of the training split: the baseline fine-tune (the record's data.notes) or the method's own training (its train_samples)",
               MARK_RANDOM: "random-init weights: size/latency only, accuracy not meaningful",
               MARK_VARIANT: "SQuAD v1.1 dev-split variant (squad_v1.1_devsplit), not the official dev set"}
     notes += [f"{mark}: {text}" for mark, text in legend.items() if mark in marks]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from harness.report.categories import UNCATEGORISED
-from harness.report.variants import changed_parameters, method_label, setting_key, variant_text
+from harness.report.variants import changed_parameters, method_label, setting_key, trains_on_subset, variant_text
 
 COLUMNS = [
     "path", "task", "model", "method", "runtime", "hardware", "device", "status", "reason", "seed",
@@ -69,7 +69,8 @@ def flatten_record(record: dict, path: str | Path) -> dict:
         "ci_lo": to_points(ci[0], task, metric) if ci else None,
         "ci_hi": to_points(ci[1], task, metric) if ci else None,
         "subset": bool(subset.get("eval_subset")),
-        "train_subset": bool(subset.get("train_subset")),
+        "train_subset": bool(subset.get("train_subset"))
+        or trains_on_subset(config.get("method"), ((record.get("data") or {}).get("counts") or {}).get("train")),
         "random_init": model_cfg.get("init") == "random",
         "notes": "; ".join(str(n) for n in record.get("metrics_notes") or []),
     }

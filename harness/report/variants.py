@@ -22,6 +22,10 @@ from typing import Any, Optional
 # Not part of what a configuration *is*: where files go, run flags, and the seed (seeds aggregate).
 NOT_SETTING = ("paths", "force", "isolate", "run_name", "allow_concurrent_latency", "seed")
 NOT_PARAMETERS = ("_target_", "name")
+# How many of the task's training examples a method trains on is a per-task budget, not a variant of
+# the method: left out of labels so one method's row spans tasks whose budgets differ (SST-2's 20k
+# subset beside the small tasks' full splits); a cell trained on a subset is marked instead (ᵗ).
+DATA_BUDGET = ("train_samples",)
 UNKNOWN = object()  # a default the source does not state as a literal: never reported as changed
 
 
@@ -152,7 +156,17 @@ def changed_parameters(method_config: dict) -> dict:
     if defaults is None:
         return {}
     return {k: v for k, v in method_config.items()
-            if k not in NOT_PARAMETERS and defaults.get(k) is not UNKNOWN and (k not in defaults or not _same(defaults[k], v))}
+            if k not in NOT_PARAMETERS + DATA_BUDGET and defaults.get(k) is not UNKNOWN
+            and (k not in defaults or not _same(defaults[k], v))}
+
+
+def trains_on_subset(method_config: dict, train_examples: Optional[int]) -> bool:
+    """Whether the method, or a step of its pipeline, trained on fewer examples than the split has."""
+    method_config = method_config or {}
+    budgets = [method_config.get(k) for k in DATA_BUDGET]
+    budgets += [(step.get("params") or {}).get(k) for step in method_config.get("steps") or [] if isinstance(step, dict)
+                for k in DATA_BUDGET]
+    return any(isinstance(b, int) and not isinstance(b, bool) and (train_examples is None or b < train_examples) for b in budgets)
 
 
 def variant_text(changed: dict) -> str:
@@ -175,8 +189,8 @@ def _same(a: Any, b: Any) -> bool:
 def _step(step: dict) -> str:
     """A pipeline step: its name, and its parameter overrides, so that two recipes differing only in a
     step's parameters (a 2-layer vs a 1-layer student) get rows and labels of their own."""
-    params = step.get("params") or {}
-    return step.get("name", "?") + (_short(dict(params)) if params else "")
+    params = {k: v for k, v in (step.get("params") or {}).items() if k not in DATA_BUDGET}
+    return step.get("name", "?") + (_short(params) if params else "")
 
 
 def _short(value: Any) -> str:
