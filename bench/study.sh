@@ -8,7 +8,7 @@
 #   bash bench/study.sh training mrpc rte      # every training-based method (SST-2: a 20k subset)
 #   bash bench/study.sh compound mrpc          # compound recipes on ONNX Runtime for the 10x goal
 #   bash bench/study.sh reference              # BERT-base fp32 latency here (random weights), for orientation
-#   bash bench/study.sh seeds mrpc stsb rte    # baseline and dynamic_int8 at seeds 1 and 2 as well (SEEDS=42,1,2 elsewhere)
+#   bash bench/study.sh seeds mrpc stsb rte    # baseline, dynamic_int8, best compound at seeds 1, 2 too (SEEDS=42,1,2 elsewhere)
 #   bash bench/study.sh curves mrpc            # sparsity / rank / fraction sweeps (report curves)
 #   bash bench/study.sh report                 # Table 1 over the six tasks + frontiers + recommendation
 #   DRY_RUN=1 bash bench/study.sh post mrpc    # list the cells and whether each is done, run nothing
@@ -140,18 +140,17 @@ compound() {
   for task in "$@"; do
     local n=null
     [ "$task" = sst2 ] && n=${SST2_TRAIN_SAMPLES:-20000}
-    local int8=$ORT_INT8
     kd() { echo "{name:kd_logits,params:{train_samples:$n,epochs:3,student_layers:$1}}"; }
     best_compound "$task"
     cell "$task" runtime=onnxruntime method=pipeline method.recover_epochs="$RECOVER_EPOCHS" \
-      "method.steps=[layer_drop,{name:head_prune,params:{fraction:0.25}},{name:ffn_prune,params:{fraction:0.3}},$int8]"
+      "method.steps=[layer_drop,{name:head_prune,params:{fraction:0.25}},{name:ffn_prune,params:{fraction:0.3}},$ORT_INT8]"
     cell "$task" runtime=onnxruntime method=pipeline method.recover_epochs="$RECOVER_EPOCHS" \
-      "method.steps=[{name:layer_drop,params:{drop:3}},$int8]"
-    cell "$task" runtime=onnxruntime method=pipeline "method.steps=[$(kd 2),$int8]"
-    cell "$task" runtime=onnxruntime method=pipeline "method.steps=[$(kd 1),$int8]"
+      "method.steps=[{name:layer_drop,params:{drop:3}},$ORT_INT8]"
+    cell "$task" runtime=onnxruntime method=pipeline "method.steps=[$(kd 2),$ORT_INT8]"
+    cell "$task" runtime=onnxruntime method=pipeline "method.steps=[$(kd 1),$ORT_INT8]"
     cell "$task" runtime=onnxruntime method=pipeline method.recover_epochs="$RECOVER_EPOCHS" \
-      "method.steps=[$(kd 2),{name:head_prune,params:{fraction:0.5}},{name:ffn_prune,params:{fraction:0.5}},$int8]"
-    cell "$task" runtime=onnxruntime method=pipeline "method.steps=[$(kd every_other),$int8]"
+      "method.steps=[$(kd 2),{name:head_prune,params:{fraction:0.5}},{name:ffn_prune,params:{fraction:0.5}},$ORT_INT8]"
+    cell "$task" runtime=onnxruntime method=pipeline "method.steps=[$(kd every_other),$ORT_INT8]"
   done
 }
 
