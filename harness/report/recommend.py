@@ -63,6 +63,38 @@ def candidates(df: pd.DataFrame, tasks=()) -> pd.DataFrame:
     return out
 
 
+# One configuration: same setting (config hash without the seed), task, machine and eval subset.
+CONFIGURATION = ["task", "hardware", "fingerprint", "setting", "subset"]
+
+
+def _over_seeds(cells: pd.DataFrame) -> pd.DataFrame:
+    """One candidate per configuration: a configuration measured under several seeds competes with its
+    mean over them (drop, score, latency, speedup), never with its luckiest seed. The mean has no paired
+    CI (one seed's does not describe it) and no P(frontier); `seed_drops` keeps each seed's drop."""
+    cells = cells.assign(n_seeds=1, seed_drops=None)
+    if cells.empty or "setting" not in cells or "seed" not in cells:
+        return cells
+    keyed = cells["setting"].notna()
+    kept = [cells[~keyed]]
+    for _, group in cells[keyed].groupby(CONFIGURATION, dropna=False, sort=False):
+        group = group.drop_duplicates("seed", keep="last")
+        if len(group) < 2:
+            kept.append(group)
+            continue
+        mean = group.iloc[[-1]].copy()
+        for column in ("drop", "score", "latency_p50_ms", "speedup"):
+            mean[column] = group[column].astype(float).mean()
+        # The seeds' latency and speedup CIs, joined: no joint samples over seeds in the flat frame.
+        for column, pick in (("latency_p50_ci_lo_ms", "min"), ("latency_p50_ci_hi_ms", "max"),
+                             ("speedup_lo", "min"), ("speedup_hi", "max")):
+            mean[column] = getattr(group[column].astype(float), pick)()
+        mean[["drop_lo", "drop_hi", "paired_p", "p_frontier"]] = np.nan
+        mean["n_seeds"] = len(group)
+        mean["seed_drops"] = [tuple(zip(group["seed"], group["drop"].astype(float)))]
+        kept.append(mean)
+    return pd.concat(kept).sort_index()
+
+
 def _qualifies(cells: pd.DataFrame, budget: Budget) -> tuple[pd.Series, pd.Series]:
     """(mask, reason each failing cell fails first)."""
     reasons = pd.Series("", index=cells.index)
@@ -99,6 +131,9 @@ def _evidence(cell) -> str:
     drop = f"drop {signed_points(cell['drop'])} pt"
     if cell["category"] == "Baseline":
         drop = "the baseline itself"
+    elif cell.get("n_seeds", 1) > 1:
+        drop += (f" (mean over {cell['n_seeds']} seeds; per seed "
+                 + ", ".join(f"{signed_points(d)} (seed {int(s)})" for s, d in cell["seed_drops"]) + ")")
     elif np.isfinite(cell["drop_lo"]):
         drop += f" (paired 95% CI [{signed_points(cell['drop_lo'])}, {signed_points(cell['drop_hi'])}]"
         drop += f", p={cell['paired_p']:.3g})" if np.isfinite(cell.get("paired_p", np.nan)) else ")"
@@ -115,7 +150,7 @@ def _evidence(cell) -> str:
 
 def recommend(df: pd.DataFrame, budget: Budget, tasks=()) -> tuple[pd.DataFrame, list[str]]:
     """(one row per task and machine with best/runner-up, the lines to print)."""
-    cells = candidates(df, tasks)
+    cells = _over_seeds(candidates(df, tasks))
     if budget.device:
         cells = cells[cells["device"].eq(budget.device)]
     if tasks:
@@ -157,6 +192,9 @@ def recommend(df: pd.DataFrame, budget: Budget, tasks=()) -> tuple[pd.DataFrame,
         lines.append(f"Best: **{_name(best)}** ({best['model']}): {_evidence(best)}.")
         if best["drop_paired"] and np.isfinite(best["drop_hi"]) and budget.max_drop is not None and best["drop_hi"] > budget.max_drop:
             lines.append(f"  Caution: its drop CI reaches {best['drop_hi']:+.2f} pt, beyond the {budget.max_drop:g} pt limit.")
+        worst_seed = max((d for _, d in best["seed_drops"]), default=np.nan) if best["n_seeds"] > 1 else np.nan
+        if budget.max_drop is not None and worst_seed > budget.max_drop:
+            lines.append(f"  Caution: one of its seeds dropped {worst_seed:+.2f} pt, beyond the {budget.max_drop:g} pt limit.")
         if len(ranked) > 1:
             second = ranked.iloc[1]
             row["runner_up"] = _name(second)
