@@ -182,7 +182,29 @@ def quantize_pt2e(model, batches: list[dict], dynamic: bool) -> ExportedModel:
     with torch.no_grad():
         for batch in batches:
             prepared(**{k: batch[k] for k in inputs})
-    return ExportedModel(convert_pt2e(prepared), model.config, list(inputs), type(model).__name__)
+    converted = drop_unreferenced_tensors(convert_pt2e(prepared))
+    return ExportedModel(converted, model.config, list(inputs), type(model).__name__)
+
+
+def drop_unreferenced_tensors(graph_module):
+    """Remove the parameters and buffers no graph node reads.
+
+    convert_pt2e folds each quantized weight into a new int8 constant (`_frozen_paramN`) but leaves
+    the fp32 weight it came from registered on the graph module: the state dict, the size figure and
+    the saved program then carried an fp32 encoder plus its int8 copy (static int8 measured at 112 %
+    of fp32 on SST-2). A tensor the graph never reads is dead weight, so it goes.
+    """
+    read = {node.target for node in graph_module.graph.nodes if node.op == "get_attr"}
+    named = list(graph_module.named_parameters(remove_duplicate=False)) + list(graph_module.named_buffers(remove_duplicate=False))
+    for name, _ in named:
+        if name in read:
+            continue
+        owner_name, _, attribute = name.rpartition(".")
+        owner = graph_module.get_submodule(owner_name) if owner_name else graph_module
+        owner._parameters.pop(attribute, None)
+        owner._buffers.pop(attribute, None)
+    graph_module.delete_all_unused_submodules()
+    return graph_module
 
 
 def compile_in_place(model):

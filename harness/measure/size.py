@@ -33,12 +33,16 @@ from torch import nn
 EMBEDDING_MARKER = "embeddings."
 
 
+INT8_DTYPES = (torch.int8, torch.uint8, torch.qint8, torch.quint8)
+
+
 @dataclass
 class _TensorSize:
     params: int  # logical elements (0 for metadata)
     nonzero: int
     bytes_dense: int
     bytes_sparse: int
+    int8_weight_params: int = 0  # elements stored as 8-bit integers in a weight matrix (>= 2-D)
 
 
 def _is_subclass(t: torch.Tensor) -> bool:
@@ -117,7 +121,15 @@ def _tensor_size(t: torch.Tensor) -> _TensorSize:
     nonzero = _nonzero(t) if is_weight else numel
     bytes_per_value = dense / numel if numel else 0
     sparse = math.ceil(numel / 8) + math.ceil(nonzero * bytes_per_value)
-    return _TensorSize(numel if is_weight else 0, nonzero if is_weight else 0, dense, sparse)
+    return _TensorSize(numel if is_weight else 0, nonzero if is_weight else 0, dense, sparse, _int8_weight_elements(t))
+
+
+def _int8_weight_elements(t: torch.Tensor) -> int:
+    """Elements of `t` held as 8-bit integers in a matrix: a quantized weight (pt2e's folded int8
+    constants, torch.ao's qint8, a torchao subclass's qdata). With the float elements this says what
+    an artifact should weigh, so a float copy left beside an int8 weight shows up (size tests)."""
+    parts = _inner_tensors(t) if _is_subclass(t) else [t]
+    return sum(p.numel() for p in parts if p.dim() >= 2 and p.dtype in INT8_DTYPES)
 
 
 def _iter_tensors(name: str, value: Any) -> Iterator[tuple[str, torch.Tensor]]:
@@ -160,7 +172,7 @@ def _pct(value: int, baseline: Optional[int]) -> Optional[float]:
 
 def measure_size(model: nn.Module, baseline_sizes: Optional[dict] = None, artifact_dir: Optional[str] = None) -> dict:
     """SizeSection (harness/record.py) for `model`; percentages are 0-100 of the baseline."""
-    totals = {"params": 0, "params_noemb": 0, "nonzero": 0, "dense": 0, "dense_noemb": 0, "sparse": 0}
+    totals = {"params": 0, "params_noemb": 0, "nonzero": 0, "dense": 0, "dense_noemb": 0, "sparse": 0, "int8": 0}
     with torch.no_grad():
         for names, tensor in _unique_tensors(model):
             size = _tensor_size(tensor.detach() if not _is_subclass(tensor) else tensor)
@@ -169,6 +181,7 @@ def measure_size(model: nn.Module, baseline_sizes: Optional[dict] = None, artifa
             totals["nonzero"] += size.nonzero
             totals["dense"] += size.bytes_dense
             totals["sparse"] += size.bytes_sparse
+            totals["int8"] += size.int8_weight_params
             if not is_embedding:
                 totals["params_noemb"] += size.params
                 totals["dense_noemb"] += size.bytes_dense
@@ -181,6 +194,7 @@ def measure_size(model: nn.Module, baseline_sizes: Optional[dict] = None, artifa
         "bytes_dense": totals["dense"],
         "bytes_without_embeddings": totals["dense_noemb"],
         "bytes_sparse": totals["sparse"],
+        "int8_weight_params": totals["int8"],
         "disk_bytes": _dir_bytes(artifact_dir) if artifact_dir else None,
         "pct_of_baseline_with_emb": _pct(totals["dense"], base_dense),
         "pct_of_baseline_without_emb": _pct(totals["dense_noemb"], base_noemb),

@@ -190,6 +190,7 @@ def weight_bytes(path: Path) -> dict:
     import onnx
     from onnx import numpy_helper
 
-    sizes = [(i.name, numpy_helper.to_array(i).nbytes) for i in onnx.load(str(path)).graph.initializer]
-    total = sum(size for _, size in sizes)
-    return {"weight_bytes": total, "embedding_bytes": embedding_bytes(sizes)}
+    arrays = [(i.name, numpy_helper.to_array(i)) for i in onnx.load(str(path)).graph.initializer]
+    sizes = [(name, array.nbytes) for name, array in arrays]
+    int8 = sum(a.size for _, a in arrays if a.ndim >= 2 and a.dtype.itemsize == 1 and a.dtype.kind in "iu")
+    return {"weight_bytes": sum(size for _, size in sizes), "embedding_bytes": embedding_bytes(sizes), "int8_weight_elements": int8}

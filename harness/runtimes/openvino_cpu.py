@@ -100,5 +100,14 @@ class OpenVinoRuntime(Runtime):
 
 def weight_bytes(ov_model) -> dict:
     """Bytes of the model's constants (weights, int8 or float, with scales and zero points), and of the embeddings."""
-    sizes = [(op.get_friendly_name(), op.get_byte_size()) for op in ov_model.get_ops() if op.get_type_name() == "Constant"]
-    return {"weight_bytes": sum(size for _, size in sizes), "embedding_bytes": embedding_bytes(sizes)}
+    constants = [op for op in ov_model.get_ops() if op.get_type_name() == "Constant"]
+    sizes = [(op.get_friendly_name(), op.get_byte_size()) for op in constants]
+    int8 = sum(_elements(op) for op in constants if len(op.get_output_shape(0)) >= 2 and op.get_element_type().get_type_name() in ("i8", "u8"))
+    return {"weight_bytes": sum(size for _, size in sizes), "embedding_bytes": embedding_bytes(sizes), "int8_weight_elements": int8}
+
+
+def _elements(constant) -> int:
+    count = 1
+    for dim in constant.get_output_shape(0):
+        count *= int(dim)
+    return count
