@@ -48,6 +48,30 @@ PROVENANCES = ("", "A", "S", "A,S")
 ALL_RUNTIMES = RUNTIMES  # for methods whose model is a plain graph: it exports to every runtime
 
 
+# The recovery budget every pruning and low-rank method retrains with by default (ShrinkBench: one
+# fine-tuning budget for every method that retrains, stated). An epoch of the task's training split
+# at its fine-tuning settings; the papers retrain for a full fine-tune (2-4 epochs), which on 2 CPU
+# cores costs more than the comparison can afford per cell. `recover_epochs=0` is the one-shot variant.
+RECOVERY_EPOCHS = 1.0
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Where a method comes from and how far compbench's default stands from it (the report's legend).
+
+    A benchmark is only as fair as its weakest implementation: each method says which paper it
+    follows, that paper's recipe, and what compbench's default changes and why, so a reader can
+    tell a faithful row from a constrained one.
+    """
+
+    paper: str  # authors, year, short title
+    recipe: str  # the paper's own recipe in one line
+    changes: str = ""  # what compbench's default does differently and why; "" = as the paper
+    # False when the default is a different regime from the paper's published rows (e.g. task-only
+    # distillation beside rows distilled during pre-training): the report never draws them side by side
+    comparable_to_published: bool = True
+
+
 @dataclass
 class MethodConfig:
     _target_: str = "methods.base.Baseline"
@@ -93,6 +117,9 @@ class MethodContext:
     calibration_batches: Callable[[int, int], list]  # (num_samples, batch_size) -> list of model-input dicts
     finetune: Callable[..., Any]  # finetune(model, epochs=..., **overrides) -> model (recovery / training)
     teacher: Any = None  # the fine-tuned baseline, for distillation-based methods
+    # () -> the pre-trained checkpoint with a freshly initialised task head, for methods whose paper
+    # starts from it rather than from the fine-tuned model (movement pruning: Sanh et al. fine-prune)
+    pretrained: Optional[Callable[[], Any]] = None
 
 
 @dataclass
@@ -112,8 +139,14 @@ class Method:
     # True when apply() leaves weights that must not be fine-tuned afterwards (quantized or cast):
     # a pipeline runs its recovery fine-tune before the first such step.
     freezes_weights: ClassVar[bool] = False
+    # True when the work a forward pass does depends on the input (early exit stops at a layer
+    # chosen per sample): latency varies across inputs, so the speedup is the ratio of mean
+    # latencies over the sampled eval inputs (cost per example), not of p50s (harness.stages.latency).
+    input_dependent_compute: ClassVar[bool] = False
     # Part of the training cache key of training methods: bump when the training code changes results.
     training_code_version: ClassVar[int] = 1
+    # The paper this method follows, its recipe, compbench's deviations (written into every record).
+    reference: ClassVar[Optional[Reference]] = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -183,7 +216,9 @@ class Method:
             "provenance": self.provenance,
             "needs": self.needs_for(self.config),
             "sparse": self.sparse,
+            "input_dependent_compute": self.input_dependent_compute,
             "config": asdict(self.config),
+            "reference": asdict(self.reference) if self.reference else None,
             **self.info,
         }
 
@@ -193,6 +228,11 @@ class Baseline(Method):
 
     category = "Baseline"
     provenance = ""
+    reference = Reference(
+        paper="Devlin et al. 2019, BERT",
+        recipe="fine-tune the pre-trained checkpoint on the task's training set",
+        changes="MiniLM-L6-H384 (Wang et al. 2020) instead of BERT-base: learning rate and epochs searched per task (bench/study.sh)",
+    )
     runtimes = ALL_RUNTIMES
 
     def apply(self, model, ctx):

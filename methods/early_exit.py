@@ -54,7 +54,7 @@ from torch import nn
 
 from harness.errors import UnsupportedError, check
 from harness.tasks.types import MODEL_INPUTS
-from methods.base import Method
+from methods.base import Method, Reference
 from methods.artifacts import register_format, write_marker
 from methods.training import TrainingMethodConfig, cached_training, run_training
 
@@ -340,8 +340,14 @@ def exit_statistics(early: EarlyExitModel, plain, batches: list[dict]) -> dict:
 
 class EarlyExit(Method):
     config_class = EarlyExitConfig
+    reference = Reference(
+        paper='Xin et al. 2020, DeeBERT; Zhou et al. 2020, PABEE',
+        recipe='DeeBERT: fine-tune, then train off-ramps on the frozen backbone, exit when entropy < threshold; PABEE: ramps trained jointly with the backbone, exit after k agreeing ramps',
+        changes='patience mode trains its ramps on the frozen backbone (DeeBERT stage 2), not jointly as PABEE',
+    )
     category = "Dynamic Inference"
     needs = "training"
+    input_dependent_compute = True  # each sample runs until its own exit layer
     training_code_version = 2  # 2: ramps start from a fresh init (not the final pooler / classifier)
 
     def apply(self, model, ctx):

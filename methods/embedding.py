@@ -15,7 +15,7 @@ from torch import nn
 
 from harness.errors import ConfigError, check
 from methods.artifacts import register_structure
-from methods.base import ALL_RUNTIMES, Method, MethodConfig
+from methods.base import ALL_RUNTIMES, Method, MethodConfig, Reference
 
 VOCAB_KEY = "compbench_vocab"  # config field: {"original_vocab_size", "kept_vocab_size", "unk_token_id", "padding_idx"}
 
@@ -62,6 +62,10 @@ class VocabPruneConfig(MethodConfig):
 
 class VocabPrune(Method):
     config_class = VocabPruneConfig
+    reference = Reference(
+        paper='Abdaoui et al. 2020, load what you need; TextPruner (Yang et al. 2022)',
+        recipe='keep the embedding rows of the tokens the task corpus uses',
+    )
     runtimes = ALL_RUNTIMES  # a plain float model: it exports to every runtime
     # Survey family: shrinking the embedding matrix is grouped with embedding factorisation.
     category = "Matrix Decomposition"

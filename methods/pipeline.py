@@ -14,7 +14,7 @@ from typing import Optional
 
 from harness.errors import ConfigError, check
 from harness.runtime_names import DEFAULT_RUNTIME
-from methods.base import NEEDS, Method, MethodConfig, build_method, build_method_config, method_class
+from methods.base import NEEDS, Method, MethodConfig, build_method, build_method_config, method_class, Reference
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "method"
 
@@ -54,6 +54,12 @@ def step_config(step, index: int) -> MethodConfig:
     else:
         raise ConfigError(where, f"must be a method name or a dict, got {type(step).__name__}")
     check(not raw.get("_target_", "").endswith(".Pipeline"), where, "pipelines cannot be nested")
+    # The pipeline owns the recovery fine-tune (method.recover_epochs, run once before the first
+    # weight-freezing step): a step recovers on its own only where its params say so, never by the
+    # default a method has when it runs alone (magnitude, low_rank), or a compound would retrain twice.
+    step_params = (step.get("params") or {}) if isinstance(step, dict) else {}
+    if "recover_epochs" not in step_params:
+        raw["recover_epochs"] = 0
     try:
         return build_method_config(raw)
     except ConfigError as err:
@@ -77,6 +83,11 @@ class PipelineConfig(MethodConfig):
 
 class Pipeline(Method):
     config_class = PipelineConfig
+    reference = Reference(
+        paper='compound of its steps (each step cites its own paper)',
+        recipe='the steps run in order, quantization last; an optional recovery fine-tune before the first weight-freezing step',
+        changes='no single paper: compare its steps with their own references',
+    )
     category = "Compound"
     needs = "training"  # the most any step may need; needs_for(config) is exact
 
@@ -85,6 +96,8 @@ class Pipeline(Method):
         self.steps: list[Method] = [build_method(c) for c in config.step_configs]
         devices = [d for d in ("cpu", "cuda") if all(d in s.devices for s in self.steps)]
         self.devices = tuple(devices)
+        # one input-dependent step (early exit) makes the whole model's cost depend on the input
+        self.input_dependent_compute = any(step.input_dependent_compute for step in self.steps)
 
     @classmethod
     def needs_for(cls, config) -> str:

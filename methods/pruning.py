@@ -17,7 +17,7 @@ from torch.nn.utils import prune
 from harness.errors import UnsupportedError, check
 from methods.anatomy import encoder_linear_names
 from methods.artifacts import save_float
-from methods.base import ALL_RUNTIMES, Method, MethodConfig, cuda_capability_reason
+from methods.base import ALL_RUNTIMES, RECOVERY_EPOCHS, Method, MethodConfig, Reference, cuda_capability_reason
 
 SCOPES = ("global", "per_layer")
 
@@ -42,6 +42,7 @@ def sparsity_of(modules: list[nn.Module]) -> float:
 class MagnitudeConfig(MethodConfig):
     _target_: str = "methods.pruning.Magnitude"
     name: str = "magnitude"
+    recover_epochs: float = RECOVERY_EPOCHS  # every magnitude-pruning paper retrains; 0 = one-shot
     sparsity: float = 0.5  # share of weights set to zero
     scope: str = "global"  # global: one |w| threshold over all pruned tensors; per_layer: same share per tensor
     include_embeddings: bool = False
@@ -53,9 +54,14 @@ class MagnitudeConfig(MethodConfig):
 
 
 class Magnitude(Method):
-    """One-shot L1 magnitude pruning (torch.nn.utils.prune), masks baked into the weights."""
+    """L1 magnitude pruning (torch.nn.utils.prune), retrained with the masks fixed, then baked into the weights."""
 
     config_class = MagnitudeConfig
+    reference = Reference(
+        paper='Chen et al. 2020, the lottery ticket hypothesis for pre-trained BERT networks (after Han et al. 2015)',
+        recipe='global L1 magnitude pruning of the encoder Linears, then retraining on the task with the mask fixed',
+        changes='retrains for the shared recovery budget (methods.base.RECOVERY_EPOCHS) instead of a full fine-tune; recover_epochs=0 is the one-shot variant',
+    )
     runtimes = ALL_RUNTIMES  # a plain float model: it exports to every runtime
     category = "Unstructured Pruning"
 
@@ -175,6 +181,11 @@ class Sparse2of4(Method):
     """2:4 semi-structured sparsity on the encoder Linears, run by sparse tensor cores (sm >= 8.0)."""
 
     config_class = Sparse2of4Config
+    reference = Reference(
+        paper='Mishra et al. 2021, accelerating sparse deep neural networks (NVIDIA 2:4)',
+        recipe='2:4 magnitude mask on every Linear, then retraining with the mask fixed',
+        changes='no retraining by default; needs sparse tensor cores (GPU)',
+    )
     category = "Unstructured Pruning"
     devices = ("cuda",)
 

@@ -34,7 +34,7 @@ from harness.errors import UnsupportedError, check
 from harness.measure.environment import cpu_flags
 from methods.anatomy import base_linear_names
 from methods.artifacts import build_skeleton, load_weights, register_format, write_marker
-from methods.base import ALL_RUNTIMES, Method, MethodConfig, RuntimeQuantization, check_calibration, cuda_capability_reason
+from methods.base import ALL_RUNTIMES, Method, MethodConfig, RuntimeQuantization, check_calibration, cuda_capability_reason, Reference
 
 INT8_BACKENDS = ("auto", "torch_ao", "torchao", "pt2e")
 # `auto` picks by the CPU. With int8 dot-product instructions (VNNI, AMX) torchao + compile was the
@@ -319,6 +319,11 @@ class DynamicInt8(_QuantMethod):
     """int8 weights, activations quantized per batch/token at run time. No calibration."""
 
     config_class = DynamicInt8Config
+    reference = Reference(
+        paper='Zafrir et al. 2019, Q8BERT; PyTorch dynamic quantization of BERT',
+        recipe='int8 weights, activations quantized per batch at run time; no calibration, no retraining',
+        changes='post-training only (Q8BERT trains with fake quantization: see qat_int8); the task head stays fp32',
+    )
     devices = ("cpu",)
     runtimes = ALL_RUNTIMES  # onnxruntime: quantize_dynamic; openvino: NNCF int8 weight compression
 
@@ -367,6 +372,11 @@ class StaticInt8(_QuantMethod):
     """int8 weights and activations with scales calibrated offline (pt2e X86InductorQuantizer)."""
 
     config_class = StaticInt8Config
+    reference = Reference(
+        paper='Jacob et al. 2018, integer-arithmetic-only inference',
+        recipe='int8 weights and activations, activation ranges calibrated offline on training samples',
+        changes='256 calibration samples; the task head stays fp32',
+    )
     needs = "calibration"
     devices = ("cpu",)
     runtimes = ALL_RUNTIMES  # onnxruntime: quantize_static (QDQ); openvino: nncf.quantize
@@ -409,6 +419,11 @@ class Fp16(_Cast):
     """Cast the whole model to float16 (GPU: CPUs have no fast fp16 GEMM)."""
 
     config_class = Fp16Config
+    reference = Reference(
+        paper='Micikevicius et al. 2018, mixed-precision training',
+        recipe='fp16 weights and activations',
+        changes='inference only: the whole model is cast, no fp32 master copy',
+    )
     devices = ("cuda",)
     dtype = "float16"
 
@@ -423,6 +438,11 @@ class Bf16(_Cast):
     """Cast the whole model to bfloat16. On CPU only with native bf16 math (AVX512-BF16 or AMX)."""
 
     config_class = Bf16Config
+    reference = Reference(
+        paper='Kalamkar et al. 2019, a study of BFLOAT16',
+        recipe='bf16 weights and activations',
+        changes='inference only: the whole model is cast',
+    )
     dtype = "bfloat16"
 
     def unsupported_reason(self, hardware) -> Optional[str]:
@@ -452,6 +472,10 @@ class WeightOnlyInt8(_QuantMethod):
     """int8 weights, float activations (torchao Int8WeightOnlyConfig). Helps memory-bound shapes only."""
 
     config_class = WeightOnlyInt8Config
+    reference = Reference(
+        paper='torchao Int8WeightOnlyConfig (cf. Dettmers et al. 2022, LLM.int8())',
+        recipe='int8 weights per channel, dequantized in the matmul; float activations',
+    )
 
     def apply(self, model, ctx):
         self.quantization = {"backend": "torchao", "scheme": "int8_weight_only"}
@@ -478,6 +502,11 @@ class Int4WeightOnly(_QuantMethod):
     """int4 group-wise weights in the CUDA tinygemm layout; the model runs in bf16."""
 
     config_class = Int4WeightOnlyConfig
+    reference = Reference(
+        paper='torchao Int4WeightOnlyConfig (cf. Frantar et al. 2023, GPTQ)',
+        recipe='int4 weights in groups of 128, float activations',
+        changes='round-to-nearest, no GPTQ error correction',
+    )
     devices = ("cuda",)
 
     def apply(self, model, ctx):
@@ -508,6 +537,10 @@ class Fp8(_QuantMethod):
     """float8 e4m3 dynamic activations and weights (torchao); needs compute capability >= 8.9."""
 
     config_class = Fp8Config
+    reference = Reference(
+        paper='Micikevicius et al. 2022, FP8 formats for deep learning',
+        recipe='e4m3 weights and dynamic activations with per-row scales',
+    )
     devices = ("cuda",)
 
     def unsupported_reason(self, hardware) -> Optional[str]:

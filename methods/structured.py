@@ -10,7 +10,7 @@ from typing import ClassVar, Optional
 
 from harness.errors import check
 from methods.anatomy import encoder_layers, layer_parts
-from methods.base import ALL_RUNTIMES, Method, MethodConfig, check_calibration, check_exactly_one
+from methods.base import ALL_RUNTIMES, Method, MethodConfig, check_calibration, check_exactly_one, Reference
 from methods.importance import accumulate_gradient_scores, head_scores, l2_normalised, neuron_magnitude_scores, neuron_taylor_scores, select_global, select_per_layer
 from methods.surgery import KEPT_HEADS_KEY, keep_heads, keep_layers, keep_neurons, record_shapes
 
@@ -34,6 +34,11 @@ class HeadPrune(Method):
     """Michel et al. 2019: gradient importance per head, L2-normalised per layer, global pruning."""
 
     config_class = HeadPruneConfig
+    reference = Reference(
+        paper='Michel, Levy, Neubig 2019, are sixteen heads really better than one?',
+        recipe='head importance E|dL/dxi_h| per example, pruned iteratively 10 % at a time; 20-40 % of heads prunable with little loss',
+        changes='summed-gradient importance per batch, pruned in one shot',
+    )
     runtimes = ALL_RUNTIMES  # a plain float model: it exports to every runtime
     category = "Structured Pruning"
     needs: ClassVar[str] = "calibration"
@@ -82,6 +87,11 @@ class FfnPruneConfig(MethodConfig):
 
 class FfnPrune(Method):
     config_class = FfnPruneConfig
+    reference = Reference(
+        paper='McCarley et al. 2019, structured pruning of a BERT-based question answering model',
+        recipe='gated FFN neurons ranked by importance, pruned, then fine-tuned',
+        changes='gradient importance of each neuron, pruned in one shot; retraining only with recover_epochs',
+    )
     runtimes = ALL_RUNTIMES  # a plain float model: it exports to every runtime
     category = "Structured Pruning"
     needs: ClassVar[str] = "calibration"
@@ -148,6 +158,11 @@ class LayerDrop(Method):
     """Sajjad et al. 2020 'poor man's BERT': remove whole encoder layers."""
 
     config_class = LayerDropConfig
+    reference = Reference(
+        paper="Sajjad et al. 2020, poor man's BERT",
+        recipe='drop the top encoder layers of the pre-trained model, then fine-tune on the task',
+        changes='drops layers of the fine-tuned model; retraining only with recover_epochs',
+    )
     runtimes = ALL_RUNTIMES  # a plain float model: it exports to every runtime
     category = "Structured Pruning"
 

@@ -75,7 +75,7 @@ def test_loading_imports_only_the_owners_the_artifact_names(tmp_path, monkeypatc
     from methods.base import build_method, build_method_config
 
     model = tiny_model()
-    method = build_method(build_method_config({"_target_": "methods.decomposition.LowRank", "name": "low_rank", "rank": 4}))
+    method = build_method(build_method_config({"_target_": "methods.decomposition.LowRank", "name": "low_rank", "rank": 4, "recover_epochs": 0}))
     model = method.apply(model, None)
     method.save(model, str(tmp_path))
     assert json.loads((tmp_path / ARTIFACT_FILE).read_text())["owners"] == ["methods.decomposition"]

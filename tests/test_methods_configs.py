@@ -39,6 +39,31 @@ def test_yaml_builds_and_its_method_describes_itself(path):
     described = build_method(config).describe()
     assert (described["category"], described["provenance"], described["name"]) == (cls.category, cls.provenance, path.stem)
     json.dumps(described)  # the record must serialise
+    # every method states the paper it follows, that paper's recipe, and compbench's deviations
+    reference = described["reference"]
+    assert reference is not None and reference["paper"] and reference["recipe"], f"{path.stem} declares no reference"
+
+
+def test_defaults_follow_the_papers_where_this_machine_allows():
+    from methods.base import RECOVERY_EPOCHS
+
+    def defaults(name):
+        return build_method_config(_raw(METHOD_DIR / f"{name}.yaml"))
+
+    # magnitude and low-rank retrain on the one shared recovery budget; low-rank distils as Noach & Goldberg
+    assert defaults("magnitude").recover_epochs == defaults("low_rank").recover_epochs == RECOVERY_EPOCHS > 0
+    assert defaults("low_rank").distill
+    assert build_method(defaults("magnitude")).needs_for(defaults("magnitude")) == "training"
+    # movement pruning in Sanh et al.'s regime: from the pre-trained model, 3-15 % kept, distilled (alpha 0.9, T 2)
+    movement = defaults("movement_prune")
+    assert movement.start == "pretrained" and 0.85 <= movement.sparsity <= 0.97
+    assert (movement.distill, movement.alpha, movement.temperature, movement.score_init) == (True, 0.9, 2.0, "constant")
+    # PKD's beta grid {10, 100, 500, 1000}
+    assert defaults("kd_hidden").beta in (10, 100, 500, 1000)
+    # task-only distillation never passes for the published rows distilled during pre-training
+    for name in ("kd_logits", "kd_hidden", "kd_attention"):
+        assert not method_class(_raw(METHOD_DIR / f"{name}.yaml")["_target_"]).reference.comparable_to_published
+    assert not (METHOD_DIR / "recipe_pruneofa.yaml").exists()  # named for what it does (recipe_gmp_kd_qat)
 
 
 def test_survey_categories_are_the_survey_tables():

@@ -9,6 +9,8 @@ from methods.decomposition import LOW_RANK_KEY, LowRankLinear, energy_rank, redu
 
 
 def low_rank(**params):
+    # the factorisation alone (one-shot); the default's distillation recovery: test_methods_training.py
+    params = {"recover_epochs": 0, **params}
     return build_method(build_method_config({"_target_": "methods.decomposition.LowRank", "name": "low_rank", **params}))
 
 

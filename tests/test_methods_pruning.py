@@ -10,6 +10,8 @@ from methods.anatomy import encoder_linear_names
 
 
 def magnitude(**params):
+    # the pruning alone (one-shot) unless a test asks for recovery: the default retrains (RECOVERY_EPOCHS)
+    params = {"recover_epochs": 0, **params}
     return build_method(build_method_config({"_target_": "methods.pruning.Magnitude", "name": "magnitude", **params}))
 
 

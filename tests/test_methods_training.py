@@ -17,6 +17,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from harness.config import FinetuneConfig, HardwareConfig, TaskConfig  # noqa: E402
+from harness.errors import ConfigError  # noqa: E402
 from harness.tasks.types import TaskData  # noqa: E402
 from methods.base import MethodContext  # noqa: E402
 
@@ -94,7 +95,7 @@ def cache_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("cache"))
 
 
-def make_ctx(tokenizer, cache_dir, teacher, train_rows: int = 64, batch_size: int = 16, lr: float = 1e-3):
+def make_ctx(tokenizer, cache_dir, teacher, train_rows: int = 64, batch_size: int = 16, lr: float = 1e-3, pretrained=None):
     import datasets
 
     task = TaskConfig(finetune=FinetuneConfig(epochs=1, learning_rate=lr, batch_size=batch_size, warmup_ratio=0.0))
@@ -102,7 +103,7 @@ def make_ctx(tokenizer, cache_dir, teacher, train_rows: int = 64, batch_size: in
     evaluation = datasets.Dataset.from_dict(synthetic_rows(40, seed=1)).remove_columns(["labels"])
     data = TaskData(config=task, train=train, eval={"validation": _Split(evaluation)}, fingerprints={"synthetic": "v1"})
     return MethodContext(tokenizer=tokenizer, task=data, hardware=HardwareConfig(), seed=0, cache_dir=cache_dir,
-                         calibration_batches=None, finetune=None, teacher=teacher)
+                         calibration_batches=None, finetune=None, teacher=teacher, pretrained=pretrained)
 
 
 def batch(tokenizer, n: int = 16, seed: int = 3) -> dict:
@@ -267,7 +268,7 @@ def test_movement_prune_end_to_end(tokenizer, cache_dir):
 
     teacher = tiny_bert()
     ctx = make_ctx(tokenizer, cache_dir, teacher)
-    method = MovementPrune(MovementPruneConfig(train_samples=64, epochs=2, sparsity=0.7, initial_warmup=0.25, final_warmup=0.25))
+    method = MovementPrune(MovementPruneConfig(train_samples=64, epochs=2, sparsity=0.7, initial_warmup=0.25, final_warmup=0.25, start="finetuned"))
     pruned = method.apply(teacher, ctx)
     info = method.info
     assert method.sparse and info["sparsity"] == pytest.approx(0.7, abs=1e-3) and info["min_matrix_sparsity"] == pytest.approx(0.7, abs=1e-3)
@@ -277,6 +278,52 @@ def test_movement_prune_end_to_end(tokenizer, cache_dir):
     assert type(pruned.bert.encoder.layer[0].intermediate.dense) is torch.nn.Linear
     assert float((weight == 0).float().mean()) == pytest.approx(0.7, abs=1e-3)
     assert float((pruned.bert.embeddings.word_embeddings.weight == 0).float().mean()) < 0.01  # embeddings untouched
+
+
+def test_movement_prune_fine_prunes_the_pretrained_model_by_default(tokenizer, cache_dir):
+    """Sanh et al. fine-prune from the pre-trained checkpoint; the fine-tuned model is only the teacher."""
+    from methods.movement import MovementPrune, MovementPruneConfig
+
+    teacher, pretrained = tiny_bert(seed=0), tiny_bert(seed=11)
+    ctx = make_ctx(tokenizer, cache_dir, teacher, pretrained=lambda: copy.deepcopy(pretrained))
+    method = MovementPrune(MovementPruneConfig(train_samples=64, epochs=1, sparsity=0.9, initial_warmup=0.25, final_warmup=0.25))
+    pruned = method.apply(teacher, ctx)
+    assert method.info["started_from"] == "pre-trained checkpoint" and method.info["distilled"]
+    embedding = pruned.bert.embeddings.word_embeddings.weight  # not pruned: shows where training started
+    distance_to = {name: float((embedding - m.bert.embeddings.word_embeddings.weight).abs().mean()) for name, m in
+                   (("pretrained", pretrained), ("teacher", teacher))}
+    assert distance_to["pretrained"] < 0.1 * distance_to["teacher"]
+    assert float((pruned.bert.encoder.layer[0].intermediate.dense.weight == 0).float().mean()) == pytest.approx(0.9, abs=1e-3)
+    without = make_ctx(tokenizer, cache_dir, teacher)
+    with pytest.raises(ConfigError, match="method.start"):
+        MovementPrune(MovementPruneConfig(train_samples=64, epochs=1)).apply(tiny_bert(), without)
+
+
+def test_low_rank_recovers_by_distilling_from_the_unfactorised_model(tokenizer, cache_dir):
+    """Noach & Goldberg: SVD, then feature distillation from the original (here logits + every layer's states)."""
+    from harness.finetune import train
+    from methods.decomposition import LowRank, LowRankConfig, LowRankLinear
+    from methods.kd_trainer import distillation_trainer_class
+
+    model = tiny_bert()
+    original = copy.deepcopy(model)
+    ctx = make_ctx(tokenizer, cache_dir, teacher=model)
+    calls = []
+
+    def finetune(student, epochs, **overrides):
+        calls.append(overrides)
+        return train(student, tokenizer, ctx.task.train, ctx.task.config.finetune, 0, "cpu", epochs=epochs, **overrides)
+
+    ctx.finetune = finetune
+    method = LowRank(LowRankConfig(rank=8))
+    factorised = method.apply(model, ctx)
+    assert len(calls) == 1 and calls[0]["trainer_class"] is distillation_trainer_class()
+    teacher, distill = calls[0]["teacher"], calls[0]["distill"]
+    assert not any(isinstance(m, LowRankLinear) for m in teacher.modules())  # the un-factorised model
+    assert all(torch.equal(a, b) for a, b in zip(teacher.state_dict().values(), original.state_dict().values()))
+    assert distill.alpha > 0 and distill.beta > 0 and distill.hidden_target == "all"
+    assert isinstance(factorised.bert.encoder.layer[0].intermediate.dense, LowRankLinear)
+    assert method.info["recovered_epochs"] == 1.0 and "distillation" in method.info["recovery"]
 
 
 # ----------------------------------------------------------------------------------------------
