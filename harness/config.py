@@ -222,9 +222,10 @@ class MeasureConfig:
     energy: bool = True
     flops: bool = True
     bootstrap: int = 1000  # resamples for 95% CIs; 0 disables
-    # Speedup = baseline p50 / method p50, both timed in alternating blocks in the cell's process
-    # (harness.measure.interleaved). false: time the method alone (the report then falls back to a
-    # cross-cell ratio, marked).
+    # Speedup = baseline p50 / method p50 (means, for a method whose compute depends on its input:
+    # Method.input_dependent_compute), both timed in alternating blocks in the cell's process on the
+    # same seeded sample of the eval split (harness.measure.interleaved, harness.stages.latency_sample).
+    # false: time the method alone (the report then falls back to a cross-cell ratio, marked).
     interleaved_speedup: bool = True
     # Contention verdict (harness.measure.contention): a timed pass during which other processes
     # used more than max_other_cores cores on average, or the hypervisor stole more than

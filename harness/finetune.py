@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -48,9 +49,15 @@ def finetune_key(model_identity: str, task, finetune_cfg, seed: int, fingerprint
     })
 
 
-def train(model, tokenizer, train_dataset, finetune_cfg, seed: int, device: str, epochs: Optional[float] = None, trainer_class=None, **trainer_kwargs):
-    """Plain supervised fine-tuning; also the shared loop for recovery fine-tunes."""
+def train(model, tokenizer, train_dataset, finetune_cfg, seed: int, device: str, epochs: Optional[float] = None, trainer_class=None,
+          budget: Optional[dict] = None, **trainer_kwargs):
+    """Plain supervised fine-tuning; also the shared loop for recovery fine-tunes.
+
+    `budget`, when given, is filled with what the run spent (training_budget): methods compared
+    fairly retrain on equal budgets, so every record says its own (ShrinkBench's protocol)."""
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    start = time.perf_counter()
 
     with tempfile.TemporaryDirectory(prefix="compbench-train-") as scratch:
         args = TrainingArguments(
@@ -82,10 +89,20 @@ def train(model, tokenizer, train_dataset, finetune_cfg, seed: int, device: str,
                 **trainer_kwargs,
             )
             trainer.train()
+            if budget is not None:
+                seen = min(trainer.state.global_step * args.per_device_train_batch_size, math.ceil(len(train_dataset) * args.num_train_epochs))
+                budget.update(training_budget(trainer.state.global_step, seen, len(train_dataset), args.num_train_epochs,
+                                              time.perf_counter() - start))
             # For bf16 the Trainer's accelerate wraps the model's forward in autocast and leaves it
             # there; unwrapped, every later evaluation, conversion and latency pass runs in fp32 again.
             trainer.accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     return model.eval()
+
+
+def training_budget(optimizer_steps: int, examples_seen: int, train_examples: int, epochs: float, wall_s: float) -> dict:
+    """A training run's cost, the same keys everywhere (record: method.training_budget)."""
+    return {"optimizer_steps": int(optimizer_steps), "examples_seen": int(examples_seen),
+            "train_examples": int(train_examples), "epochs": float(epochs), "wall_s": round(float(wall_s), 1)}
 
 
 @contextlib.contextmanager

@@ -21,6 +21,11 @@ STATUSES = ("ok", "failed", "unsupported")
 #        that failed or were unsupported.
 #   2.0  method.category / method.provenance / method.sparse written by Method.describe();
 #        every section below declared; "artifact" always present (null when not measured).
+#        Added later within 2.0 (issue 27; older 2.0 records lack them, readers treat absence as
+#        below): latency entries' `inputs` (absent: the first 4 fixed / 32 real-length batches of the
+#        eval split were cycled), speedup.statistic and its companions (absent: "p50"),
+#        latency.input_dependent_compute / speedup_statistic and method.input_dependent_compute
+#        (absent: false / "p50").
 
 
 class CellNames(TypedDict):
@@ -46,17 +51,39 @@ class LatencyStats(TypedDict, total=False):
     stdev_ms: float
     throughput_per_s: float  # samples / s
     p50_ci95_ms: list  # bootstrap [low, high]
-    values_ms: list  # raw samples
+    values_ms: list  # raw per-call samples in call order: call i timed batch i mod inputs.batches
     warmup: dict  # how many calls warmed up and why they stopped
     duration_s: float  # wall time of the timed calls
     stopped_by: str  # which stop rule ended the timing loop
+    inputs: "LatencyInputs"  # which eval inputs the pass timed; absent in records before issue 27
+    interleaved: bool  # timed in alternating blocks with the reference (harness.measure.interleaved)
+    speedup: Optional[dict]  # harness.measure.interleaved.Speedup, with the reference's raw per-call times; None without a reference
+    contention: dict  # harness.measure.contention.ContentionSummary of the kept pass
 
 
-class LatencySection(TypedDict):
+class LatencyInputs(TypedDict):
+    """The inputs of one timed pass (harness.stages.latency_sample): a seeded random sample of the eval
+    split, so the latency of an input-dependent method is its cost over the split, not over its first rows."""
+
+    split: str  # the eval split sampled (the task's first)
+    split_examples: int  # rows in that split (SQuAD: tokenized windows)
+    sampling: str  # how the rows were drawn
+    seed: int  # the sampling seed (the cell's seed: the baseline and every method of a seed time the same rows)
+    batches: int  # batches in the sample: ceil(min(256, split_examples) / batch_size), at least 8
+    sampled_examples: int  # distinct rows in those batches: >= 256, or the whole split when it is smaller
+    batches_timed: int  # batches timed at least once (fewer than `batches` only when max_duration_s cut the pass)
+    distinct_inputs_timed: int  # distinct eval rows in the batches timed
+
+
+class LatencySection(TypedDict, total=False):
     fixed: list  # [LatencyStats] per batch size, padded/truncated to task.max_seq_length (the survey's setting)
     real_length: list  # [LatencyStats] per batch size, dynamic padding (empty when measure.real_length_latency is false)
     mode: str  # how the model was wrapped (hardware.compile, described)
+    runtime: str  # the runtime that ran the timed artifact
     notes: list  # why a figure is missing or suspect
+    contention: dict  # the worst verdict over every pass, passes, how many were re-measured
+    input_dependent_compute: bool  # the method declared input-dependent compute (Method.input_dependent_compute)
+    speedup_statistic: str  # "mean" when it did (speedups are ratios of mean latencies), else "p50"
 
 
 class SizeSection(TypedDict, total=False):
@@ -66,6 +93,9 @@ class SizeSection(TypedDict, total=False):
     bytes_dense: int  # in-memory bytes of all tensors as stored (quantized weights count as int8)
     bytes_without_embeddings: int
     bytes_sparse: Optional[int]  # bitmask + non-zero values; None unless the method zeroes weights (method.sparse)
+    # elements of weight matrices stored as 8-bit integers (schema 3.x+; absent in older records): with
+    # params_total it says what the artifact should weigh, int8 elements at 1 byte and the rest as float
+    int8_weight_params: int
     disk_bytes: Optional[int]  # the saved artifact on disk
     pct_of_baseline_with_emb: Optional[float]  # the survey's "w/ emb" column, by bytes
     pct_of_baseline_without_emb: Optional[float]
@@ -126,7 +156,12 @@ class MethodSection(TypedDict, total=False):
     provenance: str  # A (task-agnostic), S (task-specific), "A,S" or "" (the baseline)
     needs: str  # nothing | calibration | training (Method.needs_for(config))
     sparse: bool  # the method zeroed weights: size.bytes_sparse is meaningful
+    input_dependent_compute: bool  # a forward's work depends on the input (early exit): speedup by means
     config: dict  # the method's resolved config dataclass
+    # methods.base.Reference as a dict (paper, recipe, changes, comparable_to_published): the paper the
+    # method follows and how far compbench's default stands from it; None for a class without one
+    reference: Optional[dict]
+    reference_source: str  # "migrated": added to an older record by harness.record_migration; absent: written with it
     training: dict  # training methods: cache key, wall time, energy, losses (methods.training.cached_training)
     # ... plus method-specific keys (backend, kept_heads, ranks, ...), documented on each method
 

@@ -173,7 +173,8 @@ def run_cell(cell: CellConfig, cell_hash: str, fingerprints: dict) -> Record:
     # Each pass runs on its own so trackers never perturb each other's numbers.
     for measurement in MEASUREMENT_PASSES:
         if getattr(cell.measure, measurement):
-            extra = {"reference": reference} if measurement == "latency" else {}
+            # The method says whether its compute depends on the input: its speedup is then a ratio of means.
+            extra = {"reference": reference, "input_dependent_compute": method.input_dependent_compute} if measurement == "latency" else {}
             with timer(measurement):
                 record[measurement] = getattr(stages, measurement)(cell, model, loaded.tokenizer, task_data, **extra)
         if measurement == "latency":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import tempfile
 
@@ -76,9 +77,13 @@ def method_context(cell: CellConfig, tokenizer, task_data, teacher) -> MethodCon
     def finetune(model, epochs: float, **overrides):
         return train(model, tokenizer, task_data.train, cell.task.finetune, cell.seed, cell.hardware.device, epochs=epochs, **overrides)
 
+    def pretrained():
+        seed_everything(cell.seed)  # the fresh task head is drawn from the cell's seed
+        return load(cell).model
+
     return MethodContext(
         tokenizer=tokenizer, task=task_data, hardware=cell.hardware, seed=cell.seed, cache_dir=cell.paths.cache_dir,
-        calibration_batches=calibration_batches, finetune=finetune, teacher=teacher,
+        calibration_batches=calibration_batches, finetune=finetune, teacher=teacher, pretrained=pretrained,
     )
 
 
@@ -155,35 +160,81 @@ def _eval_split(task_data):
     return next(iter(task_data.eval.values()))
 
 
+# A latency pass times a seeded random sample of the eval split this large (or all of it, when the
+# split is smaller), in at least LATENCY_MIN_BATCHES batches. Fewer inputs time whichever ones
+# happen to come first: early exit on SST-2 read 5.10x over the first four sentences at batch 1
+# (three of them exit after layer 1) and 3.0x over the same calls' mean (issue 27).
+LATENCY_SAMPLE_EXAMPLES = 256
+LATENCY_MIN_BATCHES = 8
 
-def _rows(features, start: int, count: int, seq_len=None) -> list:
-    """`count` consecutive eval rows (wrapping), model inputs only, optionally cut to seq_len."""
+
+def latency_sample(split_size: int, batch_size: int, seed: int) -> list[list[int]]:
+    """The eval rows of each batch a latency pass times: ceil(min(256, split) / batch_size) batches
+    (at least 8) of rows drawn without replacement from a seeded permutation of the split; a
+    split smaller than the batches need is drawn whole, then again in a new order."""
+    if split_size < 1:
+        raise ValueError("latency_sample needs a non-empty eval split")
+    distinct = min(LATENCY_SAMPLE_EXAMPLES, split_size)
+    count = max(LATENCY_MIN_BATCHES, math.ceil(distinct / batch_size))
+    rng = np.random.default_rng(seed)
+    order: list[int] = []
+    while len(order) < count * batch_size:
+        order.extend(int(i) for i in rng.permutation(split_size))
+    return [order[b * batch_size:(b + 1) * batch_size] for b in range(count)]
+
+
+def consecutive_rows(count: int, batch_size: int) -> list[list[int]]:
+    """The first count x batch_size eval rows, as `count` batches (memory/energy/FLOPs passes)."""
+    return [list(range(b * batch_size, (b + 1) * batch_size)) for b in range(count)]
+
+
+def sampled_inputs(batch_rows: list[list[int]], calls: int, seed: int, split: str, split_size: int) -> dict:
+    """The record's latency entry `inputs` (harness.record.LatencyInputs): which eval inputs a pass
+    of `calls` timed calls, cycling through the batches in order, actually timed."""
+    timed = batch_rows[: min(calls, len(batch_rows))]
+    return {
+        "split": split,
+        "split_examples": split_size,
+        "sampling": "numpy default_rng(seed).permutation of the split's rows, in order (again when the split is smaller)",
+        "seed": seed,
+        "batches": len(batch_rows),
+        "sampled_examples": len({i for rows in batch_rows for i in rows}),
+        "batches_timed": len(timed),
+        "distinct_inputs_timed": len({i for rows in timed for i in rows}),
+    }
+
+
+def _rows(features, indices, seq_len=None) -> list:
+    """The eval rows at `indices` (wrapping past the end), model inputs only, optionally cut to seq_len."""
     keep = [c for c in features.column_names if c in MODEL_INPUTS]
     rows = []
-    for i in range(start, start + count):
-        row = {k: features[i % len(features)][k] for k in keep}
+    for i in indices:
+        example = features[int(i) % len(features)]
+        row = {k: example[k] for k in keep}
         if seq_len is not None and len(row["input_ids"]) > seq_len:
             row = {k: v[: seq_len - 1] + v[-1:] for k, v in row.items()}  # keep the final [SEP]
         rows.append(row)
     return rows
 
 
-def fixed_batches(tokenizer, task_data, batch_size: int, seq_len: int, device: str, count: int = 4) -> list:
-    """Real eval texts padded/truncated to exactly seq_len: the survey's fixed-length setting."""
+def fixed_batches(tokenizer, task_data, batch_size: int, seq_len: int, device: str, count: int = 4, batch_rows=None) -> list:
+    """Real eval texts padded/truncated to exactly seq_len: the survey's fixed-length setting.
+    `batch_rows`: the eval rows of each batch (latency_sample); default: the first count x batch_size."""
     features = _eval_split(task_data).features
     batches = []
-    for b in range(count):
-        batch = tokenizer.pad(_rows(features, b * batch_size, batch_size, seq_len), padding="max_length", max_length=seq_len, return_tensors="pt")
+    for indices in batch_rows or consecutive_rows(count, batch_size):
+        batch = tokenizer.pad(_rows(features, indices, seq_len), padding="max_length", max_length=seq_len, return_tensors="pt")
         batches.append({k: v.to(device) for k, v in batch.items()})
     return batches
 
 
-def real_batches(tokenizer, task_data, batch_size: int, device: str, count: int = 32) -> list:
-    """Consecutive eval examples with dynamic padding: the task's real length distribution."""
+def real_batches(tokenizer, task_data, batch_size: int, device: str, count: int = 32, batch_rows=None) -> list:
+    """Eval examples with dynamic padding: the task's real length distribution.
+    `batch_rows`: the eval rows of each batch (latency_sample); default: the first count x batch_size."""
     features = _eval_split(task_data).features
     batches = []
-    for b in range(count):
-        batch = tokenizer.pad(_rows(features, b * batch_size, batch_size), padding="longest", return_tensors="pt")
+    for indices in batch_rows or consecutive_rows(count, batch_size):
+        batch = tokenizer.pad(_rows(features, indices), padding="longest", return_tensors="pt")
         batches.append({k: v.to(device) for k, v in batch.items()})
     return batches
 
@@ -206,10 +257,12 @@ def _threads(cell: CellConfig) -> int:
     return torch.get_num_threads()
 
 
-def latency(cell: CellConfig, model, tokenizer, task_data, reference=None) -> dict:
+def latency(cell: CellConfig, model, tokenizer, task_data, reference=None, input_dependent_compute: bool = False) -> dict:
     """Every batch size x length setting, each under a contention verdict; with a `reference`
     (the fine-tuned fp32 baseline in PyTorch eager) the method is timed interleaved with it and
-    gets a speedup."""
+    gets a speedup. Every pass times a seeded sample of the eval split (latency_sample), built
+    before the timed region. `input_dependent_compute` (the method's declaration,
+    methods.base.Method): the speedup is the ratio of mean latencies instead of p50s."""
     from harness.measure.contention import until_clean, worst
 
     hw = cell.hardware
@@ -218,20 +271,29 @@ def latency(cell: CellConfig, model, tokenizer, task_data, reference=None) -> di
     if reference is not None:
         run_reference, _ = measure.prepare_model(reference, dataclasses.replace(hw, compile="eager"))
     seq_len = cell.task.max_seq_length
-    result = {"fixed": [], "real_length": [], "mode": mode, "runtime": cell.runtime.name, "notes": []}
+    statistic = "mean" if input_dependent_compute else "p50"
+    split = _eval_split(task_data)
+    result = {"fixed": [], "real_length": [], "mode": mode, "runtime": cell.runtime.name, "notes": [],
+              "input_dependent_compute": input_dependent_compute, "speedup_statistic": statistic}
     for batch_size in hw.batch_sizes:
-        settings = [("fixed", fixed_batches(tokenizer, task_data, batch_size, seq_len, hw.device), seq_len, f"fixed bs={batch_size} n={seq_len}")]
+        batch_rows = latency_sample(len(split.features), batch_size, cell.seed)
+        settings = [("fixed", fixed_batches(tokenizer, task_data, batch_size, seq_len, hw.device, batch_rows=batch_rows), seq_len, f"fixed bs={batch_size} n={seq_len}")]
         if cell.measure.real_length_latency:
-            settings.append(("real_length", real_batches(tokenizer, task_data, batch_size, hw.device), None, f"real-length bs={batch_size}"))
+            settings.append(("real_length", real_batches(tokenizer, task_data, batch_size, hw.device, batch_rows=batch_rows), None, f"real-length bs={batch_size}"))
         for setting, batches, length, label in settings:
             def once():
                 if run_reference is None:
                     return measure.measure_latency(with_inputs(run, batches), batches, hw, batch_size, length, label=label, n_bootstrap=cell.measure.bootstrap), None
-                return measure.measure_interleaved(with_inputs(run, batches), run_reference, batches, hw, batch_size, length, label=label, n_bootstrap=cell.measure.bootstrap)
+                return measure.measure_interleaved(with_inputs(run, batches), run_reference, batches, hw, batch_size, length, label=label,
+                                                   n_bootstrap=cell.measure.bootstrap, statistic=statistic)
 
             (entry, speedup), contention = until_clean(once, _threads(cell), cell.measure)
             entry["speedup"] = speedup
             entry["contention"] = contention
+            entry["inputs"] = sampled_inputs(batch_rows, entry["count"], cell.seed, split.name, len(split.features))
+            if entry["inputs"]["batches_timed"] < entry["inputs"]["batches"]:
+                result["notes"].append(f"{label}: hardware.max_duration_s ended the pass after {entry['inputs']['batches_timed']} of "
+                                       f"{entry['inputs']['batches']} sampled batches ({entry['inputs']['distinct_inputs_timed']} distinct inputs timed)")
             result[setting].append(entry)
     verdicts = [e["contention"]["verdict"] for s in ("fixed", "real_length") for e in result[s]]
     result["contention"] = {"verdict": worst(verdicts), "passes": len(verdicts),
@@ -328,6 +390,7 @@ def convert_for_runtime(cell: CellConfig, threads: dict, model, quantization, to
         "bytes_dense": weights,  # bytes: of the artifact's weights as the runtime stores them
         "bytes_without_embeddings": weights - embeddings,
         "bytes_sparse": None,  # runtime artifacts store weights dense
+        "int8_weight_params": section.pop("int8_weight_elements", 0),
         "disk_bytes": converted.artifact_bytes(),
         "pct_of_baseline_with_emb": 100.0 * weights / base_dense if base_dense else None,
         "pct_of_baseline_without_emb": 100.0 * (weights - embeddings) / base_noemb if base_noemb else None,

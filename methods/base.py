@@ -82,6 +82,17 @@ class MethodConfig:
         check(self.recover_epochs >= 0, "method.recover_epochs", f"must be >= 0, got {self.recover_epochs}")
 
 
+def sum_budgets(budgets: list) -> Optional[dict]:
+    """Training budgets added up (a pipeline's recovery + its steps' training), None when nothing trained."""
+    budgets = [b for b in budgets if b]
+    if not budgets:
+        return None
+    total = {key: sum(b.get(key, 0) for b in budgets) for key in ("optimizer_steps", "examples_seen", "wall_s")}
+    total["wall_s"] = round(total["wall_s"], 1)
+    total["runs"] = sum(b.get("runs", 1) for b in budgets)
+    return total
+
+
 def check_calibration(config) -> None:
     """Shared validation for methods that read `calibration_samples` in batches of `batch_size`."""
     check(config.calibration_samples >= 1, "method.calibration_samples", f"must be >= 1, got {config.calibration_samples}")
@@ -160,6 +171,8 @@ class Method:
         self.config = config
         self.info: dict = {}  # what the method did, for the record (backend, achieved sparsity, ...)
         self.sparse = False  # apply() zeroed weights: the record's size reports the sparse storage too
+        # what this method's own training or recovery spent (harness.finetune.training_budget), summed over runs
+        self.training_budget: dict = {}
 
     @classmethod
     def needs_for(cls, config: MethodConfig) -> str:
@@ -197,9 +210,23 @@ class Method:
     def recover(self, model, ctx: MethodContext):
         """The shared optional recovery fine-tune for structural methods."""
         if self.config.recover_epochs > 0:
-            model = ctx.finetune(model, epochs=self.config.recover_epochs)
+            model = ctx.finetune(model, epochs=self.config.recover_epochs, budget=self.budget_entry())
             self.info["recovered_epochs"] = self.config.recover_epochs
         return model
+
+    def budget_entry(self) -> dict:
+        """A dict for harness.finetune.train to fill; added to this method's training_budget when read."""
+        entry: dict = {}
+        self._budget_entries = getattr(self, "_budget_entries", []) + [entry]
+        return entry
+
+    def spent_budget(self) -> Optional[dict]:
+        """The summed training budget of every run this method made (a cache hit: the run that made it)."""
+        entries = [e for e in getattr(self, "_budget_entries", []) if e]
+        cached = (self.info.get("training") or {}).get("budget")
+        if not entries and cached:
+            entries = [cached]
+        return sum_budgets(entries)
 
     def save(self, model, directory: str) -> None:
         """Persist the compressed artifact; its bytes on disk are the record's size.disk_bytes.
@@ -219,6 +246,7 @@ class Method:
             "input_dependent_compute": self.input_dependent_compute,
             "config": asdict(self.config),
             "reference": asdict(self.reference) if self.reference else None,
+            "training_budget": self.spent_budget(),
             **self.info,
         }
 

@@ -146,7 +146,7 @@ class LowRank(Method):
                               hidden_target="all", regression=ctx.task.config.is_regression, student=model, teacher=teacher)
         with frozen(teacher, training_device(ctx)):
             model = ctx.finetune(model, epochs=cfg.recover_epochs, trainer_class=distillation_trainer_class(),
-                                 teacher=teacher, distill=distill)
+                                 teacher=teacher, distill=distill, budget=self.budget_entry())
         self.info.update(recovered_epochs=cfg.recover_epochs, recovery="distillation from the un-factorised model "
                          f"(alpha {cfg.alpha}, T {cfg.temperature}, beta {cfg.beta} x hidden-state MSE)")
         return model

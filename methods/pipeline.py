@@ -14,7 +14,7 @@ from typing import Optional
 
 from harness.errors import ConfigError, check
 from harness.runtime_names import DEFAULT_RUNTIME
-from methods.base import NEEDS, Method, MethodConfig, build_method, build_method_config, method_class, Reference
+from methods.base import NEEDS, Method, MethodConfig, Reference, build_method, build_method_config, method_class, sum_budgets
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "method"
 
@@ -131,6 +131,10 @@ class Pipeline(Method):
         self.info["steps"] = [step.describe() for step in self.steps]
         self.sparse = any(step.sparse for step in self.steps)  # the runner reports sparse bytes then
         return model, quantization
+
+    def spent_budget(self):
+        """The pipeline's own recovery plus every step's training: what the compound cost to train."""
+        return sum_budgets([super().spent_budget(), *(step.spent_budget() for step in self.steps)])
 
     def runtime_unsupported_reason(self, runtime):
         if runtime == DEFAULT_RUNTIME:

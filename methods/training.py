@@ -89,7 +89,7 @@ def run_training(method: Method, ctx, *, student, trainer_class=None, trainer_kw
     cfg = method.config
     data = train_subset(ctx, cfg.train_samples) if data is None else data
     return train(student, ctx.tokenizer, data, effective_finetune(ctx, cfg), ctx.seed, ctx.hardware.device,
-                 epochs=cfg.epochs, trainer_class=trainer_class, **(trainer_kwargs or {}))
+                 epochs=cfg.epochs, trainer_class=trainer_class, budget=method.budget_entry(), **(trainer_kwargs or {}))
 
 
 def cached_training(method: Method, ctx, model, build: Callable[[], tuple[Any, dict]], load: Callable[[str], Any],
@@ -120,7 +120,8 @@ def cached_training(method: Method, ctx, model, build: Callable[[], tuple[Any, d
             artifact, info = build()
             seconds = time.perf_counter() - start
         meter.samples = int(math.ceil(len(data) * cfg.epochs))
-        return artifact, ctx.tokenizer, {"train_samples": len(data), "epochs": cfg.epochs, "train_wall_s": seconds, "energy": meter.result, **info}
+        return artifact, ctx.tokenizer, {"train_samples": len(data), "epochs": cfg.epochs, "train_wall_s": seconds, "energy": meter.result,
+                                         "budget": method.spent_budget(), **info}
 
     artifact, info = cached_finetune(key, ctx.cache_dir, _build, load)
     method.info["training"] = {**info, "key": key}

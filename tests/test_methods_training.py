@@ -208,6 +208,10 @@ def test_kd_logits_trains_once_and_is_cached(tokenizer, cache_dir):
     again = KdLogits(config)
     reloaded = again.apply(teacher, ctx)
     assert again.info["training"]["cache_hit"] is True
+    # the budget the run spent (48 examples, batch 16: 3 steps), and a cache hit reports the run that made it
+    assert method.describe()["training_budget"] == again.describe()["training_budget"]
+    assert {k: method.describe()["training_budget"][k] for k in ("optimizer_steps", "examples_seen", "runs")} == {
+        "optimizer_steps": 3, "examples_seen": 48, "runs": 1}
     for key, value in student.state_dict().items():
         assert torch.allclose(value, reloaded.state_dict()[key]), key
     other = KdLogits(KdLogitsConfig(train_samples=48, epochs=1, learning_rate=1e-3, temperature=4.0))
@@ -297,6 +301,23 @@ def test_movement_prune_fine_prunes_the_pretrained_model_by_default(tokenizer, c
     without = make_ctx(tokenizer, cache_dir, teacher)
     with pytest.raises(ConfigError, match="method.start"):
         MovementPrune(MovementPruneConfig(train_samples=64, epochs=1)).apply(tiny_bert(), without)
+
+
+def test_a_recovery_fine_tune_records_its_budget(tokenizer, cache_dir):
+    from harness.finetune import train
+    from methods.pruning import Magnitude, MagnitudeConfig
+
+    model = tiny_bert()
+    ctx = make_ctx(tokenizer, cache_dir, teacher=model)
+    ctx.finetune = lambda student, epochs, **overrides: train(student, tokenizer, ctx.task.train, ctx.task.config.finetune, 0,
+                                                              "cpu", epochs=epochs, **overrides)
+    method = Magnitude(MagnitudeConfig(sparsity=0.5))  # recovers by default: 64 rows, batch 16, 1 epoch
+    method.apply(model, ctx)
+    budget = method.describe()["training_budget"]
+    assert (budget["optimizer_steps"], budget["examples_seen"], budget["runs"]) == (4, 64, 1) and budget["wall_s"] >= 0
+    one_shot = Magnitude(MagnitudeConfig(sparsity=0.5, recover_epochs=0))
+    one_shot.apply(tiny_bert(), ctx)
+    assert one_shot.describe()["training_budget"] is None
 
 
 def test_low_rank_recovers_by_distilling_from_the_unfactorised_model(tokenizer, cache_dir):

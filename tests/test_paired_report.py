@@ -31,9 +31,11 @@ def _with_comparison(path: Path, difference: float, ci: list, p_value: float) ->
 def results(tmp_path):
     shutil.copytree(FIXTURES, tmp_path / "records")
     records = tmp_path / "records"
-    # Holm over the three sst2/cpu methods with a comparison: p = 0.001, 0.03, 0.04 -> 0.003, 0.06, 0.06.
+    # Holm over machine A's three sst2/cpu methods with a comparison: p = 0.001, 0.03, 0.04 -> 0.003, 0.06, 0.06.
     _with_comparison(next(records.glob("sst2__bert_base_uncased__dynamic_int8__cpu__*.json")), -0.010, [-0.016, -0.004], 0.001)
     _with_comparison(next(records.glob("sst2__bert_base_uncased__layer_drop__cpu__*.json")), -0.020, [-0.038, -0.001], 0.03)
+    _with_comparison(next(records.glob("sst2__bert_base_uncased__magnitude__cpu__*.json")), -0.015, [-0.030, -0.0002], 0.04)
+    # Machine B's only one: its own table's family of one.
     _with_comparison(next(records.glob("sst2__bert_base_uncased__head_prune__cpu__*.json")), -0.005, [-0.010, -0.0002], 0.04)
     return tmp_path
 
@@ -41,16 +43,19 @@ def results(tmp_path):
 def test_table1_shows_paired_drops_and_marks_only_holm_significant_ones(results):
     records, _ = load_records([str(results)])
     numeric = table1_numeric(records, tasks=("sst2",))
-    by_method = numeric.set_index("method")
+    machine_a = numeric[numeric["fingerprint"].eq("fpA-0001")]
+    by_method = machine_a.set_index("method")
     assert by_method.loc["dynamic_int8", "sst2_drop"] == pytest.approx(-1.0)
     assert by_method.loc["dynamic_int8", "sst2_drop_p_holm"] == pytest.approx(0.003)
     assert by_method.loc["layer_drop", "sst2_drop_p_holm"] == pytest.approx(0.06)
-    assert by_method.loc["head_prune", "sst2_drop_p_holm"] == pytest.approx(0.06)
+    assert by_method.loc["magnitude", "sst2_drop_p_holm"] == pytest.approx(0.06)
     assert np.isnan(by_method.loc["baseline", "sst2_drop"])  # the baseline has no drop against itself
-    shown = format_table1(numeric).set_index("Method")["SST-2"]
+    # Holm's family is one machine's table: machine B's single test is not adjusted by machine A's.
+    assert numeric.set_index("method").loc["head_prune", "sst2_drop_p_holm"] == pytest.approx(0.04)
+    shown = format_table1(machine_a).set_index("Method")["SST-2"]
     assert shown["dynamic_int8"].endswith(f"(Δ-1.0 [-1.6, -0.4]{MARK_SIGNIFICANT})")
     assert shown["layer_drop"].endswith("(Δ-2.0 [-3.8, -0.1])")  # raw p = 0.03 < 0.05, but not after Holm
-    assert MARK_SIGNIFICANT not in shown["head_prune"] and "Δ" not in shown["magnitude"]
+    assert MARK_SIGNIFICANT not in shown["magnitude"] and "Δ" not in shown["baseline"]
 
 
 def _set_latency_ci(path: Path, ci: list) -> None:

@@ -33,8 +33,11 @@ def test_cli_writes_tables_and_reports_skipped_files(cli_run):
     assert proc.returncode == 0, proc.stderr
     for name in ("table1.md", "table1.csv", "table1.tex", "table1_numeric.csv", "cells.csv", "report.html"):
         assert (out / name).stat().st_size > 0, name
-    assert proc.stdout.startswith("| Category | Method |")
-    assert "| RTE |" in proc.stdout.splitlines()[0]
+    # one Table 1 per machine, each headed by the machine's name (the fixtures hold two)
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "## Table 1 on Test EPYC B (AVX2, 2 cores) + NVIDIA H200 [fpB-0002]"
+    assert sum(line.startswith("## Table 1 on ") for line in lines) == 2
+    assert lines[2].startswith("| Category | Method |") and "| RTE |" in lines[2]
     assert "half_written.json" in proc.stderr and "skipped" in proc.stderr
 
 
@@ -42,9 +45,12 @@ def test_plots_written_for_axes_with_data_and_skipped_otherwise(cli_run):
     _, out = cli_run
     pngs = {p.name for p in out.glob("pareto_*.png")}
     assert {p.with_suffix(".svg").name for p in out.glob("pareto_*.png")} == {p.name for p in out.glob("pareto_*.svg")}
-    for expected in ("pareto_sst2_size_w_emb.png", "pareto_sst2_size_wo_emb.png", "pareto_sst2_flops.png",
-                     "pareto_sst2_energy_cpu.png", "pareto_sst2_cpu_latency_cpu-fpA-0001.png",
-                     "pareto_squad_v1.1_size_w_emb.png", "pareto_avg_size_w_emb.png"):
+    # Two machines: every file names its machine (short fingerprint), latency and energy also the hardware config.
+    for expected in ("pareto_sst2_size_w_emb_fpA-0001.png", "pareto_sst2_size_wo_emb_fpA-0001.png",
+                     "pareto_sst2_flops_fpA-0001.png", "pareto_sst2_energy_cpu-fpA-0001.png",
+                     "pareto_sst2_cpu_latency_cpu-fpA-0001.png", "pareto_squad_v1.1_size_w_emb_fpA-0001.png",
+                     "pareto_avg_size_w_emb_fpA-0001.png", "pareto_sst2_size_w_emb_fpB-0002.png",
+                     "pareto_sst2_cpu_latency_cpu-fpB-0002.png"):
         assert expected in pngs
     assert not any("gpu_latency" in name or "_qqp_" in name or "_rte_" in name for name in pngs)
     assert all((out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in pngs)

@@ -63,25 +63,31 @@ def records():
     return load_records([str(FIXTURES)])[0]
 
 
-def test_machine_dependent_axes_are_split_per_machine(records):
+def test_every_axis_is_split_per_machine(records):
     latency = plot_groups(records, AXIS["cpu_latency"])
     assert set(latency) == {"cpu-fpA-0001", "cpu-fpB-0002"}  # same hardware name on two machines
-    assert set(plot_groups(records, AXIS["size_w_emb"])) == {""}
+    # Size does not depend on the machine, but the scores and seeds of a point do: one plot per machine too.
+    assert set(plot_groups(records, AXIS["size_w_emb"])) == {"fpA-0001", "fpB-0002"}
     assert plot_groups(records, AXIS["gpu_latency"]) == {}  # only random-init (unscored) GPU cells
+    one_machine = records[records["fingerprint"].eq("fpA-0001")]
+    assert set(plot_groups(one_machine, AXIS["size_w_emb"])) == {""}
+    assert set(plot_groups(one_machine, AXIS["cpu_latency"])) == {"cpu"}
 
 
 def test_task_points_prefer_full_evaluation_and_skip_random_init(records):
-    cells = plot_groups(records, AXIS["size_w_emb"])[""]
+    cells = plot_groups(records, AXIS["size_w_emb"])["fpA-0001"]
     sst2 = task_points(cells, AXIS["size_w_emb"], "sst2").set_index("method")
-    assert set(sst2.index) == {"baseline", "dynamic_int8", "magnitude", "layer_drop", "head_prune"}  # not low_rank: random init
+    assert set(sst2.index) == {"baseline", "dynamic_int8", "magnitude", "layer_drop"}  # head_prune: machine B's
+    assert set(task_points(plot_groups(records, AXIS["size_w_emb"])["fpB-0002"], AXIS["size_w_emb"], "sst2").method) == {
+        "head_prune"}  # not low_rank: random init
     assert sst2.loc["dynamic_int8", "cost"] == pytest.approx(41.3)
     squad = task_points(cells, AXIS["size_w_emb"], "squad_v1.1")  # devsplit maps to the SQuAD column
     assert set(squad.method) == {"baseline", "dynamic_int8"}
 
 
 def test_average_points_need_every_task(records):
-    cells = plot_groups(records, AXIS["size_w_emb"])[""]
+    cells = plot_groups(records, AXIS["size_w_emb"])["fpA-0001"]
     points, used, left_out = average_points(cells, AXIS["size_w_emb"], ("mnli", "qqp", "sst2", "squad_v1.1"))
     assert used == ["mnli", "sst2", "squad_v1.1"]
-    assert set(points.method) == {"baseline", "dynamic_int8"} and left_out == 3
+    assert set(points.method) == {"baseline", "dynamic_int8"} and left_out == 2  # magnitude, layer_drop
     assert points.set_index("method").loc["dynamic_int8", "value"] == pytest.approx((83 + 91 + 87) / 3)

@@ -25,7 +25,7 @@ MAGNITUDE = next(FIXTURES.glob("sst2__bert_base_uncased__magnitude__cpu__*.json"
 def magnitude_record(sparsity: float, seed: int = 42, accuracy: float = None, created="2026-01-02T00:00:00+00:00") -> dict:
     record = json.loads((FIXTURES / MAGNITUDE).read_text())
     record["cell"]["method"] = "magnitude"
-    record["config"]["method"] = {"_target_": "methods.pruning.Magnitude", "name": "magnitude", "recover_epochs": 0,
+    record["config"]["method"] = {"_target_": "methods.pruning.Magnitude", "name": "magnitude", "recover_epochs": 1.0,
                                   "sparsity": sparsity, "scope": "global", "include_embeddings": False}
     record["config"]["seed"] = seed
     record["config_hash"] = f"{int(sparsity * 100):02d}{seed:04d}".ljust(64, "0")

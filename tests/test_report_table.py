@@ -1,4 +1,8 @@
-"""Table 1 against values computed by hand from the fixture records (see fixtures/records/make_records.py)."""
+"""Table 1 against values computed by hand from the fixture records (see fixtures/records/make_records.py).
+
+The fixtures hold two machines; each has a Table 1 of its own (harness/report/machines.py), so most
+checks read machine A's (`machine_a`) and name machine B's rows where they need them.
+"""
 
 import math
 from pathlib import Path
@@ -7,13 +11,16 @@ import pandas as pd
 import pytest
 
 from harness.report import failed_cells, load_records, table1, table1_numeric
+from harness.report.machines import select_machine
 from harness.report.published import PRUNE_OFA_SOURCE, SOURCE, SOURCE_FAMILY, prune_ofa_table, survey_table
 from harness.report.render import latex_escape, to_latex, to_markdown
 
 FIXTURES = Path(__file__).parent / "fixtures" / "records"
 EXPECTED_COLUMNS = [
     "Category", "Method", "Model", "Source", "Prov.", "Target device", "Size w/ emb (%)", "Size w/o emb (%)",
-    "GPU speedup", "CPU speedup", "MNLI", "QQP", "SST-2", "SQuAD v1.1 (F1)", "Avg. drop", "Notes",
+    "GPU speedup", "CPU speedup", "MNLI", "QQP", "SST-2", "SQuAD v1.1 (F1)", "Avg. drop",
+    "Training (largest per task)",  # ShrinkBench: the budget of every method that trains, beside its scores
+    "Notes",
 ]
 
 
@@ -24,10 +31,17 @@ def records():
     return df
 
 
-def _row(table, method, source="measured"):
+@pytest.fixture(scope="module")
+def machine_a(records):
+    return select_machine(records, "fpA-0001")
+
+
+def _row(table, method, source="measured", machine=None):
     column = "method" if "method" in table.columns else "Method"
     source_column = "source" if "source" in table.columns else "Source"
     rows = table[(table[column] == method) & (table[source_column] == source)]
+    if machine is not None:
+        rows = rows[rows["fingerprint"] == machine]
     assert len(rows) == 1, rows
     return rows.iloc[0]
 
@@ -39,17 +53,21 @@ def test_columns_follow_the_survey(records):
 
 
 def test_rows_in_survey_category_order(records):
-    table = table1(records)
-    assert list(table["Method"]) == ["baseline", "dynamic_int8", "magnitude", "head_prune", "layer_drop", "low_rank"]
-    assert list(table["Category"])[:3] == ["Baseline", "Quantization", "Unstructured Pruning"]
+    numeric = table1_numeric(records)
+    # machine by machine (ordered by name: "Test EPYC B ..." before "Test Xeon A ..."), each in the survey's order
+    assert list(numeric["fingerprint"]) == ["fpB-0002"] * 4 + ["fpA-0001"] * 4
+    assert list(numeric["method"]) == ["baseline", "head_prune", "layer_drop", "low_rank",
+                                       "baseline", "dynamic_int8", "magnitude", "layer_drop"]
+    assert list(numeric["category"])[4:7] == ["Baseline", "Quantization", "Unstructured Pruning"]
 
 
 def test_speedups_against_the_same_machine_baseline(records):
     numeric = table1_numeric(records)
-    assert _row(numeric, "baseline").speedup_cpu == pytest.approx(1.0)
+    assert _row(numeric, "baseline", machine="fpA-0001").speedup_cpu == pytest.approx(1.0)
     assert _row(numeric, "dynamic_int8").speedup_cpu == pytest.approx(2.0)  # 20/10, 24/12, 70/35
-    assert _row(numeric, "layer_drop").speedup_cpu == pytest.approx(math.sqrt(2.5 * 1.5))  # geometric mean
-    assert _row(numeric, "layer_drop").speedup_gpu == pytest.approx(2.0)  # 4 ms / 2 ms on machine B
+    assert _row(numeric, "layer_drop", machine="fpA-0001").speedup_cpu == pytest.approx(math.sqrt(2.5 * 1.5))  # geometric mean
+    assert _row(numeric, "layer_drop", machine="fpB-0002").speedup_gpu == pytest.approx(2.0)  # 4 ms / 2 ms on machine B
+    assert math.isnan(_row(numeric, "layer_drop", machine="fpA-0001").speedup_gpu)  # machine A has no GPU
     assert _row(numeric, "low_rank").speedup_gpu == pytest.approx(4 / 3)
     assert math.isnan(_row(numeric, "dynamic_int8").speedup_gpu)  # unsupported on cuda
 
@@ -66,18 +84,19 @@ def test_no_speedup_across_machines(records):
 
 def test_average_drops(records):
     numeric = table1_numeric(records)
-    assert _row(numeric, "baseline").avg_drop == pytest.approx(0.0)
+    assert _row(numeric, "baseline", machine="fpA-0001").avg_drop == pytest.approx(0.0)
     assert _row(numeric, "dynamic_int8").avg_drop == pytest.approx(-1.0)  # (-1 -1 -1) / 3
-    assert _row(numeric, "layer_drop").avg_drop == pytest.approx(-2.25)  # (-2 - 2.5) / 2, SQuAD failed
-    assert _row(numeric, "head_prune").avg_drop == pytest.approx(-0.5)
+    assert _row(numeric, "layer_drop", machine="fpA-0001").avg_drop == pytest.approx(-2.25)  # (-2 - 2.5) / 2, SQuAD failed
+    # Machine B has no scored baseline (its GPU baseline is random-init): no drop, never one against machine A's.
+    assert math.isnan(_row(numeric, "head_prune").avg_drop)
     assert math.isnan(_row(numeric, "low_rank").avg_drop)  # random init: no accuracy
-    shown = table1(records)
+    shown = table1(select_machine(records, "fpA-0001"))
     assert _row(shown, "dynamic_int8")["Avg. drop"] == "-1.00ᵈ"
     assert _row(shown, "layer_drop")["Avg. drop"] == "-2.25ˢ"
 
 
-def test_extra_tasks_are_shown_but_not_averaged(records):
-    numeric = table1_numeric(records, tasks=("sst2",), extra_tasks=("mnli",))
+def test_extra_tasks_are_shown_but_not_averaged(machine_a):
+    numeric = table1_numeric(machine_a, tasks=("sst2",), extra_tasks=("mnli",))
     assert _row(numeric, "layer_drop").avg_drop == pytest.approx(-2.0)
     assert _row(numeric, "layer_drop").mnli == pytest.approx(81.5)
 
@@ -88,19 +107,20 @@ def test_a_variant_task_asked_for_by_name_gets_its_own_column(records):
     assert _row(numeric, "dynamic_int8")["squad_v1.1_devsplit_marks"] == ""
 
 
-def test_missing_is_a_dash_never_zero(records):
+def test_missing_is_a_dash_never_zero(records, machine_a):
     table = table1(records)
     assert set(table["QQP"]) == {"–"}
+    assert not any(cell in ("0", "0.0", "nan", "NaN") for cell in table.to_numpy().ravel())
+    table = table1(machine_a)
     assert _row(table, "layer_drop")["SQuAD v1.1 (F1)"] == "–"
     assert _row(table, "dynamic_int8")["GPU speedup"] == "–"
-    assert not any(cell in ("0", "0.0", "nan", "NaN") for cell in table.to_numpy().ravel())
 
 
-def test_markers_and_confidence_intervals(records):
-    table = table1(records)
+def test_markers_and_confidence_intervals(records, machine_a):
+    assert _row(table1(records), "low_rank")["SST-2"] == "–ʳ"  # random init (machine B): not measured
+    table = table1(machine_a)
     assert _row(table, "baseline")["SST-2"] == "92.0 ±1.8"
     assert _row(table, "layer_drop")["MNLI"] == "81.5ˢ"  # subset-evaluated
-    assert _row(table, "low_rank")["SST-2"] == "–ʳ"  # random init: not measured
     assert _row(table, "dynamic_int8")["SQuAD v1.1 (F1)"] == "87.0ᵈ"  # squad_v1.1_devsplit in the SQuAD column
     assert _row(table, "layer_drop")["Size w/ emb (%)"] == "60.7"
     # Sparse storage is the survey's size for pruned weights: used when smaller than dense, and marked.
@@ -109,7 +129,7 @@ def test_markers_and_confidence_intervals(records):
     # The fixtures carry no interleaved timing: their speedups are cross-cell ratios, marked ᶜ.
     assert _row(table, "magnitude")["CPU speedup"] == "1.00×ᶜ"
     assert _row(table, "layer_drop")["CPU speedup"] == "1.94×ᶜ"
-    assert table1(records, show_ci=False).loc[0, "SST-2"] == "92.0"
+    assert table1(machine_a, show_ci=False).loc[0, "SST-2"] == "92.0"
 
 
 def test_failed_and_unsupported_cells_are_listed_with_reasons(records):
@@ -119,8 +139,8 @@ def test_failed_and_unsupported_cells_are_listed_with_reasons(records):
     assert "runs on cpu only" in failed.reason.iloc[1]
 
 
-def test_published_rows_sit_beside_the_same_method_only(records):
-    table = table1(records, published=True)
+def test_published_rows_sit_beside_the_same_method_only(machine_a):
+    table = table1(machine_a, published=True)
     assert list(table["Source"]).count(SOURCE) == 1  # only the baseline maps (model bert_base)
     position = list(table["Method"]).index("BERT-base")
     assert table.loc[position - 1, "Method"] == "baseline"
@@ -136,20 +156,35 @@ def test_published_rows_sit_beside_the_same_method_only(records):
     measured_categories = set(table.loc[table["Source"].eq("measured"), "Category"])
     assert set(family["Category"]) <= measured_categories
     assert PRUNE_OFA_SOURCE not in set(table["Source"])  # no measured recipe_pruneofa row in the fixtures
-    everything = table1(records, published="all")
+    everything = table1(machine_a, published="all")
     assert everything["Source"].str.startswith("published").sum() == 26 + len(prune_ofa_table())
 
 
-def test_prune_ofa_rows_follow_a_measured_recipe_pruneofa_row(records):
-    recipe = records[(records["method"] == "magnitude") & (records["task"] == "sst2")].assign(
+def test_prune_ofa_rows_are_never_drawn_beside_a_task_level_recipe(machine_a):
+    # Zafrir et al. prune during pre-training: a recipe running the same steps on task data (an old
+    # record still named recipe_pruneofa included) gets no Prune OFA rows beside it; published="all"
+    # lists them at the end, for orientation
+    recipe = machine_a[(machine_a["method"] == "magnitude") & (machine_a["task"] == "sst2")].assign(
         method="recipe_pruneofa", label="recipe_pruneofa", category="Compound", path="recipe_pruneofa.json", config_hash="0f0f0f0f0f0f")
-    table = table1(pd.concat([records, recipe], ignore_index=True), published=True)
-    position = list(table["Method"]).index("recipe_pruneofa")
-    following = table.iloc[position + 1: position + 1 + len(prune_ofa_table())]
-    assert set(following["Source"]) == {PRUNE_OFA_SOURCE}
-    base85 = following[following["Method"] == "Prune OFA BERT-base 85%"].iloc[0]
-    assert (base85["MNLI"], base85["SST-2"], base85["SQuAD v1.1 (F1)"]) == ("82.7", "91.5", "88.4")
-    assert table["Method"].eq("Prune OFA BERT-base 85%").sum() == 1  # shown once, whatever the number of tasks
+    table = table1(pd.concat([machine_a, recipe], ignore_index=True), published=True)
+    assert "recipe_pruneofa" in set(table["Method"]) and PRUNE_OFA_SOURCE not in set(table["Source"])
+    everything = table1(pd.concat([machine_a, recipe], ignore_index=True), published="all")
+    assert everything["Method"].eq("Prune OFA BERT-base 85%").sum() == 1
+    assert list(everything["Source"]).index(PRUNE_OFA_SOURCE) > max(i for i, s in enumerate(everything["Source"]) if s == "measured")
+
+
+def test_rows_of_another_regime_never_sit_beside_the_published_family(machine_a):
+    # task-only distillation (reference.comparable_to_published false) beside DistilBERT/TinyBERT/MiniLM,
+    # which distil during pre-training, would read as a like-for-like comparison
+    kd = machine_a[machine_a["method"].eq("magnitude")].assign(
+        method="kd_logits", label="kd_logits", category="KD from Output Logits", comparable_to_published=False,
+        path="kd.json", config_hash="0e0e0e0e0e0e")
+    table = table1(pd.concat([machine_a, kd], ignore_index=True), published=True)
+    kd_rows = table.index[table["Category"].eq("KD from Output Logits")]
+    assert list(table.loc[kd_rows, "Source"]) == ["measured"]  # no survey KD row follows it
+    comparable = kd.assign(comparable_to_published=True)
+    table = table1(pd.concat([machine_a, comparable], ignore_index=True), published=True)
+    assert table.loc[table["Category"].eq("KD from Output Logits"), "Source"].eq(SOURCE_FAMILY).any()
 
 
 def test_packaged_survey_table():

@@ -6,6 +6,13 @@ the reference (the fine-tuned fp32 baseline, PyTorch eager) run on the same inpu
 same threads, in ABBA-ordered blocks of a few calls each, so slow drift hits both alike and
 cancels in the ratio. The CI resamples *block pairs* (a block of each, adjacent in time), which
 keeps that pairing: a percentile bootstrap of median(reference) / median(method).
+
+Both sides cycle through the same batches in the same order (call i of either side times batch
+i mod len(batches)), and the pass lasts until every batch was timed at least once. A method whose
+compute depends on its input (early exit: `Method.input_dependent_compute`) is compared by the
+ratio of *mean* latencies, its cost per example over the sampled inputs: its median is the cost of
+whichever inputs happen to be the middle of the sample (issue 27: p50 5.10x, mean 3.0x on SST-2).
+The other ratio is recorded too.
 """
 
 from __future__ import annotations
@@ -24,11 +31,22 @@ MAX_BLOCK_CALLS = 32
 REFERENCE = "the fine-tuned fp32 baseline in PyTorch eager on the same device, inputs and threads"
 
 
+# The statistic a speedup is the ratio of: p50 for a method whose cost does not depend on its
+# input, mean (cost per example over the sample) for one whose cost does.
+STATISTICS = {"p50": np.median, "mean": np.mean}
+
+
 class Speedup(TypedDict):
-    value: float  # reference p50 / method p50 (> 1: the method is faster)
-    ci95: Optional[list]  # [low, high], bootstrap over block pairs; None with n_bootstrap=0
+    value: float  # reference <statistic> / method <statistic> (> 1: the method is faster)
+    statistic: str  # "p50" | "mean": what `value` and `ci95` are ratios of; absent in older records (p50)
+    value_p50: float  # reference p50 / method p50, whichever the statistic
+    value_mean: float  # reference mean / method mean, whichever the statistic
+    ci95: Optional[list]  # [low, high] of `value`, bootstrap over block pairs; None with n_bootstrap=0
     reference_p50_ms: float  # p50 of the reference's calls, interleaved with the method's
     method_p50_ms: float  # p50 of the method's calls in the same run
+    reference_mean_ms: float  # mean of the reference's calls
+    method_mean_ms: float  # mean of the method's calls
+    reference_values_ms: list  # the reference's raw per-call times in call order (the method's: the entry's values_ms)
     reference_count: int  # timed reference calls
     block_pairs: int  # (method block, reference block) pairs, ABBA order
     block_calls: int  # calls per block
@@ -62,15 +80,17 @@ def _block_calls(run_method, run_reference, batches, cuda: bool) -> int:
     return int(min(MAX_BLOCK_CALLS, max(1, BLOCK_TARGET_S * 1e3 // max(probe, 1e-3))))
 
 
-def ratio_ci(pairs: list[tuple[list[float], list[float]]], n_resamples: int, seed: int = 0) -> list:
-    """Percentile-bootstrap 95% CI of median(reference)/median(method) over block pairs."""
+def ratio_ci(pairs: list[tuple[list[float], list[float]]], n_resamples: int, seed: int = 0, statistic: str = "p50") -> list:
+    """Percentile-bootstrap 95% CI of statistic(reference)/statistic(method) over block pairs
+    (`statistic`: a key of STATISTICS)."""
+    summary = STATISTICS[statistic]
     rng = np.random.default_rng(seed)
     method = [np.asarray(m) for m, _ in pairs]
     reference = [np.asarray(r) for _, r in pairs]
     estimates = np.empty(n_resamples)
     for k in range(n_resamples):
         pick = rng.integers(0, len(pairs), size=len(pairs))
-        estimates[k] = np.median(np.concatenate([reference[i] for i in pick])) / np.median(np.concatenate([method[i] for i in pick]))
+        estimates[k] = summary(np.concatenate([reference[i] for i in pick])) / summary(np.concatenate([method[i] for i in pick]))
     low, high = np.percentile(estimates, [2.5, 97.5])
     return [float(low), float(high)]
 
@@ -84,12 +104,16 @@ def measure_interleaved(
     seq_len: Optional[int],
     label: str,
     n_bootstrap: int = 1000,
+    statistic: str = "p50",
 ) -> tuple[dict, Speedup]:
     """Time the method and the reference alternately; return (the method's latency entry, speedup).
 
-    Stops once each side has hardware.min_iterations calls and the run has lasted
-    2 x hardware.min_duration_s, or at 2 x hardware.max_duration_s regardless.
+    Stops once each side has max(hardware.min_iterations, len(batches)) calls and the run has
+    lasted 2 x hardware.min_duration_s, or at 2 x hardware.max_duration_s regardless.
+    `statistic` ("p50" | "mean"): what the speedup and its CI are a ratio of.
     """
+    if statistic not in STATISTICS:
+        raise ValueError(f"unknown speedup statistic {statistic!r} (one of {', '.join(STATISTICS)})")
     cuda = hardware.device == "cuda"
     with torch.inference_mode():
         warmup_calls = warm_up(run_method, batches, hardware.warmup, hardware.compile)
@@ -113,7 +137,8 @@ def measure_interleaved(
                 pairs.append((method, reference))
                 elapsed = time.perf_counter() - start
                 calls = len(pairs) * block
-                if calls >= hardware.min_iterations and elapsed >= 2 * hardware.min_duration_s and len(pairs) >= 2:
+                # every batch timed at least once on each side (see latency._stop_reason)
+                if calls >= max(hardware.min_iterations, len(batches)) and elapsed >= 2 * hardware.min_duration_s and len(pairs) >= 2:
                     stopped_by = "min_iterations_and_duration"
                 elif elapsed >= 2 * hardware.max_duration_s:
                     stopped_by = "max_duration"
@@ -123,12 +148,19 @@ def measure_interleaved(
     entry = latency_entry(method_values, hardware, batch_size, seq_len, label, warmup_calls, elapsed, stopped_by,
                           frames_before, frames_after, n_bootstrap)
     entry["interleaved"] = True
-    reference_p50 = float(np.median(reference_values))
+    reference_p50, reference_mean = float(np.median(reference_values)), float(np.mean(reference_values))
+    ratios = {"p50": reference_p50 / entry["p50_ms"], "mean": reference_mean / entry["mean_ms"]}
     speedup = Speedup(
-        value=reference_p50 / entry["p50_ms"],
-        ci95=ratio_ci(pairs, n_bootstrap) if n_bootstrap > 0 else None,
+        value=ratios[statistic],
+        statistic=statistic,
+        value_p50=ratios["p50"],
+        value_mean=ratios["mean"],
+        ci95=ratio_ci(pairs, n_bootstrap, statistic=statistic) if n_bootstrap > 0 else None,
         reference_p50_ms=reference_p50,
         method_p50_ms=entry["p50_ms"],
+        reference_mean_ms=reference_mean,
+        method_mean_ms=entry["mean_ms"],
+        reference_values_ms=[float(v) for v in reference_values],
         reference_count=len(reference_values),
         block_pairs=len(pairs),
         block_calls=block,

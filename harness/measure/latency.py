@@ -133,10 +133,12 @@ def measure_latency(
     progress: bool = True,
     n_bootstrap: int = 1000,
 ) -> dict:
-    """Time `run(batch)` cycling through `batches` (already on the device).
+    """Time `run(batch)` cycling through `batches` (already on the device) in order: call i times
+    batches[i % len(batches)].
 
-    Stops once count >= hardware.min_iterations AND elapsed >= hardware.min_duration_s,
-    or at hardware.max_duration_s regardless. `n_bootstrap=0` skips the p50 CI.
+    Stops once count >= max(hardware.min_iterations, len(batches)) AND elapsed >=
+    hardware.min_duration_s, or at hardware.max_duration_s regardless: every batch is timed at
+    least once unless the time cap cuts the pass short. `n_bootstrap=0` skips the p50 CI.
     """
     if not batches:
         raise ValueError("measure_latency needs at least one batch")
@@ -207,8 +209,11 @@ def warm_up_every_shape(run: Callable[[Batch], Any], batches: list[Batch], calls
     return {shape: calls for shape in firsts}
 
 
-def _stop_reason(count: int, elapsed: float, hardware) -> Optional[str]:
-    if count >= hardware.min_iterations and elapsed >= hardware.min_duration_s:
+def _stop_reason(count: int, elapsed: float, hardware, n_batches: int = 1) -> Optional[str]:
+    # At least one call per batch: the batches are a sample of the eval set, and a pass that stops
+    # after its first few inputs times those inputs, not the set (an input-dependent method's cost
+    # varies with them: issue 27).
+    if count >= max(hardware.min_iterations, n_batches) and elapsed >= hardware.min_duration_s:
         return "min_iterations_and_duration"
     if elapsed >= hardware.max_duration_s:
         return "max_duration"
@@ -228,7 +233,7 @@ def _perf_counter_loop(run, batches, hardware, desc: str, progress: bool) -> tup
             t1 = clock()
             values.append((t1 - t0) * 1e3)
             bar.update()
-            stop = _stop_reason(len(values), t1 - start, hardware)
+            stop = _stop_reason(len(values), t1 - start, hardware, n_batches)
             if stop:
                 return values, t1 - start, stop
 
@@ -248,7 +253,7 @@ def _cuda_event_loop(run, batches, hardware, desc: str, progress: bool) -> tuple
             bar.update()
             # Host-side elapsed time: launches run ahead of the GPU by at most the queue
             # depth, and the final synchronize below waits for the remainder.
-            stop = _stop_reason(len(pairs), clock() - start, hardware)
+            stop = _stop_reason(len(pairs), clock() - start, hardware, n_batches)
             if stop:
                 break
     torch.cuda.synchronize()

@@ -3,9 +3,14 @@
     compbench-report results/demo [more dirs/globs] --out results/demo/report \
         --tasks sst2,mrpc --extra-tasks rte --published
 
-Prints the Markdown table on stdout and every skipped file on stderr. Exit 0 when at least one
+Prints the Markdown tables on stdout and every skipped file on stderr. Exit 0 when at least one
 record was read (skipped files do not fail the run); exit 2 with one line when none was found, or on
-bad arguments (an unknown task name, an --out that is a file or cannot be written).
+bad arguments (an unknown task name, an --out that is a file or cannot be written, a --machine that
+names no machine or several).
+
+Nothing is ever aggregated over machines (harness/report/machines.py): records from several machines
+give one Table 1 per machine, per-machine plots and a --recommend answer per machine, each headed by
+the machine's name; --machine keeps one machine's records.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from harness.report.build import build_report
+from harness.report.machines import MachineSelectionError
 from harness.report.table import DEFAULT_TASKS
 
 
@@ -80,12 +86,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--published-all", action="store_true", help="also append every other survey row")
     parser.add_argument("--no-plots", action="store_true", help="skip the Pareto plots")
     parser.add_argument("--embed-images", action="store_true", help="inline the plots into report.html (base64)")
+    parser.add_argument("--machine", metavar="NAME_OR_FINGERPRINT",
+                        help="only the records of this machine (all but --compare): its fingerprint (or a prefix) or "
+                             "part of its name, e.g. 'Xeon' or '57181ee2' (exit 2 listing the machines when it matches "
+                             "none or several). "
+                             "Without it, every machine gets its own Table 1, plots and --recommend answer: "
+                             "speedups, drops, seed means and rankings never combine two machines")
     statistics = parser.add_argument_group("predictions, recommendations and comparisons")
     statistics.add_argument("--rescore", action="store_true",
                             help="recompute every metric from the prediction files; exit 1 naming any cell that differs")
     statistics.add_argument("--export-predictions", metavar="DIR",
                             help="write the official formats (SQuAD v1.1 JSON, GLUE submission TSV) of every record")
-    statistics.add_argument("--recommend", action="store_true", help="name the best method(s) under the limits below")
+    statistics.add_argument("--recommend", action="store_true",
+                            help="name the best method(s) under the limits below, per task and machine: records of "
+                                 "several machines are answered machine by machine, each under its own heading, never "
+                                 "ranked together (--machine answers for one)")
     statistics.add_argument("--max-drop", type=float, help="--recommend: largest accuracy drop allowed (points)")
     statistics.add_argument("--max-latency-ms", type=float, help="--recommend: largest p50 latency at batch 1 (ms)")
     statistics.add_argument("--max-size-pct", type=float, help="--recommend: largest size with embeddings (%% of baseline)")
@@ -109,7 +124,10 @@ def main(argv=None) -> int:
     published = "all" if args.published_all else args.published
     try:
         report = build_report(args.paths, out, args.tasks, args.extra_tasks, published,
-                              plots=not args.no_plots, embed_images=args.embed_images)
+                              plots=not args.no_plots, embed_images=args.embed_images, machine=args.machine)
+    except MachineSelectionError as err:
+        print(f"compbench-report: error: {err}", file=sys.stderr)
+        return 2
     except OSError as err:  # e.g. the disk filled up while writing
         print(f"compbench-report: error: --out: cannot write to {out} ({err.strerror or err})", file=sys.stderr)
         return 2

@@ -48,8 +48,20 @@ def format_table1(numeric: pd.DataFrame, show_ci=True) -> pd.DataFrame:
     for task in tasks:
         out[TASK_LABELS.get(task, task)] = [_score(r, task, show_ci) for _, r in numeric.iterrows()]
     out[HEADERS["avg_drop"]] = [_average_drop(r, show_ci) for _, r in numeric.iterrows()]
+    out[TRAINING_HEADER] = [_training(r) for _, r in numeric.iterrows()]
     out[HEADERS["notes"]] = numeric["notes"].fillna("")
     return out.reset_index(drop=True)
+
+
+TRAINING_HEADER = "Training (largest per task)"
+
+
+def _training(row) -> str:
+    """'11,004 ex. / 690 steps': what the method's own training or recovery spent, for its largest task."""
+    seen, steps = row.get("train_examples_seen"), row.get("train_steps")
+    if not _present(seen) or not _present(steps):
+        return MISSING
+    return f"{int(seen):,} ex. / {int(steps):,} steps"
 
 
 def _speedup(row, column: str) -> str:
@@ -77,8 +89,10 @@ def footnotes(numeric: pd.DataFrame, tasks=DEFAULT_TASKS) -> list[str]:
         "(same process, inputs and threads), with its 95% bootstrap CI over block pairs; geometric mean over tasks. "
         "ᶜ: no interleaved timing in the record, so the ratio of two cells of the same machine timed apart. "
         "ᵏ: a timed pass stayed contended (other processes used the CPU) after its re-measurements. "
+        "ᵐ: the method's compute depends on its input (early exit), so its speedup is baseline mean / method mean "
+        "(cost per example) over the same seeded sample of ≥256 eval inputs (or the whole split), not a ratio of p50s. "
         "Never computed across machines.",
-        f"Avg. drop: mean over {labels} of (method − baseline of the same model) in points, over tasks both report; "
+        f"Avg. drop: mean over {labels} of (method − baseline of the same model on the same machine) in points, over tasks both report; "
         "[lo, hi] where every averaged task has a paired CI: 95 % CI of the mean, the tasks' variances added "
         "(independent dev sets; each task's standard error read off its paired bootstrap CI).",
     ]

@@ -14,18 +14,21 @@ from pathlib import Path
 from typing import Any, Optional
 
 from harness.report.categories import UNCATEGORISED
+from harness.report.machines import machine_name
 from harness.report.variants import changed_parameters, method_label, setting_key, trains_on_subset, variant_text
 
 COLUMNS = [
     "path", "task", "model", "method", "runtime", "hardware", "device", "status", "reason", "seed",
     "category", "provenance", "config_hash", "created_at",
-    "fingerprint", "cpu_model", "gpu_name",
+    "fingerprint", "machine", "cpu_model", "gpu_name",
     "primary_metric", "metric_value", "score", "ci_lo", "ci_hi",
     "subset", "train_subset", "random_init", "notes",
     "size_pct_with_emb", "size_pct_without_emb", "size_sparse", "bytes_dense", "bytes_sparse",
     "bytes_without_embeddings", "params_total",
     "seq_len", "latency_mode", "latency_p50_ms", "latency_p50_ci_lo_ms", "latency_p50_ci_hi_ms",
     "throughput_per_s", "speedup_interleaved", "speedup_interleaved_ci_lo", "speedup_interleaved_ci_hi",
+    # issue 27: what the speedup is a ratio of ("mean" for input-dependent compute, else "p50"), and the means
+    "speedup_statistic", "speedup_interleaved_mean", "latency_mean_ms",
     "latency_verdict", "energy_j_per_sample", "energy_provenance", "flops_per_sample",
     # one row per configuration (issue 11 part 6): label = method + what differs from its defaults
     "label", "variant", "parameters", "setting", "disturbed", "flops_method",
@@ -60,7 +63,8 @@ def flatten_record(record: dict, path: str | Path) -> dict:
         "provenance": described.get("provenance") or "",
         "config_hash": record.get("config_hash"),
         "created_at": record.get("created_at"),
-        "fingerprint": env["fingerprint"],
+        "fingerprint": env["fingerprint"],  # the machine: every table row, plot and recommendation is per fingerprint
+        "machine": machine_name(env),
         "cpu_model": (env.get("cpu") or {}).get("model"),
         "gpu_name": gpu.get("name"),
         "primary_metric": metric,
@@ -74,6 +78,8 @@ def flatten_record(record: dict, path: str | Path) -> dict:
         "random_init": model_cfg.get("init") == "random",
         "notes": "; ".join(str(n) for n in record.get("metrics_notes") or []),
     }
+    row.update(_reference(described.get("reference")))
+    row.update(_training_budget(described.get("training_budget")))
     row.update(_size(record.get("size")))
     row.update(_latency(record.get("latency"), task_cfg.get("max_seq_length"), hw_cfg.get("compile")))
     energy = record.get("energy") or {}
@@ -86,6 +92,23 @@ def flatten_record(record: dict, path: str | Path) -> dict:
                parameters=json.dumps(changed, sort_keys=True, default=str), setting=setting_key(config) if config else None,
                disturbed=is_disturbed(record.get("latency")))
     return row
+
+
+def _reference(reference: Optional[dict]) -> dict:
+    """The paper a record's method follows, as the record says (harness.record_migration for old ones)."""
+    reference = reference if isinstance(reference, dict) else {}
+    return {"reference_paper": reference.get("paper"), "reference_recipe": reference.get("recipe"),
+            "reference_changes": reference.get("changes"),
+            # a record that says nothing is not held back from the published rows
+            "comparable_to_published": bool(reference.get("comparable_to_published", True))}
+
+
+def _training_budget(budget: Optional[dict]) -> dict:
+    """What the method's own training or recovery spent (methods.base.Method.spent_budget); None for
+    records written before the budget was recorded, and for methods that do not train."""
+    budget = budget if isinstance(budget, dict) else {}
+    return {"train_steps": _number(budget.get("optimizer_steps")), "train_examples_seen": _number(budget.get("examples_seen")),
+            "train_wall_s": _number(budget.get("wall_s"))}
 
 
 def is_disturbed(latency: Optional[dict]) -> bool:
@@ -170,6 +193,9 @@ def _latency(latency: Optional[dict], seq_len: Optional[int], mode: Optional[str
     speedup = best.get("speedup") if isinstance(best.get("speedup"), dict) else {}
     speedup_ci = speedup.get("ci95") if isinstance(speedup.get("ci95"), (list, tuple)) and len(speedup["ci95"]) == 2 else [None, None]
     contention = (latency or {}).get("contention") if isinstance((latency or {}).get("contention"), dict) else {}
+    # The timed speedup says which statistic it used; without one, the method's declaration (a
+    # cross-cell ratio then uses the same statistic); records before issue 27 used p50 throughout.
+    statistic = speedup.get("statistic") or (latency or {}).get("speedup_statistic") or "p50"
     return {
         "seq_len": best.get("seq_len"),
         "latency_mode": best.get("mode"),
@@ -181,6 +207,10 @@ def _latency(latency: Optional[dict], seq_len: Optional[int], mode: Optional[str
         "speedup_interleaved": _number(speedup.get("value")),
         "speedup_interleaved_ci_lo": _number(speedup_ci[0]),
         "speedup_interleaved_ci_hi": _number(speedup_ci[1]),
+        "speedup_statistic": statistic,
+        # reference mean / method mean, recorded whichever the statistic (absent before issue 27)
+        "speedup_interleaved_mean": _number(speedup.get("value_mean")),
+        "latency_mean_ms": _number(best.get("mean_ms")),
         # "clean" | "contended" | "unknown" over every timed pass; None for records before verdicts.
         "latency_verdict": contention.get("verdict"),
     }

@@ -1,4 +1,4 @@
-"""A single self-describing HTML page: Table 1, its footnotes, failed cells, the plots, skipped files."""
+"""A single self-describing HTML page: Table 1 per machine, its footnotes, failed cells, the plots, skipped files."""
 
 from __future__ import annotations
 
@@ -23,14 +23,22 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 """
 
 
-def write_html_report(path: str | Path, table: pd.DataFrame, notes: list[str], failed: pd.DataFrame,
-                      plots: list[Path], problems: list[str], sources: list[str], embed_images=False) -> Path:
-    """`plots` are PNG paths; linked relative to the page, or inlined as base64 with `embed_images`."""
+def write_html_report(path: str | Path, tables: list[tuple[str, pd.DataFrame]], notes: list[str], failed: pd.DataFrame,
+                      references: pd.DataFrame, plots: list[Path], problems: list[str], sources: list[str],
+                      embed_images=False) -> Path:
+    """`tables`: (machine name, its Table 1) each; `plots` are PNG paths, linked relative to the page or
+    inlined as base64 with `embed_images`."""
     path = Path(path)
+    rows = sum(len(table) for _, table in tables)
     parts = [f"<h1>Compression benchmark: Table 1 and Pareto frontiers</h1>",
-             f"<p>Records from: {html.escape(', '.join(sources))}. {len(table)} table rows.</p>",
-             "<h2>Table 1 (after Ganesh et al. 2021)</h2>", to_html_table(table),
-             "<ul class='notes'>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"]
+             f"<p>Records from: {html.escape(', '.join(sources))}. {rows} table rows from {len(tables)} machine(s); "
+             "each machine has a table of its own: no speedup, drop or frontier combines two machines.</p>",
+             "<h2>Table 1 (after Ganesh et al. 2021)</h2>"]
+    for name, table in tables:
+        parts += [f"<h3>Measured on {html.escape(name)}</h3>", to_html_table(table)]
+    parts.append("<ul class='notes'>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+    if references is not None and not references.empty:
+        parts += ["<h2>Methods and the papers they follow</h2>", to_html_table(references, css_class="results references")]
     if not failed.empty:
         parts += ["<h2>Failed and unsupported cells</h2>", to_html_table(failed, css_class="results failed")]
     if plots:

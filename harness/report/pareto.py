@@ -16,6 +16,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from harness.report.machines import by_machine, machines, short_id
 from harness.report.table import TASK_ALIASES
 
 
@@ -40,7 +41,7 @@ class CostAxis:
     column: str  # column of the flat records frame
     label: str
     device: Optional[str] = None  # latency/energy: only cells on this device
-    per_machine: bool = False  # costs that depend on the machine are never mixed in one plot
+    per_hardware: bool = False  # costs that depend on the hardware config too: one plot per config (and machine)
     ci_columns: tuple = ()
     scale: float = 1.0  # plotted cost = column value x scale (FLOPs are plotted in GFLOPs)
 
@@ -48,11 +49,11 @@ class CostAxis:
 AXES = (
     CostAxis("size_w_emb", "size_pct_with_emb", "Size with embeddings (% of baseline)"),
     CostAxis("size_wo_emb", "size_pct_without_emb", "Size without embeddings (% of baseline)"),
-    CostAxis("cpu_latency", "latency_p50_ms", "CPU latency, p50 at batch 1 (ms)", "cpu", True,
-             ("latency_p50_ci_lo_ms", "latency_p50_ci_hi_ms")),
-    CostAxis("gpu_latency", "latency_p50_ms", "GPU latency, p50 at batch 1 (ms)", "cuda", True,
-             ("latency_p50_ci_lo_ms", "latency_p50_ci_hi_ms")),
-    CostAxis("energy", "energy_j_per_sample", "Energy per inference (J)", None, True),
+    CostAxis("cpu_latency", "latency_p50_ms", "CPU latency, p50 at batch 1 (ms)", "cpu", per_hardware=True,
+             ci_columns=("latency_p50_ci_lo_ms", "latency_p50_ci_hi_ms")),
+    CostAxis("gpu_latency", "latency_p50_ms", "GPU latency, p50 at batch 1 (ms)", "cuda", per_hardware=True,
+             ci_columns=("latency_p50_ci_lo_ms", "latency_p50_ci_hi_ms")),
+    CostAxis("energy", "energy_j_per_sample", "Energy per inference (J)", None, per_hardware=True),
     CostAxis("flops", "flops_per_sample", "GFLOPs per sample", scale=1e-9),
 )
 POINT_COLUMNS = ["label", "model", "method", "cost", "cost_lo", "cost_hi", "value", "value_lo", "value_hi",
@@ -60,18 +61,23 @@ POINT_COLUMNS = ["label", "model", "method", "cost", "cost_lo", "cost_hi", "valu
 
 
 def plot_groups(df: pd.DataFrame, axis: CostAxis) -> dict[str, pd.DataFrame]:
-    """Scored cells usable on `axis`, split by machine when the cost depends on it. Key: file-name suffix."""
+    """Scored cells usable on `axis`, one group per machine (machines.py), and per hardware config where
+    the cost depends on it. No plot mixes machines, whatever the axis: a point's score, its seeds and
+    the frontier it is measured against are one machine's, as in Table 1. Key: the file-name suffix,
+    the hardware config and/or the short fingerprint; the fingerprint appears whenever `df` holds
+    several machines, so one machine's files are named alike on every axis."""
     usable = df[df["status"].eq("ok") & df["score"].notna() & ~df["random_init"].astype(bool) & df[axis.column].notna()]
     if axis.device:
         usable = usable[usable["device"].eq(axis.device)]
-    if not axis.per_machine or usable.empty:
-        return {"": usable} if not usable.empty else {}
-    setups = usable[["hardware", "fingerprint"]].drop_duplicates()
-    ambiguous = setups["hardware"].duplicated(keep=False)
+    several = len(machines(df)) > 1
     groups = {}
-    for (hardware, fingerprint), cells in usable.groupby(["hardware", "fingerprint"], sort=True):
-        suffix = hardware + (f"-{str(fingerprint).split(':')[-1][:8]}" if ambiguous[setups["hardware"].eq(hardware)].any() else "")
-        groups[suffix] = cells
+    for fingerprint, _, cells in by_machine(usable):
+        machine = short_id(fingerprint) if several else ""
+        if not axis.per_hardware:
+            groups[machine] = cells
+            continue
+        for hardware, setup in cells.groupby("hardware", sort=True):
+            groups["-".join(p for p in (str(hardware), machine) if p)] = setup
     return groups
 
 

@@ -30,6 +30,7 @@ from matplotlib.transforms import Bbox
 from harness.report.display import TASK_LABELS
 from harness.report.categories import CATEGORY_ORDER
 from harness.report.frontier_uncertainty import with_probability_labels
+from harness.report.machines import by_machine, machines, short_id
 from harness.report.pareto import AXES, CostAxis, average_points, pareto_front, plot_groups, sweep_curves, task_points
 
 FRONTIER = "#222222"
@@ -55,13 +56,16 @@ def family_colour(category: Optional[str]) -> str:
 
 
 def write_pareto_plots(df: pd.DataFrame, out_dir: str | Path, tasks, include_average=True) -> list[Path]:
-    """All plots that have data; an axis without data is skipped (no file, no error)."""
+    """All plots that have data, one per machine (and hardware config where the cost depends on it:
+    pareto.plot_groups); an axis without data is skipped (no file, no error)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for axis in AXES:
-        for suffix, cells in plot_groups(df, axis).items():
-            where = f" [{suffix}]" if suffix else ""
+        for suffix, cells in plot_groups(df, axis).items():  # one machine's cells (and one hardware config's)
+            where = f" [{cells['hardware'].iloc[0]}]" if axis.per_hardware else ""
+            machine = _machine_of(cells)
+            where += f"\n{machine}" if machine else ""  # the plot names its machine, whatever the file is called
             for task in tasks:
                 points = with_probability_labels(task_points(cells, axis, task), cells, axis)  # "(P=0.93)": P(frontier)
                 title = f"{TASK_LABELS.get(task, task)}: score vs {axis.label.split(',')[0].split(' (')[0]}{where}"
@@ -74,6 +78,11 @@ def write_pareto_plots(df: pd.DataFrame, out_dir: str | Path, tasks, include_ave
                 written += _maybe_plot(points, axis, f"Average over {names}{where}{omitted}", "Mean score (0-100)",
                                        out_dir / _stem("avg", axis, suffix))
     return written
+
+
+def _machine_of(rows: pd.DataFrame) -> str:
+    names = rows["machine"].dropna().unique() if "machine" in rows else []
+    return names[0] if len(names) == 1 else ""
 
 
 def _stem(task: str, axis: CostAxis, suffix: str) -> str:
@@ -260,24 +269,31 @@ _PAIRED_DROP_CI = (("avg_drop_ci_lo", "avg_drop_ci_hi"), ("paired_drop_ci_lo", "
 
 
 def write_drop_vs_speedup(numeric: pd.DataFrame, out_dir: str | Path) -> list[Path]:
-    """One chart per device with measured speedups: drop_vs_speedup_{cpu,gpu}.{png,svg}."""
+    """One chart per machine and device with measured speedups: drop_vs_speedup_{cpu,gpu}[_<machine>].{png,svg},
+    the short fingerprint in the name when the table holds several machines."""
     out_dir = Path(out_dir)
     written: list[Path] = []
-    for device in ("cpu", "gpu"):
-        fig = plot_drop_vs_speedup(numeric, device)
-        if fig is not None:
-            written += _save(fig, out_dir / f"drop_vs_speedup_{device}")
+    tables = list(by_machine(numeric))
+    for fingerprint, _, rows in tables:
+        machine = f"_{short_id(fingerprint)}" if len(tables) > 1 else ""
+        for device in ("cpu", "gpu"):
+            fig = plot_drop_vs_speedup(rows, device)
+            if fig is not None:
+                written += _save(fig, out_dir / f"drop_vs_speedup_{device}{machine}")
     return written
 
 
 def plot_drop_vs_speedup(numeric: pd.DataFrame, device: str = "cpu") -> Optional[Figure]:
-    """Measured rows of Table 1 (filled, by family colour) against the survey's rows of the same
-    families (hollow, labelled as published). None when no measured row has both a drop and a speedup."""
+    """Measured rows of one machine's Table 1 (filled, by family colour) against the survey's rows of the
+    same families (hollow, labelled as published). None when no measured row has both a drop and a
+    speedup; a ValueError for rows of several machines, whose speedups are not on one scale."""
     from harness.report.published import survey_table
 
     column = f"speedup_{device}"
     measured = numeric[numeric["source"].eq("measured") & numeric["avg_drop"].notna() & numeric[column].notna()]
     measured = measured[measured["category"].ne("Baseline")]
+    if len(machines(measured)) > 1:
+        raise ValueError("Table 1 rows of several machines: plot each machine's rows (write_drop_vs_speedup does)")
     if measured.empty:
         return None
     survey = survey_table()
@@ -300,8 +316,10 @@ def plot_drop_vs_speedup(numeric: pd.DataFrame, device: str = "cpu") -> Optional
     if speedups.max() / max(speedups.min(), 1e-9) > 8:
         ax.set_xscale("log")
     drop_kind = "paired 95% CI" if lo_hi else "unpaired difference of means, no CI"
+    machine = _machine_of(measured)
     ax.set(xlabel=f"{device.upper()} speedup over the baseline (×)", ylabel="Average accuracy drop (points)",
-           title=f"Accuracy drop vs {device.upper()} speedup ({drop_kind})\n{PUBLISHED_NOTE}")
+           title=f"Accuracy drop vs {device.upper()} speedup ({drop_kind})\n{PUBLISHED_NOTE}"
+           + (f"\nmeasured on {machine}" if machine else ""))
     ax.title.set_fontsize(9)
     ax.grid(True, linewidth=0.4, alpha=0.5)
     ax.margins(x=0.15, y=0.2)

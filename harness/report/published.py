@@ -20,11 +20,10 @@ import numpy as np
 import pandas as pd
 
 SOURCE = "published: Ganesh et al. 2021"
-# Prune OFA's own rows (its paper, its models), shown after a measured recipe_pruneofa row: the
-# task-level recipe here reproduces its steps (gradual magnitude + distillation, then QAT with the
-# mask locked) on another model, so the rows are for orientation, never in a frontier or an average.
+# Prune OFA's own rows (its paper, its models), listed only with published="all": Zafrir et al.
+# prune during pre-training (100k steps x 256), so no task-level recipe here (recipe_gmp_kd_qat runs
+# its steps on task data) is drawn beside them.
 PRUNE_OFA_SOURCE = "published: Zafrir et al. 2021 (Prune OFA, its own models)"
-PRUNE_OFA_METHOD = "recipe_pruneofa"
 # A survey row of the same category (family) as a measured row, not the same method: context only.
 SOURCE_FAMILY = "published, same family: Ganesh et al. 2021 (BERT-base, their hardware)"
 SURVEY_TASK_COLUMNS = {"mnli": "mnli", "qqp": "qqp", "sst2": "sst2", "squad_v1.1": "squad_f1"}
@@ -101,19 +100,21 @@ def interleave_published(table: pd.DataFrame, columns: list[str], include_all: b
     where the literature puts that family, on BERT-base and the survey's hardware."""
     survey = survey_table().set_index("method", drop=False)
     exact = {survey_label(str(m).split(" (")[0], model) for m, model in zip(table["method"], table["model"])}
-    last_of_category = {c: i for i, c in enumerate(table["category"])}
+    # The family's published rows follow the last measured row that is comparable with them: a row
+    # whose method runs another regime (task-only distillation beside rows distilled during
+    # pre-training) never sits beside them, and a category of only such rows gets none.
+    comparable = (table["comparable_to_published"].fillna(True).astype(bool) if "comparable_to_published" in table
+                  else pd.Series(True, index=table.index))
+    last_of_category = {c: i for i, (c, ok) in enumerate(zip(table["category"], comparable)) if ok}
     rows, shown = [], set()
     prune_ofa = [published_row(r, columns, PRUNE_OFA_SOURCE) for _, r in prune_ofa_table().iterrows()]
     for position, (_, measured) in enumerate(table.iterrows()):
         rows.append(measured.to_dict())
         method = str(measured["method"]).split(" (")[0]
         label = survey_label(method, measured["model"])
-        if label in survey.index and label not in shown:
+        if label in survey.index and label not in shown and comparable.iloc[position]:
             rows.append(published_row(survey.loc[label], columns))
             shown.add(label)
-        if method == PRUNE_OFA_METHOD and PRUNE_OFA_SOURCE not in shown:
-            rows += prune_ofa
-            shown.add(PRUNE_OFA_SOURCE)
         category = measured["category"]
         if last_of_category.get(category) == position and category != "Baseline":
             for name, survey_row in survey[survey["category"].eq(category)].iterrows():
@@ -122,5 +123,5 @@ def interleave_published(table: pd.DataFrame, columns: list[str], include_all: b
                     shown.add(name)
     if include_all:
         rows += [published_row(r, columns) for label, r in survey.iterrows() if label not in shown]
-        rows += prune_ofa if PRUNE_OFA_SOURCE not in shown else []
+        rows += prune_ofa
     return pd.DataFrame(rows, columns=table.columns)

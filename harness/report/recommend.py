@@ -1,5 +1,8 @@
 """`compbench-report RESULTS --recommend`: the best method(s) under a user's budget, per task and machine.
 
+Machines are answered one at a time, each under a heading naming it (machines.py): a candidate only
+ever competes with cells of its own machine, whose speedups, drops and seeds are measured there.
+
 A candidate qualifies when its measured accuracy drop vs the baseline of the same model (paired, on the
 same examples, when the record carries the comparison), its p50 latency at batch 1 and its size are
 within the limits given. Qualifiers are ranked by latency (then accuracy); the answer names the best
@@ -18,6 +21,7 @@ import pandas as pd
 
 from harness.report.display import signed_points
 from harness.report.frontier_uncertainty import add_frontier_probabilities
+from harness.report.machines import by_machine, machines
 from harness.report.paired import add_paired_columns
 from harness.report.speedup import add_speedups, is_baseline
 
@@ -160,53 +164,62 @@ def recommend(df: pd.DataFrame, budget: Budget, tasks=()) -> tuple[pd.DataFrame,
     if cells.empty:
         lines.append("No scored cells match (check --device and --tasks).")
         return pd.DataFrame(rows), lines
-    for (task, hardware, fingerprint), group in cells.groupby(["task", "hardware", "fingerprint"], sort=True):
-        machine = str(group["cpu_model"].iloc[0] if group["device"].iloc[0] == "cpu" else group["gpu_name"].iloc[0])
-        lines.append(f"\n## {task} on {hardware} ({machine})")
-        mask, reasons = _qualifies(group, budget)
-        ranked = group[mask].sort_values(["latency_p50_ms", "score"], ascending=[True, False], na_position="last")
-        # The reference baseline (drop 0, 100 % size) meets every drop and latency budget its speedups were
-        # measured against, so a method measured slower than it (whole speedup CI below 1) is never the
-        # answer unless the size limit rules the baseline out, even when no baseline record is here.
-        baseline_fits = budget.max_size_pct is None or budget.max_size_pct >= 100.0
-        slower = ranked["speedup_hi"].lt(1.0) & ~is_baseline(ranked) if baseline_fits else pd.Series(False, index=ranked.index)
-        if slower.any():
-            lines.append("Left out, measured slower than the fp32 baseline: "
-                         + ", ".join(f"{_name(c)} ({c['speedup']:.2f}× [{c['speedup_lo']:.2f}, {c['speedup_hi']:.2f}])"
-                                     for _, c in ranked[slower].iterrows()) + ".")
-            ranked = ranked[~slower]
-        row = {"task": task, "hardware": hardware, "fingerprint": fingerprint, "best": None, "runner_up": None,
-               "separable": None, "qualifying": len(ranked)}
-        if ranked.empty and slower.any():
-            lines.append("Best: **the fp32 baseline itself**: no method measured here is faster within the budget.")
-            row["best"] = "baseline"
-            rows.append(row)
-            continue
-        if ranked.empty:
-            failing = "; ".join(f"{_name(c)} ({r})" for (_, c), r in zip(group.iterrows(), reasons[group.index]))
-            lines.append(f"Nothing qualifies. Every candidate breaks a limit: {failing}.")
-            rows.append(row)
-            continue
-        best = ranked.iloc[0]
-        row["best"] = _name(best)
-        lines.append(f"Best: **{_name(best)}** ({best['model']}): {_evidence(best)}.")
-        if best["drop_paired"] and np.isfinite(best["drop_hi"]) and budget.max_drop is not None and best["drop_hi"] > budget.max_drop:
-            lines.append(f"  Caution: its drop CI reaches {best['drop_hi']:+.2f} pt, beyond the {budget.max_drop:g} pt limit.")
-        worst_seed = max((d for _, d in best["seed_drops"]), default=np.nan) if best["n_seeds"] > 1 else np.nan
-        if budget.max_drop is not None and worst_seed > budget.max_drop:
-            lines.append(f"  Caution: one of its seeds dropped {worst_seed:+.2f} pt, beyond the {budget.max_drop:g} pt limit.")
-        if len(ranked) > 1:
-            second = ranked.iloc[1]
-            row["runner_up"] = _name(second)
-            same_speed = _overlap(best["latency_p50_ci_lo_ms"], best["latency_p50_ci_hi_ms"],
-                                  second["latency_p50_ci_lo_ms"], second["latency_p50_ci_hi_ms"])
-            same_accuracy = _overlap(best["drop_lo"], best["drop_hi"], second["drop_lo"], second["drop_hi"])
-            row["separable"] = not (same_speed and same_accuracy)
-            lines.append(f"Runner-up: {_name(second)} ({second['model']}): {_evidence(second)}.")
-            if not row["separable"]:
-                lines.append(f"  The data cannot separate {_name(best)} and {_name(second)}: their latency CIs "
-                             "overlap and so do their paired accuracy CIs; either is a defensible choice.")
-        else:
-            lines.append("Runner-up: none (only one candidate qualifies).")
-        rows.append(row)
+    found = machines(cells)
+    if len(found) > 1:
+        lines.append(f"Records from {len(found)} machines: each is answered on its own, never ranked with another's "
+                     "(--machine answers for one).")
+    for fingerprint, name, on_machine in by_machine(cells):
+        lines.append(f"\n# Machine: {name}")
+        for (task, hardware), group in on_machine.groupby(["task", "hardware"], sort=True):
+            lines.append(f"\n## {task} on {hardware}")
+            row = {"machine": name, "task": task, "hardware": hardware, "fingerprint": fingerprint, "best": None,
+                   "runner_up": None, "separable": None, "qualifying": 0}
+            rows.append(_answer(group, budget, row, lines))
     return pd.DataFrame(rows), lines
+
+
+def _answer(group: pd.DataFrame, budget: Budget, row: dict, lines: list[str]) -> dict:
+    """The answer for one task and hardware config on one machine: `row` filled in, the lines appended."""
+    mask, reasons = _qualifies(group, budget)
+    ranked = group[mask].sort_values(["latency_p50_ms", "score"], ascending=[True, False], na_position="last")
+    # The reference baseline (drop 0, 100 % size) meets every drop and latency budget its speedups were
+    # measured against, so a method measured slower than it (whole speedup CI below 1) is never the
+    # answer unless the size limit rules the baseline out, even when no baseline record is here.
+    baseline_fits = budget.max_size_pct is None or budget.max_size_pct >= 100.0
+    slower = ranked["speedup_hi"].lt(1.0) & ~is_baseline(ranked) if baseline_fits else pd.Series(False, index=ranked.index)
+    if slower.any():
+        lines.append("Left out, measured slower than the fp32 baseline: "
+                     + ", ".join(f"{_name(c)} ({c['speedup']:.2f}× [{c['speedup_lo']:.2f}, {c['speedup_hi']:.2f}])"
+                                 for _, c in ranked[slower].iterrows()) + ".")
+        ranked = ranked[~slower]
+    row["qualifying"] = len(ranked)
+    if ranked.empty and slower.any():
+        lines.append("Best: **the fp32 baseline itself**: no method measured here is faster within the budget.")
+        row["best"] = "baseline"
+        return row
+    if ranked.empty:
+        failing = "; ".join(f"{_name(c)} ({r})" for (_, c), r in zip(group.iterrows(), reasons[group.index]))
+        lines.append(f"Nothing qualifies. Every candidate breaks a limit: {failing}.")
+        return row
+    best = ranked.iloc[0]
+    row["best"] = _name(best)
+    lines.append(f"Best: **{_name(best)}** ({best['model']}): {_evidence(best)}.")
+    if best["drop_paired"] and np.isfinite(best["drop_hi"]) and budget.max_drop is not None and best["drop_hi"] > budget.max_drop:
+        lines.append(f"  Caution: its drop CI reaches {best['drop_hi']:+.2f} pt, beyond the {budget.max_drop:g} pt limit.")
+    worst_seed = max((d for _, d in best["seed_drops"]), default=np.nan) if best["n_seeds"] > 1 else np.nan
+    if budget.max_drop is not None and worst_seed > budget.max_drop:
+        lines.append(f"  Caution: one of its seeds dropped {worst_seed:+.2f} pt, beyond the {budget.max_drop:g} pt limit.")
+    if len(ranked) > 1:
+        second = ranked.iloc[1]
+        row["runner_up"] = _name(second)
+        same_speed = _overlap(best["latency_p50_ci_lo_ms"], best["latency_p50_ci_hi_ms"],
+                              second["latency_p50_ci_lo_ms"], second["latency_p50_ci_hi_ms"])
+        same_accuracy = _overlap(best["drop_lo"], best["drop_hi"], second["drop_lo"], second["drop_hi"])
+        row["separable"] = not (same_speed and same_accuracy)
+        lines.append(f"Runner-up: {_name(second)} ({second['model']}): {_evidence(second)}.")
+        if not row["separable"]:
+            lines.append(f"  The data cannot separate {_name(best)} and {_name(second)}: their latency CIs "
+                         "overlap and so do their paired accuracy CIs; either is a defensible choice.")
+    else:
+        lines.append("Runner-up: none (only one candidate qualifies).")
+    return row

@@ -16,7 +16,7 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 _LATEX_UNICODE = {"–": "--", "−": "$-$", "±": r"$\pm$", "×": r"$\times$", "‡": r"\ddag{}", "†": r"\dag{}",
                   "ˢ": r"\textsuperscript{s}", "ʳ": r"\textsuperscript{r}", "ᵈ": r"\textsuperscript{d}",
-                  "ⁿ": r"\textsuperscript{n}", "ᵗ": r"\textsuperscript{t}"}
+                  "ⁿ": r"\textsuperscript{n}", "ᵗ": r"\textsuperscript{t}", "ᵐ": r"\textsuperscript{m}"}
 
 
 def _right_aligned(table: pd.DataFrame) -> list[bool]:

@@ -1,4 +1,5 @@
-"""Per-cell speedup over the baseline.
+"""Per-cell speedup over the baseline: a ratio of p50 latencies, or of means for a method whose compute
+depends on its input (`speedup_statistic` = "mean", early exit).
 
 Preferred: the interleaved speedup the cell measured itself (harness.measure.interleaved: the
 baseline timed in alternating blocks in the same process, with a bootstrap CI). Fallback, for
@@ -28,10 +29,14 @@ def add_speedups(df: pd.DataFrame) -> pd.DataFrame:
     `speedup_source`: "interleaved", "reference" (the baseline itself), "cross-cell" or None."""
     out = df.copy()
     ok = out["status"].eq("ok") & out["latency_p50_ms"].notna()
-    base = out.loc[ok & is_baseline(out), MATCH_KEYS + ["latency_p50_ms"]]
-    base = base.drop_duplicates(MATCH_KEYS, keep="last").rename(columns={"latency_p50_ms": "_base_p50"})
+    mean_ms = _column(out, "latency_mean_ms")
+    timings = out[MATCH_KEYS + ["latency_p50_ms"]].assign(_base_mean=mean_ms)
+    base = timings.loc[ok & is_baseline(out)].drop_duplicates(MATCH_KEYS, keep="last").rename(columns={"latency_p50_ms": "_base_p50"})
     merged = out[MATCH_KEYS].merge(base, on=MATCH_KEYS, how="left")
-    ratio = merged["_base_p50"].to_numpy(float) / out["latency_p50_ms"].to_numpy(float)
+    # The cross-cell ratio uses the statistic the method declared: means for input-dependent compute (issue 27).
+    by_mean = out["speedup_statistic"].eq("mean").to_numpy() if "speedup_statistic" in out else np.zeros(len(out), bool)
+    ratio = np.where(by_mean, merged["_base_mean"].to_numpy(float) / mean_ms,
+                     merged["_base_p50"].to_numpy(float) / out["latency_p50_ms"].to_numpy(float))
     cross_cell = np.where(ok.to_numpy(), ratio, np.nan)
     interleaved = _column(out, "speedup_interleaved")
     reference = (ok & is_baseline(out)).to_numpy()

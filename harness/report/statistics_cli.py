@@ -14,10 +14,16 @@ def run_statistics_command(args) -> int:
         print("\n".join(lines))
         return 0
     from harness.report.load import load_records
+    from harness.report.machines import MachineSelectionError, select_machine
 
     records, problems = load_records(args.paths)
     for problem in problems:
         print(f"skipped: {problem}", file=sys.stderr)
+    try:
+        records = select_machine(records, getattr(args, "machine", None))
+    except MachineSelectionError as err:
+        print(f"compbench-report: error: {err}", file=sys.stderr)
+        return 2
     if records.empty:
         print(f"compbench-report: no records found in {', '.join(args.paths)}", file=sys.stderr)
         return 2

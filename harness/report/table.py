@@ -1,8 +1,10 @@
-"""Table 1 of Ganesh et al. (2021), regenerated from measured cells: one row per (model, method).
+"""Table 1 of Ganesh et al. (2021), regenerated from measured cells: one row per (machine, model, method).
 
 `table1_numeric` gives numbers (NaN where not measured); `table1` gives the display strings.
 Accuracy columns are on the survey's 0-100 scale; sizes are % of the baseline of the same model;
 speedups come from `speedup.add_speedups` (same model, task, hardware and machine).
+Every row is one machine's (machines.py): its speedups, drops and seed means never combine records
+of two fingerprints, and each machine's rows form a table of their own (`machine` names it).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from harness.report.categories import category_rank
+from harness.report.machines import MACHINE_KEY, by_machine
 from harness.report.paired import add_paired_columns
 from harness.report.speedup import add_speedups, geometric_mean, is_baseline
 
@@ -24,7 +27,8 @@ LEAD_COLUMNS = ["category", "method", "model", "source", "provenance", "target_d
 
 
 def table1_numeric(df: pd.DataFrame, tasks=DEFAULT_TASKS, extra_tasks=(), published=False) -> pd.DataFrame:
-    """Numeric Table 1. Per task column `t` also `t_ci_lo`, `t_ci_hi`, `t_marks`; `avg_drop` is over `tasks` only."""
+    """Numeric Table 1, one machine's table after another (ordered by `machine`, its name; `fingerprint`
+    its key). Per task column `t` also `t_ci_lo`, `t_ci_hi`, `t_marks`; `avg_drop` is over `tasks` only."""
     columns = list(tasks) + [t for t in extra_tasks if t not in tasks]
     ok = add_paired_columns(add_speedups(df[df["status"].eq("ok")]))
     # A variant goes to its survey column unless the caller asked for the variant's own column.
@@ -33,6 +37,14 @@ def table1_numeric(df: pd.DataFrame, tasks=DEFAULT_TASKS, extra_tasks=(), publis
     # configuration share the label and are aggregated in `_row`.
     label = ok["label"].fillna(ok["method"]) if "label" in ok else ok["method"]
     ok = ok.assign(label=label)
+    tables = [_machine_table(cells, fingerprint, name, columns, tasks, published) for fingerprint, name, cells in by_machine(ok)]
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=_all_columns(columns))
+    return table.reset_index(drop=True)
+
+
+def _machine_table(ok: pd.DataFrame, fingerprint, name: str, columns: list[str], tasks, published) -> pd.DataFrame:
+    """One machine's Table 1: its rows, baselines and seeds only. Holm runs over this table's methods
+    (the family a reader of it compares), and the survey's rows sit beside this machine's measured ones."""
     rows = [_row(group, ok, columns, tasks) for _, group in ok.groupby(["model", "label"], sort=False)]
     table = pd.DataFrame(rows, columns=_all_columns(columns))
     if not table.empty:
@@ -43,7 +55,7 @@ def table1_numeric(df: pd.DataFrame, tasks=DEFAULT_TASKS, extra_tasks=(), publis
         from harness.report.published import interleave_published
 
         table = interleave_published(table, columns, include_all=(published == "all"))
-    return table.reset_index(drop=True)
+    return table.assign(machine=name, **{MACHINE_KEY: fingerprint})
 
 
 def failed_cells(df: pd.DataFrame) -> pd.DataFrame:
@@ -56,11 +68,14 @@ def failed_cells(df: pd.DataFrame) -> pd.DataFrame:
 def _all_columns(columns: list[str]) -> list[str]:
     per_task = [c + suffix for c in columns for suffix in ("", "_ci_lo", "_ci_hi", "_marks", "_sd", "_n") + PAIRED_SUFFIXES]
     speedup = [f"speedup_{d}_{suffix}" for d in ("gpu", "cpu") for suffix in ("low", "high", "flags")]
-    return LEAD_COLUMNS + ["size_marks"] + speedup + per_task + ["avg_drop", "avg_drop_ci_lo", "avg_drop_ci_hi", "avg_drop_marks", "notes"]
+    return (["machine", MACHINE_KEY] + LEAD_COLUMNS + ["size_marks"] + speedup + per_task
+            + ["avg_drop", "avg_drop_ci_lo", "avg_drop_ci_hi", "avg_drop_marks", "notes", "comparable_to_published"]
+            + ["train_steps", "train_examples_seen", "train_wall_s"])
 
 
 MARK_CROSS_CELL = "ᶜ"  # speedup from two cells timed apart (no interleaved measurement in the record)
 MARK_CONTENDED = "ᵏ"  # a timed pass stayed contended after its re-measurements
+MARK_MEAN = "ᵐ"  # speedup is a ratio of mean latencies: the method's compute depends on the input (issue 27)
 
 
 def _speedup_evidence(cells: pd.DataFrame, column: str) -> dict:
@@ -75,11 +90,14 @@ def _speedup_evidence(cells: pd.DataFrame, column: str) -> dict:
         marks += MARK_CROSS_CELL
     if "latency_verdict" in timed and timed["latency_verdict"].eq("contended").any():
         marks += MARK_CONTENDED
+    if "speedup_statistic" in timed and timed["speedup_statistic"].eq("mean").any():
+        marks += MARK_MEAN
     evidence[column + "_flags"] = marks
     return evidence
 
 
 def _row(group: pd.DataFrame, ok: pd.DataFrame, columns: list[str], drop_tasks) -> dict:
+    """One configuration on one machine: `group` and `ok` (where its baselines are found) hold that machine's cells only."""
     first = group.iloc[0]
     devices = [d for d in pd.concat([group.loc[group["device"].eq("cuda"), "gpu_name"],
                                      group.loc[group["device"].eq("cpu"), "cpu_model"]]).dropna().unique()]
@@ -91,6 +109,11 @@ def _row(group: pd.DataFrame, ok: pd.DataFrame, columns: list[str], drop_tasks) 
         "speedup_gpu": geometric_mean(group.loc[group["device"].eq("cuda"), "speedup"]),
         "speedup_cpu": geometric_mean(group.loc[group["device"].eq("cpu"), "speedup"]),
         "notes": "",
+        # False when the method's reference says its regime differs from the published rows (task-only KD)
+        "comparable_to_published": bool(group["comparable_to_published"].all()) if "comparable_to_published" in group else True,
+        # the largest training budget among the row's records (tasks differ in size): ShrinkBench's "report the budget"
+        **{key: group[key].max() if key in group and group[key].notna().any() else np.nan
+           for key in ("train_steps", "train_examples_seen", "train_wall_s")},
     }
     for device, column in (("cuda", "speedup_gpu"), ("cpu", "speedup_cpu")):
         row.update(_speedup_evidence(group[group["device"].eq(device)], column))

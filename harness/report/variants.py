@@ -114,7 +114,11 @@ def _config_class_name(module_name: str, node: ast.ClassDef) -> str:
 
 def _fields_from_source(module_name: str, class_name: str) -> dict:
     module_name, node = _class_node(module_name, class_name)
-    constants = _module_source(module_name)[0]["__constants__"]
+    classes, imported = _module_source(module_name)
+    # a default may name a constant imported from another module (methods.base.RECOVERY_EPOCHS)
+    constants = {name: _module_source(source)[0]["__constants__"].get(name, UNKNOWN)
+                 for name, source in imported.items() if _is_local_module(source)}
+    constants.update(classes["__constants__"])
     defaults: dict = {}
     for base in node.bases:  # dataclass fields of the bases come first, then are overridden
         if isinstance(base, ast.Name):
@@ -128,6 +132,11 @@ def _fields_from_source(module_name: str, class_name: str) -> dict:
             except ValueError:
                 defaults[statement.target.id] = UNKNOWN  # not a literal: left out of the comparison
     return defaults
+
+
+def _is_local_module(module_name: str) -> bool:
+    """A module of this project (methods, harness): its source can be read without importing it."""
+    return module_name.split(".")[0] in ("methods", "harness")
 
 
 def _literal(value: ast.expr, constants: dict) -> Any:
