@@ -148,11 +148,12 @@ def find_rows(results: Path) -> list[tuple[dict, dict]]:
     """(raw record, flattened row with its paired drop and its baseline's score) for every ok record."""
     from harness.report import load_records
     from harness.report.paired import add_paired_columns
+    from harness.report.speedup import add_speedups
 
     records, _ = load_records([str(results)])
     if records.empty:
         return []
-    records = add_paired_columns(records[records["status"].eq("ok")])
+    records = add_paired_columns(add_speedups(records[records["status"].eq("ok")]))
     baselines = records[records["method"].eq("baseline")].set_index("seed")["score"].to_dict()
     found = []
     for _, row in records.iterrows():

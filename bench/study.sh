@@ -10,6 +10,7 @@
 #   bash bench/study.sh reference              # BERT-base fp32 latency here (random weights), for orientation
 #   bash bench/study.sh seeds mrpc stsb rte    # baseline, dynamic_int8, best compound at seeds 1, 2 too (SEEDS=42,1,2 elsewhere)
 #   bash bench/study.sh curves mrpc            # sparsity / rank / fraction sweeps (report curves)
+#   bash bench/study.sh fair mrpc rte stsb     # issue #27's re-runs: recovered magnitude/low-rank, movement in its regime, static int8, early exit
 #   bash bench/study.sh report                 # Table 1 over the six tasks + frontiers + recommendation
 #   DRY_RUN=1 bash bench/study.sh post mrpc    # list the cells and whether each is done, run nothing
 #
@@ -124,6 +125,21 @@ training() {
   done
 }
 
+# Issue #27's re-runs: the defaults that changed (magnitude and low-rank retrain on the shared recovery
+# budget; movement pruning in Sanh et al.'s regime, on the small tasks where 3 epochs of the whole
+# training split fit) and the cells whose figures misled (static int8's size, early exit's timing).
+# SST-2's part goes cheapest first: static int8 and early exit, then the recovered rows (~15 min each).
+fair() {
+  for task in "$@"; do
+    local n=null
+    [ "$task" = sst2 ] && n=${SST2_TRAIN_SAMPLES:-20000}
+    cell "$task" method=static_int8
+    cell "$task" method=early_exit method.train_samples="$n" method.epochs=1
+    if [ "$task" != sst2 ]; then cell "$task" method=movement_prune; fi
+    cell -m "$task" method=magnitude,low_rank
+  done
+}
+
 # int8 as a pipeline's last step; on runtime=onnxruntime the export runs ORT's own dynamic int8.
 ORT_INT8="{name:dynamic_int8,params:{backend:torch_ao,compile:false}}"
 
@@ -184,7 +200,8 @@ seeds() {
 
 curves() {
   for task in "$@"; do
-    cell -m "$task" method=magnitude method.sparsity=0.3,0.7,0.9
+    # magnitude against ShrinkBench's random-pruning control, same sparsities, same recovery budget
+    cell -m "$task" method=magnitude,random_prune method.sparsity=0.3,0.5,0.7,0.9
     cell -m "$task" method=low_rank method.rank=64,192
     cell -m "$task" method=head_prune,ffn_prune method.fraction=0.15,0.5
   done
@@ -209,7 +226,7 @@ report() {
     --tasks sst2,mrpc,stsb,cola,rte,squad_v1.1 --published
 }
 
-part=${1:?"usage: bench/study.sh search|post|recovered|training|compound|reference|seeds|curves|copy|report [task ...]"}
+part=${1:?"usage: bench/study.sh search|post|recovered|training|fair|compound|reference|seeds|curves|copy|report [task ...]"}
 shift
 "$part" "$@"
 exit "$failed"

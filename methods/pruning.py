@@ -64,17 +64,19 @@ class Magnitude(Method):
     )
     runtimes = ALL_RUNTIMES  # a plain float model: it exports to every runtime
     category = "Unstructured Pruning"
+    criterion = prune.L1Unstructured  # which weights go: the smallest |w|
 
     def apply(self, model, ctx):
         cfg = self.config
         targets = prunable_tensors(model, cfg.include_embeddings)
         modules = [m for _, m in targets]
         if cfg.sparsity > 0:
+            torch.manual_seed(ctx.seed if ctx is not None else 0)  # the random control draws its mask from the cell's seed
             if cfg.scope == "global":
-                prune.global_unstructured([(m, "weight") for m in modules], pruning_method=prune.L1Unstructured, amount=cfg.sparsity)
+                prune.global_unstructured([(m, "weight") for m in modules], pruning_method=self.criterion, amount=cfg.sparsity)
             else:
                 for m in modules:
-                    prune.l1_unstructured(m, "weight", amount=cfg.sparsity)
+                    self.criterion.apply(m, "weight", amount=cfg.sparsity)
         # the prune hooks keep the masks applied during the optional recovery fine-tune
         model = self.recover(model, ctx)
         if cfg.sparsity > 0:
@@ -89,6 +91,25 @@ class Magnitude(Method):
             latency_note="dense kernels: zeros are still multiplied",
         )
         return model
+
+
+@dataclass
+class RandomPruneConfig(MagnitudeConfig):
+    _target_: str = "methods.pruning.RandomPrune"
+    name: str = "random_prune"
+
+
+class RandomPrune(Magnitude):
+    """The control ShrinkBench asks for: weights removed at random at the same sparsity and with the
+    same recovery as `magnitude`, so a curve shows what a criterion adds over chance."""
+
+    config_class = RandomPruneConfig
+    reference = Reference(
+        paper="Blalock et al. 2020, what is the state of neural network pruning? (ShrinkBench's random-pruning control)",
+        recipe="remove weights uniformly at random at the compared method's sparsity, then retrain with the same budget",
+        changes="the encoder Linears as magnitude prunes them; the mask is drawn from the cell's seed",
+    )
+    criterion = prune.RandomUnstructured
 
 
 def two_of_four_mask(weight: torch.Tensor) -> torch.Tensor:

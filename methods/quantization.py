@@ -37,11 +37,13 @@ from methods.artifacts import build_skeleton, load_weights, register_format, wri
 from methods.base import ALL_RUNTIMES, Method, MethodConfig, RuntimeQuantization, check_calibration, cuda_capability_reason, Reference
 
 INT8_BACKENDS = ("auto", "torch_ao", "torchao", "pt2e")
-# `auto` picks by the CPU. With int8 dot-product instructions (VNNI, AMX) torchao + compile was the
-# fastest in 5 of 6 (shape, run) medians of bench/int8_backends.py, at a quarter of torch_ao's logit
-# drift, and is the maintained path (torch.ao.quantization is deprecated). Without them (an AVX2-only
-# EPYC) the same compiled torchao model ran 9x SLOWER than fp32 eager after minutes of compiling
-# (BENCHMARKS.md, "Recovered structural methods"), while torch.ao's eager FBGEMM kernels gave 1.4-1.5x.
+# `auto` picks by the CPU. With int8 dot-product instructions (VNNI, AMX) pt2e + compile is the fastest
+# and the most accurate backend of bench/int8_backends.py on both such machines (Xeon with AMX:
+# 2.26x / 3.41x at batch 1 / 32, torchao + compile 1.94x / 1.99x; EPYC with AVX-512 VNNI: 2.35x / 3.15x,
+# torchao 2.16x), at the smallest logit drift. Until convert_pt2e's graphs stopped carrying an fp32 copy
+# of every int8 weight (drop_unreferenced_tensors) its size figure was wrong, and torchao was chosen.
+# Without them (an AVX2-only EPYC) compiled int8 ran 9x SLOWER than fp32 eager after minutes of
+# compiling (BENCHMARKS.md, "Recovered structural methods"), while torch.ao's eager FBGEMM kernels gave 1.4-1.5x.
 DEFAULT_INT8_BACKEND = "auto"
 INT8_DOT_PRODUCT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
@@ -50,7 +52,7 @@ def resolve_int8_backend(requested: str) -> str:
     """The backend `requested` names, or for `auto` the one measured fastest on a CPU like this one."""
     if requested != "auto":
         return requested
-    return "torchao" if cpu_flags() & set(INT8_DOT_PRODUCT_FLAGS) else "torch_ao"
+    return "pt2e" if cpu_flags() & set(INT8_DOT_PRODUCT_FLAGS) else "torch_ao"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -327,6 +329,13 @@ class DynamicInt8(_QuantMethod):
     devices = ("cpu",)
     runtimes = ALL_RUNTIMES  # onnxruntime: quantize_dynamic; openvino: NNCF int8 weight compression
 
+    @classmethod
+    def needs_for(cls, config) -> str:
+        # pt2e traces the model with a batch of training inputs before quantizing it
+        if config.recover_epochs == 0 and resolve_int8_backend(config.backend) == "pt2e":
+            return "calibration"
+        return super().needs_for(config)
+
     def runtime_quantization(self, runtime, ctx):
         if runtime == "pytorch":
             return None
@@ -339,7 +348,7 @@ class DynamicInt8(_QuantMethod):
         model.eval()
         self.info.update(backend=backend, quantized_linears=len(base_linear_names(model)))
         if self.config.backend == "auto":
-            self.info["backend_choice"] = f"auto: {backend} ({'int8 dot-product instructions' if backend == 'torchao' else 'no VNNI/AMX'} on this CPU)"
+            self.info["backend_choice"] = f"auto: {backend} ({'int8 dot-product instructions' if backend == 'pt2e' else 'no VNNI/AMX'} on this CPU)"
         if backend == "torch_ao":
             self.quantization = {"backend": "torch_ao", "scheme": "int8_dynamic"}
             self.info["compiled"] = False  # eager FBGEMM kernels: nothing for Inductor to fuse

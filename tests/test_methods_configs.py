@@ -15,7 +15,7 @@ ALL_YAMLS = sorted(METHOD_DIR.glob("*.yaml"))
 # Methods whose YAML is exactly its dataclass's defaults (the others override some on purpose).
 DEFAULTS_ONLY = {
     "baseline", "dynamic_int8", "static_int8", "fp16", "bf16", "weight_only_int8", "int4_weight_only", "fp8",
-    "magnitude", "sparse_2of4", "head_prune", "ffn_prune", "layer_drop", "low_rank", "vocab_prune", "pipeline",
+    "magnitude", "sparse_2of4", "head_prune", "ffn_prune", "layer_drop", "low_rank", "vocab_prune", "pipeline", "random_prune",
 }
 SURVEY_CSV = Path("/work/shared/reference/ganesh2021_table1.csv")
 
@@ -109,7 +109,9 @@ def test_needs_is_a_function_of_the_config_alone():
     def pipeline(steps, **params):
         return build_method_config({"_target_": "methods.pipeline.Pipeline", "name": "pipeline", "steps": steps, **params})
 
-    assert Pipeline.needs_for(pipeline(["layer_drop", "dynamic_int8"])) == "nothing"
+    eager_int8 = {"name": "dynamic_int8", "params": {"backend": "torch_ao"}}  # auto's pt2e traces on training inputs
+    assert Pipeline.needs_for(pipeline(["layer_drop", eager_int8])) == "nothing"
+    assert Pipeline.needs_for(pipeline(["layer_drop", {"name": "dynamic_int8", "params": {"backend": "pt2e"}}])) == "calibration"
     assert Pipeline.needs_for(pipeline(["head_prune", "dynamic_int8"])) == "calibration"
     assert Pipeline.needs_for(pipeline(["layer_drop"], recover_epochs=1)) == "training"
     assert Pipeline.needs_for(pipeline(["kd_logits", "dynamic_int8"])) == "training"

@@ -118,3 +118,19 @@ def test_2of4_config_error():
     with pytest.raises(ConfigError) as err:
         build_method_config({"_target_": "methods.pruning.Sparse2of4", "name": "sparse_2of4", "dtype": "float32"})
     assert str(err.value) == "method.dtype: unknown dtype 'float32' (allowed: ('float16', 'bfloat16'))"
+
+
+def test_random_pruning_control_hits_the_sparsity_without_the_magnitude_criterion():
+    # ShrinkBench's control: same sparsity and recovery as magnitude, weights chosen at random (seeded)
+    random_control = build_method(build_method_config({"_target_": "methods.pruning.RandomPrune", "name": "random_prune",
+                                                       "sparsity": 0.6, "recover_epochs": 0}))
+    model = random_control.apply(tiny_model(), fake_ctx())
+    tensors, original = weights(model), weights(tiny_model())
+    total = sum(w.numel() for w in tensors)
+    assert sum(int((w == 0).sum()) for w in tensors) == round(0.6 * total)
+    kept_min = min(w[w != 0].abs().min() for w in tensors)
+    pruned_max = max(o[w == 0].abs().max() for o, w in zip(original, tensors))
+    assert pruned_max > kept_min  # not a magnitude threshold
+    again = weights(random_control.apply(tiny_model(), fake_ctx()))
+    assert all(torch.equal(a == 0, b == 0) for a, b in zip(tensors, again))  # the same seed draws the same mask
+    assert random_control.describe()["reference"]["paper"].startswith("Blalock")
