@@ -40,8 +40,8 @@ INT8_BACKENDS = ("auto", "torch_ao", "torchao", "pt2e")
 # `auto` picks by the CPU. With int8 dot-product instructions (VNNI, AMX) pt2e + compile is the fastest
 # and the most accurate backend of bench/int8_backends.py on both such machines (Xeon with AMX:
 # 2.26x / 3.41x at batch 1 / 32, torchao + compile 1.94x / 1.99x; EPYC with AVX-512 VNNI: 2.35x / 3.15x,
-# torchao 2.16x), at the smallest logit drift. Until convert_pt2e's graphs stopped carrying an fp32 copy
-# of every int8 weight (drop_unreferenced_tensors) its size figure was wrong, and torchao was chosen.
+# torchao 2.16x), at the smallest logit drift. `auto` still picks torchao there: an exported pt2e graph is
+# not an HF model, and pipeline steps after dynamic_int8 (tests/test_methods_pipeline.py) need one.
 # Without them (an AVX2-only EPYC) compiled int8 ran 9x SLOWER than fp32 eager after minutes of
 # compiling (BENCHMARKS.md, "Recovered structural methods"), while torch.ao's eager FBGEMM kernels gave 1.4-1.5x.
 DEFAULT_INT8_BACKEND = "auto"
@@ -52,7 +52,7 @@ def resolve_int8_backend(requested: str) -> str:
     """The backend `requested` names, or for `auto` the one measured fastest on a CPU like this one."""
     if requested != "auto":
         return requested
-    return "pt2e" if cpu_flags() & set(INT8_DOT_PRODUCT_FLAGS) else "torch_ao"
+    return "torchao" if cpu_flags() & set(INT8_DOT_PRODUCT_FLAGS) else "torch_ao"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -348,7 +348,7 @@ class DynamicInt8(_QuantMethod):
         model.eval()
         self.info.update(backend=backend, quantized_linears=len(base_linear_names(model)))
         if self.config.backend == "auto":
-            self.info["backend_choice"] = f"auto: {backend} ({'int8 dot-product instructions' if backend == 'pt2e' else 'no VNNI/AMX'} on this CPU)"
+            self.info["backend_choice"] = f"auto: {backend} ({'int8 dot-product instructions' if backend == 'torchao' else 'no VNNI/AMX'} on this CPU)"
         if backend == "torch_ao":
             self.quantization = {"backend": "torch_ao", "scheme": "int8_dynamic"}
             self.info["compiled"] = False  # eager FBGEMM kernels: nothing for Inductor to fuse

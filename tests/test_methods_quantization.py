@@ -154,8 +154,8 @@ def test_default_backend_matches_yaml():
     assert conf.backend == quantization.DEFAULT_INT8_BACKEND
 
 
-@pytest.mark.parametrize("flags,expected", [({"avx2"}, "torch_ao"), ({"avx2", "avx512f", "avx512_vnni"}, "pt2e"),
-                                            ({"avx2", "avx_vnni"}, "pt2e"), ({"amx_int8"}, "pt2e"), (set(), "torch_ao")])
+@pytest.mark.parametrize("flags,expected", [({"avx2"}, "torch_ao"), ({"avx2", "avx512f", "avx512_vnni"}, "torchao"),
+                                            ({"avx2", "avx_vnni"}, "torchao"), ({"amx_int8"}, "torchao"), (set(), "torch_ao")])
 def test_auto_backend_is_chosen_by_the_cpu(flags, expected, monkeypatch):
     monkeypatch.setattr(quantization, "cpu_flags", lambda: flags)
     assert quantization.resolve_int8_backend("auto") == expected
