@@ -25,21 +25,26 @@ DEMO_METHODS ?= baseline,head_prune,ffn_prune,recipe_prune_int8
 # minutes per input shape on a 2-core AVX2 box, longer than the whole demo budget.
 DEMO_INT8 ?= method=dynamic_int8 method.backend=torch_ao method.compile=false
 
-.PHONY: install demo test bench clean gpu-wheels
+.PHONY: install demo test bench clean gpu-wheels package-check docs
+
+# $(call installer,PYTHON): sets $$install to the command that installs into PYTHON's venv. uv
+# installs the same pinned set as pip in ~25 s instead of ~4 min (BENCHMARKS.md, "Install"); pip does
+# it when uv cannot be had. --native-tls: the system's CA store, as pip uses here. torch's local CPU
+# wheel is found through pip's find-links (PIP_FIND_LINKS or pip's config); uv is handed the same folder.
+define installer
+links="$${PIP_FIND_LINKS:-$$($(BIN)/pip config get global.find-links 2>/dev/null || true)}"; \
+if [ -x $(BIN)/uv ]; then \
+	install="$(BIN)/uv pip install -q --python $(1) --native-tls $${links:+--find-links $$links}"; \
+else install="$(1) -m pip install -q"; fi
+endef
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	# uv installs the same pinned set as pip in ~25 s instead of ~4 min (BENCHMARKS.md, "Install");
-	# pip does it when uv cannot be had. --native-tls: the system's CA store, as pip uses here.
-	# torch first, pinned: this resolves to the machine's local CPU wheel instead of CUDA builds
-	# (found through pip's find-links, from PIP_FIND_LINKS or pip's config; uv is handed the same folder).
+	# torch first, pinned: this resolves to the machine's local CPU wheel instead of CUDA builds.
 	# Then the exact tested set (constraints.txt); pyproject.toml only states compatible ranges. The
 	# runtimes extra (ONNX Runtime, OpenVINO) is part of it so their tests run here, never skip.
 	$(BIN)/pip install -q uv || true
-	links="$${PIP_FIND_LINKS:-$$($(BIN)/pip config get global.find-links 2>/dev/null || true)}"; \
-	if [ -x $(BIN)/uv ]; then \
-		install="$(BIN)/uv pip install -q --python $(BIN)/python --native-tls $${links:+--find-links $$links}"; \
-	else install="$(BIN)/pip install -q"; fi; \
+	$(call installer,$(BIN)/python); \
 	$$install torch==2.13.0 && $$install -c constraints.txt -e ".[dev,runtimes]"
 	touch $@
 
@@ -52,6 +57,31 @@ demo: install
 
 test: install
 	$(OFFLINE) $(BIN)/python -m pytest -q
+
+# The package as a user installs it: a wheel built from this checkout, installed (not editable) into
+# a fresh venv, then one tiny cell and its report run from a folder outside the checkout. CI runs it.
+PACKAGE_CHECK_DIR ?= /tmp/compbench-package-check
+PACKAGE_DATA_ROOT ?= $(or $(COMPBENCH_DATA_ROOT),$(abspath ../shared/data))
+TINY_CELL = task=sst2 method=dynamic_int8 method.backend=torch_ao method.compile=false \
+	task.finetune.max_train_samples=64 task.max_eval_samples=32 'hardware.batch_sizes=[1]' \
+	hardware.min_iterations=3 hardware.min_duration_s=0 measure.real_length_latency=false \
+	measure.energy=false measure.memory=false measure.bootstrap=50
+package-check: install
+	rm -rf $(PACKAGE_CHECK_DIR) && mkdir -p $(PACKAGE_CHECK_DIR)
+	if [ -x $(BIN)/uv ]; then $(BIN)/uv build -q --wheel --out-dir $(PACKAGE_CHECK_DIR)/dist .; \
+	else $(BIN)/pip wheel -q --no-deps -w $(PACKAGE_CHECK_DIR)/dist .; fi
+	$(PYTHON) -m venv $(PACKAGE_CHECK_DIR)/venv
+	$(call installer,$(PACKAGE_CHECK_DIR)/venv/bin/python); \
+	$$install torch==2.13.0 && $$install -c constraints.txt "$$(ls $(PACKAGE_CHECK_DIR)/dist/*.whl)"
+	cd $(PACKAGE_CHECK_DIR) && $(OFFLINE) COMPBENCH_DATA_ROOT=$(PACKAGE_DATA_ROOT) COMPBENCH_CACHE=$(PACKAGE_CHECK_DIR)/cache \
+		venv/bin/compbench $(TINY_CELL) && \
+		venv/bin/compbench-report results/default --out report --tasks sst2 && test -s report/table1.md && \
+		venv/bin/python -c "from harness import api; print(len(api.load_records('results/default')), 'record(s) via the Python API')"
+	rm -rf $(PACKAGE_CHECK_DIR)
+
+# The docs site (mkdocs.yml, docs/): strict, so a broken link or anchor fails the build. CI runs it.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -q -d site
 
 bench: install
 	$(OFFLINE) $(BIN)/python bench/harness_overhead.py

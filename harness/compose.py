@@ -11,7 +11,7 @@ from pathlib import Path
 
 from harness.errors import ConfigError
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parent / "conf"  # package data: travels in the wheel
 GROUPS = ("method", "model", "task", "hardware", "runtime")
 OMEGACONF_TYPES = {"Float": "a number", "Integer": "an integer", "Boolean": "true or false", "String": "a string"}
 

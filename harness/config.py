@@ -242,9 +242,20 @@ class MeasureConfig:
         check(0 <= self.max_steal_fraction <= 1, "measure.max_steal_fraction", f"must be in [0, 1], got {self.max_steal_fraction}")
 
 
+def default_data_root() -> str:
+    """Where task data is looked for when neither paths.data_root nor COMPBENCH_DATA_ROOT names it:
+    the project's layout (shared/data beside a checkout) when running from one, else a folder in the
+    user's cache. Never the current directory: the same command must find the same data anywhere."""
+    checkout = Path(__file__).resolve().parents[1]
+    beside = checkout.parent / "shared" / "data"
+    if (checkout / "pyproject.toml").is_file() and beside.is_dir():
+        return str(beside)
+    return str(Path("~/.cache/compbench/data").expanduser())
+
+
 @dataclass
 class PathsConfig:
-    data_root: str = "../shared/data"
+    data_root: Optional[str] = None  # None: default_data_root()
     cache_dir: str = "~/.cache/compbench"
     results_dir: str = "results/default"
 
@@ -347,7 +358,7 @@ def to_cell_config(cfg: DictConfig | dict) -> CellConfig:
     check(raw.get("method") is not None, "method", "is required")
     check_method_parameters(dict(raw["method"]))
     paths = _build(PathsConfig, raw.get("paths"), "paths")
-    paths.data_root = os.path.expanduser(paths.data_root)
+    paths.data_root = os.path.expanduser(paths.data_root) if paths.data_root else default_data_root()
     paths.cache_dir = os.path.expanduser(paths.cache_dir)
     cell = CellConfig(
         method=build_method_config(raw["method"]),

@@ -148,6 +148,15 @@ class FlopsSection(TypedDict, total=False):
     real_length_flops_per_sample: float  # averaged over real-length eval batches
 
 
+class LabelSection(TypedDict):
+    """harness.labels.record_label: the report shows `short` and lists `changed` in its legend."""
+
+    preset: str  # the conf/method/<name>.yaml the user chose (a method at its defaults, or a named recipe)
+    changed: dict  # parameters changed from that preset (pipeline steps as {name, params}), less the
+    # training-data budget and what has no effect on the runtime used
+    short: str  # Table 1's label, at most harness.labels.MAX_LENGTH characters
+
+
 class MethodSection(TypedDict, total=False):
     """Method.describe(): the declared facts first, then the method's own free-form info."""
 
@@ -162,6 +171,8 @@ class MethodSection(TypedDict, total=False):
     # method follows and how far compbench's default stands from it; None for a class without one
     reference: Optional[dict]
     reference_source: str  # "migrated": added to an older record by harness.record_migration; absent: written with it
+    label: LabelSection  # what Table 1 calls this configuration, decided when the record was written
+    label_source: str  # "migrated": added to an older record by harness.record_migration; absent: written with it
     training: dict  # training methods: cache key, wall time, energy, losses (methods.training.cached_training)
     # ... plus method-specific keys (backend, kept_heads, ranks, ...), documented on each method
 

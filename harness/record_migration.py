@@ -1,9 +1,10 @@
 """Bring records written before a key existed up to date, once, in place (atomically).
 
 Records written since methods declared their paper (methods.base.Reference) carry it in their
-`method` section; the report reads it from there and never from today's code, so a later change
-of a method's text does not rewrite what an old record said. Older records get it once, from the
-class their config names, marked `reference_source: "migrated"`:
+`method` section, and since labels existed their label (harness.labels); the report reads both from
+there and never from today's code, so a later change of a method's text or defaults does not
+rewrite what an old record said. Older records get them once, from the class their config names and
+the preset they chose, marked `reference_source` / `label_source: "migrated"`:
 
     python -m harness.record_migration examples/results
 """
@@ -35,13 +36,23 @@ def method_reference(method_config: dict) -> dict | None:
 
 def migrate_record(record: dict) -> bool:
     """Add what a newer writer would have written; True when the record changed."""
+    from harness.labels import record_label
+
     described = record.get("method")
     method_config = (record.get("config") or {}).get("method")
-    if not isinstance(described, dict) or not isinstance(method_config, dict) or "reference" in described:
+    if not isinstance(described, dict) or not isinstance(method_config, dict):
         return False
-    described["reference"] = method_reference(method_config)
-    described["reference_source"] = MIGRATED
-    return True
+    changed = False
+    if "reference" not in described:
+        described["reference"] = method_reference(method_config)
+        described["reference_source"] = MIGRATED
+        changed = True
+    if "label" not in described:
+        runtime = (record.get("cell") or {}).get("runtime") or (record["config"].get("runtime") or {}).get("name") or "pytorch"
+        described["label"] = record_label(method_config, runtime)
+        described["label_source"] = MIGRATED
+        changed = True
+    return changed
 
 
 def migrate_tree(root: str | Path) -> tuple[int, int]:
@@ -71,7 +82,7 @@ def main(argv=None) -> int:
             return 2
     for root in args.roots:
         changed, read = migrate_tree(root)
-        print(f"{root}: {changed} of {read} records given their method's reference")
+        print(f"{root}: {changed} of {read} records given their method's reference or label")
     return 0
 
 

@@ -107,6 +107,15 @@ def base_record(cell: CellConfig, cell_hash: str, fingerprints: dict, status: st
     }
 
 
+def described(method, cell: CellConfig) -> dict:
+    """The record's method section: what the method says of itself, and the label the report shows
+    (decided now, from the preset the user chose, so that later code never relabels it)."""
+    from harness.labels import record_label
+
+    description = method.describe()
+    return {**description, "label": record_label(description["config"], cell.runtime.name)}
+
+
 def run_cell(cell: CellConfig, cell_hash: str, fingerprints: dict) -> Record:
     """Measure one cell and return its record (not yet written)."""
     import torch  # noqa: F401 - imported before quieting: its logging setup resets levels
@@ -121,7 +130,7 @@ def run_cell(cell: CellConfig, cell_hash: str, fingerprints: dict) -> Record:
     method = build_method(cell.method)
     reason = method.unsupported_reason(cell.hardware) or runtime_unsupported_reason(method, cell.runtime, cell.hardware)
     record = base_record(cell, cell_hash, fingerprints, "unsupported" if reason else "ok", reason)
-    record["method"] = method.describe()
+    record["method"] = described(method, cell)
     if reason:
         return record
     timer = StageTimer()
@@ -146,9 +155,9 @@ def run_cell(cell: CellConfig, cell_hash: str, fingerprints: dict) -> Record:
             # On onnxruntime/openvino an int8 method hands the fp32 model to the runtime's own quantizer.
             model, quantization = method.apply_for_runtime(model, context, cell.runtime.name)
         except UnsupportedError as err:
-            record.update(status="unsupported", reason=str(err), method=method.describe())
+            record.update(status="unsupported", reason=str(err), method=described(method, cell))
             return record
-    record["method"] = method.describe()
+    record["method"] = described(method, cell)
     if cell.runtime.name == DEFAULT_RUNTIME:
         with timer("save_artifact"):
             record["size"] = stages.measure_artifact(method, model, baseline_size)

@@ -158,6 +158,11 @@ class Method:
     training_code_version: ClassVar[int] = 1
     # The paper this method follows, its recipe, compbench's deviations (written into every record).
     reference: ClassVar[Optional[Reference]] = None
+    # Its name inside a compound's short label (`ld+hp+int8`, harness.labels); "" = the method's name.
+    abbreviation: ClassVar[str] = ""
+    # Parameters that select PyTorch kernels only: on another runtime that runtime's own tooling does
+    # the work, so they change nothing there and are left out of the label (harness.labels).
+    pytorch_only_parameters: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

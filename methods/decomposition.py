@@ -95,6 +95,7 @@ class LowRankConfig(MethodConfig):
 
 class LowRank(Method):
     config_class = LowRankConfig
+    abbreviation = "svd"
     reference = Reference(
         paper='Noach & Goldberg 2020, compressing pre-trained language models by matrix decomposition',
         recipe='SVD of the encoder weight matrices, then feature-distillation fine-tuning from the original (49.1 % of BERT-base without embeddings at -0.13 average)',

@@ -83,6 +83,7 @@ class KdLogits(Method):
     """Distil the fine-tuned baseline into a student built from config."""
 
     config_class = KdLogitsConfig
+    abbreviation = "kd"
     reference = Reference(
         paper='Hinton et al. 2015; task-specific distillation as in Tang et al. 2019 and PKD (Sun et al. 2019)',
         recipe='student trained on the task with soft teacher logits (T, alpha) plus the hard labels',
@@ -119,6 +120,7 @@ class KdLogits(Method):
 
 class KdHidden(KdLogits):
     config_class = KdHiddenConfig
+    abbreviation = "kdh"
     reference = Reference(
         paper='Sun et al. 2019, patient knowledge distillation (PKD)',
         recipe='logits + beta x normalised [CLS] hidden-state loss over skipped layers; beta in {10, 100, 500, 1000}, T in {5, 10, 20}, alpha in {0.2, 0.5, 0.7}, 4 epochs',
@@ -130,6 +132,7 @@ class KdHidden(KdLogits):
 
 class KdAttention(KdLogits):
     config_class = KdAttentionConfig
+    abbreviation = "kda"
     reference = Reference(
         paper='Jiao et al. 2020, TinyBERT (task-specific stage)',
         recipe='attention-score and hidden-state distillation, then prediction-layer distillation, with 20x data augmentation, after general distillation during pre-training',

@@ -340,6 +340,7 @@ def exit_statistics(early: EarlyExitModel, plain, batches: list[dict]) -> dict:
 
 class EarlyExit(Method):
     config_class = EarlyExitConfig
+    abbreviation = "exit"
     reference = Reference(
         paper='Xin et al. 2020, DeeBERT; Zhou et al. 2020, PABEE',
         recipe='DeeBERT: fine-tune, then train off-ramps on the frozen backbone, exit when entropy < threshold; PABEE: ramps trained jointly with the backbone, exit after k agreeing ramps',

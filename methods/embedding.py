@@ -62,6 +62,7 @@ class VocabPruneConfig(MethodConfig):
 
 class VocabPrune(Method):
     config_class = VocabPruneConfig
+    abbreviation = "vocab"
     reference = Reference(
         paper='Abdaoui et al. 2020, load what you need; TextPruner (Yang et al. 2022)',
         recipe='keep the embedding rows of the tokens the task corpus uses',

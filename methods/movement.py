@@ -238,6 +238,7 @@ class MovementPruneConfig(GradualMagnitudeConfig):
 
 class GradualMagnitude(Method):
     config_class = GradualMagnitudeConfig
+    abbreviation = "gmp"
     reference = Reference(
         paper='Zhu & Gupta 2017, to prune or not to prune',
         recipe='magnitude masks recomputed during training on a cubic sparsity schedule; with or without distillation',
@@ -293,6 +294,7 @@ class GradualMagnitude(Method):
 class MovementPrune(GradualMagnitude):
     """Sanh et al. 2020, hard (top-k) movement pruning with a cubic schedule and distillation."""
     config_class = MovementPruneConfig
+    abbreviation = "mvp"
     reference = Reference(
         paper='Sanh, Wolf, Rush 2020, movement pruning',
         recipe='fine-prune from the pre-trained model ~10 epochs, scores lr 1e-2, cubic schedule with warm-ups, distillation alpha 0.9 T 2 from the fine-tuned teacher, 3-15 % of weights kept',

@@ -9,14 +9,14 @@ before any model is loaded with a ConfigError naming `method.steps[i].<field>`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
+from harness.compose import CONF_DIR
 from harness.errors import ConfigError, check
 from harness.runtime_names import DEFAULT_RUNTIME
 from methods.base import NEEDS, Method, MethodConfig, Reference, build_method, build_method_config, method_class, sum_budgets
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "method"
+METHOD_CONF_DIR = CONF_DIR / "method"
 
 
 def to_python_containers(value):
@@ -34,8 +34,8 @@ def to_python_containers(value):
 def _yaml_defaults(name: str, where: str) -> dict:
     from omegaconf import OmegaConf
 
-    path = CONF_DIR / f"{name}.yaml"
-    available = sorted(p.stem for p in CONF_DIR.glob("*.yaml") if p.stem != "pipeline")
+    path = METHOD_CONF_DIR / f"{name}.yaml"
+    available = sorted(p.stem for p in METHOD_CONF_DIR.glob("*.yaml") if p.stem != "pipeline")
     check(path.is_file() and name != "pipeline", where, f"unknown method {name!r}", available)
     return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
 

@@ -57,6 +57,7 @@ class Magnitude(Method):
     """L1 magnitude pruning (torch.nn.utils.prune), retrained with the masks fixed, then baked into the weights."""
 
     config_class = MagnitudeConfig
+    abbreviation = "mag"
     reference = Reference(
         paper='Chen et al. 2020, the lottery ticket hypothesis for pre-trained BERT networks (after Han et al. 2015)',
         recipe='global L1 magnitude pruning of the encoder Linears, then retraining on the task with the mask fixed',
@@ -104,6 +105,7 @@ class RandomPrune(Magnitude):
     same recovery as `magnitude`, so a curve shows what a criterion adds over chance."""
 
     config_class = RandomPruneConfig
+    abbreviation = "rand"
     reference = Reference(
         paper="Blalock et al. 2020, what is the state of neural network pruning? (ShrinkBench's random-pruning control)",
         recipe="remove weights uniformly at random at the compared method's sparsity, then retrain with the same budget",
@@ -202,6 +204,7 @@ class Sparse2of4(Method):
     """2:4 semi-structured sparsity on the encoder Linears, run by sparse tensor cores (sm >= 8.0)."""
 
     config_class = Sparse2of4Config
+    abbreviation = "2:4"
     reference = Reference(
         paper='Mishra et al. 2021, accelerating sparse deep neural networks (NVIDIA 2:4)',
         recipe='2:4 magnitude mask on every Linear, then retraining with the mask fixed',

@@ -186,6 +186,7 @@ def resolve_backend(backend: str, device: str) -> str:
 
 class QatInt8(Method):
     config_class = QatInt8Config
+    abbreviation = "qat"
     reference = Reference(
         paper='Zafrir et al. 2019, Q8BERT',
         recipe='fine-tune with fake-quantized int8 weights and activations (straight-through estimator), then convert to int8',

@@ -289,6 +289,7 @@ class _QuantMethod(Method):
 
     category = "Quantization"
     freezes_weights = True
+    pytorch_only_parameters = ("backend", "compile")
     quantization: dict = None  # how to rebuild the skeleton; set by apply
 
     def _finish(self, model):
@@ -321,6 +322,7 @@ class DynamicInt8(_QuantMethod):
     """int8 weights, activations quantized per batch/token at run time. No calibration."""
 
     config_class = DynamicInt8Config
+    abbreviation = "int8"
     reference = Reference(
         paper='Zafrir et al. 2019, Q8BERT; PyTorch dynamic quantization of BERT',
         recipe='int8 weights, activations quantized per batch at run time; no calibration, no retraining',
@@ -381,6 +383,7 @@ class StaticInt8(_QuantMethod):
     """int8 weights and activations with scales calibrated offline (pt2e X86InductorQuantizer)."""
 
     config_class = StaticInt8Config
+    abbreviation = "sint8"
     reference = Reference(
         paper='Jacob et al. 2018, integer-arithmetic-only inference',
         recipe='int8 weights and activations, activation ranges calibrated offline on training samples',
@@ -481,6 +484,7 @@ class WeightOnlyInt8(_QuantMethod):
     """int8 weights, float activations (torchao Int8WeightOnlyConfig). Helps memory-bound shapes only."""
 
     config_class = WeightOnlyInt8Config
+    abbreviation = "w8"
     reference = Reference(
         paper='torchao Int8WeightOnlyConfig (cf. Dettmers et al. 2022, LLM.int8())',
         recipe='int8 weights per channel, dequantized in the matmul; float activations',
@@ -511,6 +515,7 @@ class Int4WeightOnly(_QuantMethod):
     """int4 group-wise weights in the CUDA tinygemm layout; the model runs in bf16."""
 
     config_class = Int4WeightOnlyConfig
+    abbreviation = "w4"
     reference = Reference(
         paper='torchao Int4WeightOnlyConfig (cf. Frantar et al. 2023, GPTQ)',
         recipe='int4 weights in groups of 128, float activations',

@@ -34,6 +34,7 @@ class HeadPrune(Method):
     """Michel et al. 2019: gradient importance per head, L2-normalised per layer, global pruning."""
 
     config_class = HeadPruneConfig
+    abbreviation = "hp"
     reference = Reference(
         paper='Michel, Levy, Neubig 2019, are sixteen heads really better than one?',
         recipe='head importance E|dL/dxi_h| per example, pruned iteratively 10 % at a time; 20-40 % of heads prunable with little loss',
@@ -87,6 +88,7 @@ class FfnPruneConfig(MethodConfig):
 
 class FfnPrune(Method):
     config_class = FfnPruneConfig
+    abbreviation = "ffn"
     reference = Reference(
         paper='McCarley et al. 2019, structured pruning of a BERT-based question answering model',
         recipe='gated FFN neurons ranked by importance, pruned, then fine-tuned',
@@ -158,6 +160,7 @@ class LayerDrop(Method):
     """Sajjad et al. 2020 'poor man's BERT': remove whole encoder layers."""
 
     config_class = LayerDropConfig
+    abbreviation = "ld"
     reference = Reference(
         paper="Sajjad et al. 2020, poor man's BERT",
         recipe='drop the top encoder layers of the pre-trained model, then fine-tune on the task',

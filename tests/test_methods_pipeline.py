@@ -10,8 +10,8 @@ from harness.config import HardwareConfig
 from harness.errors import ConfigError
 from methods.base import build_method, build_method_config
 from methods.anatomy import encoder_layers, layer_parts
+from harness.compose import CONF_DIR
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def pipeline(steps, **params):
@@ -59,7 +59,7 @@ def test_command_line_override_composes():
     from harness.config import register_configs, to_cell_config
 
     register_configs()  # the hardware yaml extends a ConfigStore schema
-    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         cfg = compose("config", overrides=["method=pipeline", "method.steps=[layer_drop,head_prune,dynamic_int8]"])
     cell = to_cell_config(cfg)
     assert [c.name for c in cell.method.step_configs] == ["layer_drop", "head_prune", "dynamic_int8"]

@@ -11,6 +11,7 @@ from harness.errors import ConfigError
 from methods.base import build_method, build_method_config
 from methods.quantization import ExportedModel
 from methods.anatomy import base_linear_names
+from harness.compose import CONF_DIR
 
 CPU = HardwareConfig(device="cpu")
 TARGETS = {
@@ -150,7 +151,7 @@ def test_config_errors(name, params, message):
 def test_default_backend_matches_yaml():
     from omegaconf import OmegaConf
 
-    conf = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "method" / "dynamic_int8.yaml")
+    conf = OmegaConf.load(CONF_DIR / "method" / "dynamic_int8.yaml")
     assert conf.backend == quantization.DEFAULT_INT8_BACKEND
 
 

@@ -58,6 +58,7 @@ def test_make_install_uses_the_locked_set_and_the_torch_pin():
     makefile = (ROOT / "Makefile").read_text()
     # one install command (uv's, or pip's when uv cannot be had) runs both steps
     assert re.search(r"\$\$install -c constraints\.txt -e \"\.\[dev,runtimes\]\"", makefile)
-    assert re.search(r"uv pip install .*--python \$\(BIN\)/python", makefile) and 'install="$(BIN)/pip install -q"' in makefile
-    (torch_pin,) = re.findall(r"\$\$install torch==(\S+)", makefile)
-    assert Version(torch_pin) == constraints()["torch"]
+    assert re.search(r"uv pip install .*--python \$\(1\)", makefile) and 'install="$(1) -m pip install -q"' in makefile
+    assert "$(call installer,$(BIN)/python)" in makefile  # the project's venv, and package-check's fresh one
+    pins = set(re.findall(r"\$\$install torch==(\S+)", makefile))
+    assert len(pins) == 1 and Version(pins.pop()) == constraints()["torch"]

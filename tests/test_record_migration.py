@@ -22,7 +22,17 @@ def test_an_old_record_gets_its_reference_once():
     assert not migrate_record(record)  # once: a record that has one keeps it
     written = old_record()
     written["method"]["reference"] = {"paper": "as written", "recipe": "r", "changes": "", "comparable_to_published": True}
+    written["method"]["label"] = {"preset": "kd_logits", "changed": {}, "short": "as written"}
     assert not migrate_record(written) and written["method"]["reference"]["paper"] == "as written"
+    assert written["method"]["label"]["short"] == "as written"
+
+
+def test_an_old_record_gets_the_label_its_preset_gives_it():
+    record = old_record("magnitude", "methods.pruning.Magnitude")
+    record["config"]["method"].update(sparsity=0.7, recover_epochs=0)  # an old one-shot record
+    assert migrate_record(record)
+    assert record["method"]["label"]["short"] == "magnitude (rec=0,s=0.7)"
+    assert record["method"]["label_source"] == MIGRATED
 
 
 def test_migrating_a_tree_touches_records_only_and_refuses_a_missing_folder(tmp_path, capsys):

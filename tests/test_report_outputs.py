@@ -105,3 +105,18 @@ def test_notebook_executes_against_the_fixtures():
     assert "15 cells from" in text and "plots" in text
     html = "".join(str(o.get("data", {}).get("text/html", "")) for c in notebook.cells for o in c.get("outputs", []))
     assert "dynamic_int8" in html
+
+
+def test_every_mark_in_the_latex_table_has_a_latex_form():
+    """table1.tex compiles as written: each marker the tables use (ᶜ ᵏ ᵐ ᵗ ± Δ × ...) has a LaTeX form,
+    so no raw Unicode reaches a paper. Every mark and symbol a cell can carry is tried."""
+    import pandas as pd
+
+    from harness.report.render import to_latex
+    from harness.report import display, table as table_module
+
+    marks = {v for module in (display, table_module) for k, v in vars(module).items() if k.startswith("MARK_") and isinstance(v, str)}
+    assert {"ᶜ", "ᵏ", "ᵐ", "ᵗ", "†"} <= marks
+    cell = "83.1" + "".join(sorted(marks)) + " ±2.5 (Δ−1.3 [−3.2, +0.2]) 1.51× ≥256 magnitude #3fa1 ·ab12 –"
+    latex = to_latex(pd.DataFrame({"Method": ["kd+hp+int8 #3265 [ort]"], "SST-2": [cell]}))
+    assert latex.isascii(), sorted({ch for ch in latex if not ch.isascii()})

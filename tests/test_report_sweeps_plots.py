@@ -16,6 +16,7 @@ from harness.report.build import build_report
 from harness.report.pareto import AXES, sweep_curves, task_points
 from harness.report.plots import DISTURBED, FAMILY_COLOURS, label_boxes, plot_drop_vs_speedup, plot_frontier
 from harness.report.table import table1_numeric
+from harness.labels import record_label
 
 FIXTURES = Path(__file__).parent / "fixtures" / "records"
 AXIS = {axis.key: axis for axis in AXES}
@@ -27,6 +28,7 @@ def magnitude_record(sparsity: float, seed: int = 42, accuracy: float = None, cr
     record["cell"]["method"] = "magnitude"
     record["config"]["method"] = {"_target_": "methods.pruning.Magnitude", "name": "magnitude", "recover_epochs": 1.0,
                                   "sparsity": sparsity, "scope": "global", "include_embeddings": False}
+    record["method"]["label"] = record_label(record["config"]["method"])  # as the writer labels it
     record["config"]["seed"] = seed
     record["config_hash"] = f"{int(sparsity * 100):02d}{seed:04d}".ljust(64, "0")
     record["created_at"] = created
@@ -185,42 +187,27 @@ def test_drop_vs_speedup_draws_measured_and_published_apart(tmp_path):
     assert "paired 95% CI" in plot_drop_vs_speedup(paired, "cpu").axes[0].get_title()
 
 
-@pytest.mark.slow  # imports every method module (torch, transformers): ~15 s on the 2-core box
-def test_defaults_read_from_source_equal_the_dataclasses():
-    """The report reads method defaults from source to avoid importing torch; they must be the real ones."""
-    from harness.report.variants import _defaults_from_source, _defaults_of_dataclass
-    from methods.base import method_class
-
-    targets = {line.split(":", 1)[1].strip() for path in Path(__file__).parents[1].glob("conf/method/*.yaml")
-               for line in path.read_text().splitlines() if line.startswith("_target_")}
-    assert len(targets) >= 20
-    for target in sorted(targets):
-        module, _, name = target.rpartition(".")
-        assert _defaults_from_source(module, name) == _defaults_of_dataclass(method_class(target).config_class), target
-
-
 def test_recipes_differing_in_a_step_parameter_get_labels_of_their_own():
-    from harness.report.variants import changed_parameters, method_label
-
     def recipe(layers):
         return {"_target_": "methods.pipeline.Pipeline", "name": "pipeline", "recover_epochs": 0,
                 "steps": [{"name": "kd_logits", "params": {"student_layers": layers}}, "dynamic_int8"]}
 
-    two, one = (method_label("pipeline", changed_parameters(recipe(n))) for n in (2, 1))
-    assert two == "pipeline (steps=[kd_logits{student_layers:2},dynamic_int8])" and one != two
+    two, one = (record_label(recipe(n))["short"] for n in (2, 1))
+    assert two == "kd(student_layers=2)+int8" and one == "kd(student_layers=1)+int8"
 
 
 def test_a_training_budget_marks_the_cell_instead_of_splitting_the_row():
     """SST-2's methods train on a 20k subset, the small tasks' on their whole split: one method, one
     row across tasks, with the subset cell marked (train_subset) rather than a row of its own."""
-    from harness.report.variants import changed_parameters, method_label, trains_on_subset
+    from harness.report.variants import trains_on_subset
 
     kd = {"_target_": "methods.distillation.KdLogits", "name": "kd_logits", "epochs": 3}
     full, subset = {**kd, "train_samples": None}, {**kd, "train_samples": 20000}
-    assert method_label("kd_logits", changed_parameters(full)) == method_label("kd_logits", changed_parameters(subset))
+    assert record_label(full) == record_label(subset)
     assert trains_on_subset(subset, 67349) and not trains_on_subset(full, 67349) and not trains_on_subset(subset, 3668)
-    recipe = {"_target_": "methods.pipeline.Pipeline", "name": "recipe_pruneofa",
+    recipe = {"_target_": "methods.pipeline.Pipeline", "name": "recipe_gmp_kd_qat",
               "steps": [{"name": "gradual_magnitude", "params": {"train_samples": 20000, "sparsity": 0.85}}]}
-    assert "train_samples" not in method_label("recipe_pruneofa", changed_parameters(recipe))
-    assert "sparsity:0.85" in method_label("recipe_pruneofa", changed_parameters(recipe))
+    label = record_label(recipe)
+    assert "train_samples" not in json.dumps(label)
+    assert label["changed"]["steps"] == [{"name": "gradual_magnitude", "params": {"sparsity": 0.85}}]
     assert trains_on_subset(recipe, 67349)

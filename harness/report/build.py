@@ -22,7 +22,7 @@ from harness.report.machines import by_machine, select_machine
 from harness.report.plots import write_drop_vs_speedup, write_pareto_plots
 from harness.report.render import to_latex, to_markdown
 from harness.report.seeds import seed_summary
-from harness.report.references import reference_legend
+from harness.report.references import label_legend, reference_legend
 from harness.report.table import DEFAULT_TASKS, failed_cells, table1_numeric
 
 CAPTION = ("Compression methods measured with compbench, in the layout of Table 1 of Ganesh et al. (2021), "
@@ -40,6 +40,7 @@ class Report:
     failed: pd.DataFrame = None
     seeds: pd.DataFrame = None
     references: pd.DataFrame = None  # each method's paper, recipe and compbench's changes (references.py)
+    labels: pd.DataFrame = None  # each Table 1 label: its preset and what was changed from it (references.py)
     files: list[Path] = field(default_factory=list)
 
     def machine_tables(self) -> list[tuple[Optional[str], str, pd.DataFrame]]:
@@ -55,6 +56,8 @@ class Report:
             if not seeds.empty:
                 text += "**Repeated over seeds (mean ± std)**\n\n" + to_markdown(seeds) + "\n"
         text += "\n".join(f"- {n}" for n in self.notes) + "\n"
+        if self.labels is not None and not self.labels.empty:
+            text += "\n**Labels: each row's preset and what was changed from it**\n\n" + to_markdown(self.labels) + "\n"
         if self.references is not None and not self.references.empty:
             text += "\n**Methods and the papers they follow**\n\n" + to_markdown(self.references) + "\n"
         if not self.failed.empty:
@@ -91,6 +94,7 @@ def build_report(patterns: list[str], out_dir: str | Path | None = None, tasks=D
     report.failed = failed_cells(records)
     report.seeds = seed_summary(records)
     report.references = reference_legend(records)
+    report.labels = label_legend(records[records["status"].eq("ok")])
     if out_dir is None:
         return report
     out = Path(out_dir)
@@ -102,13 +106,14 @@ def build_report(patterns: list[str], out_dir: str | Path | None = None, tasks=D
     cells.to_csv(out / "cells.csv", index=False)
     report.failed.to_csv(out / "failed_cells.csv", index=False)
     report.references.to_csv(out / "references.csv", index=False)
+    report.labels.to_csv(out / "labels.csv", index=False)
     (out / "table1.tex").write_text(report.latex(), encoding="utf-8")
     for stale in [*out.glob("pareto_*.png"), *out.glob("pareto_*.svg"), *out.glob("drop_vs_speedup_*")]:
         stale.unlink()  # a plot whose axis (or machine) lost its data
     figures = (write_drop_vs_speedup(report.numeric, out) + write_pareto_plots(cells, out, tasks + extra_tasks)) if plots else []
     html_path = write_html_report(out / "report.html", [(name, table) for _, name, table in report.machine_tables()],
-                                  report.notes, report.failed, report.references,
+                                  report.notes, report.failed, report.references, report.labels,
                                   [p for p in figures if p.suffix == ".png"], problems,
                                   [str(p) for p in patterns], embed_images)
-    report.files = sorted(out.glob("table1*")) + [out / "cells.csv", out / "failed_cells.csv", out / "references.csv"] + figures + [html_path]
+    report.files = sorted(out.glob("table1*")) + [out / "cells.csv", out / "failed_cells.csv", out / "references.csv", out / "labels.csv"] + figures + [html_path]
     return report

@@ -22,12 +22,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from harness.compose import CONF_DIR
 from harness.report.build import build_report
 from harness.report.machines import MachineSelectionError
 from harness.report.table import DEFAULT_TASKS
 
 
-CONF_TASKS = Path(__file__).resolve().parents[2] / "conf" / "task"
+CONF_TASKS = CONF_DIR / "task"
 
 
 def known_tasks() -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from harness.report.categories import UNCATEGORISED
 from harness.report.machines import machine_name
-from harness.report.variants import changed_parameters, method_label, setting_key, trains_on_subset, variant_text
+from harness.report.variants import setting_key, trains_on_subset, variant_text
 
 COLUMNS = [
     "path", "task", "model", "method", "runtime", "hardware", "device", "status", "reason", "seed",
@@ -30,8 +30,9 @@ COLUMNS = [
     # issue 27: what the speedup is a ratio of ("mean" for input-dependent compute, else "p50"), and the means
     "speedup_statistic", "speedup_interleaved_mean", "latency_mean_ms",
     "latency_verdict", "energy_j_per_sample", "energy_provenance", "flops_per_sample",
-    # one row per configuration (issue 11 part 6): label = method + what differs from its defaults
-    "label", "variant", "parameters", "setting", "disturbed", "flops_method",
+    # one row per configuration (issue 11 part 6): label = the record's short label (harness.labels),
+    # preset = the conf/method the user chose, variant/parameters = what was changed from it
+    "label", "preset", "variant", "parameters", "setting", "disturbed", "flops_method",
 ]
 
 
@@ -87,10 +88,13 @@ def flatten_record(record: dict, path: str | Path) -> dict:
     row["energy_provenance"] = energy.get("provenance")
     row["flops_per_sample"] = _number((record.get("flops") or {}).get("flops_per_sample"))
     row["flops_method"] = (record.get("flops") or {}).get("method")
-    changed = changed_parameters(config.get("method") or {})
-    row.update(label=method_label(row["method"], changed), variant=variant_text(changed),
-               parameters=json.dumps(changed, sort_keys=True, default=str), setting=setting_key(config) if config else None,
-               disturbed=is_disturbed(record.get("latency")))
+    # The label the record was written with (harness.labels): never re-derived from today's defaults.
+    # A record from before labels, not yet migrated (harness.record_migration), is its method's name.
+    label = described.get("label") or {}
+    changed = label.get("changed") or {}
+    row.update(label=label.get("short") or row["method"], preset=label.get("preset"),
+               variant=variant_text(changed), parameters=json.dumps(changed, sort_keys=True, default=str),
+               setting=setting_key(config) if config else None, disturbed=is_disturbed(record.get("latency")))
     return row
 
 

@@ -24,7 +24,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 
 
 def write_html_report(path: str | Path, tables: list[tuple[str, pd.DataFrame]], notes: list[str], failed: pd.DataFrame,
-                      references: pd.DataFrame, plots: list[Path], problems: list[str], sources: list[str],
+                      references: pd.DataFrame, labels: pd.DataFrame, plots: list[Path], problems: list[str], sources: list[str],
                       embed_images=False) -> Path:
     """`tables`: (machine name, its Table 1) each; `plots` are PNG paths, linked relative to the page or
     inlined as base64 with `embed_images`."""
@@ -37,6 +37,8 @@ def write_html_report(path: str | Path, tables: list[tuple[str, pd.DataFrame]], 
     for name, table in tables:
         parts += [f"<h3>Measured on {html.escape(name)}</h3>", to_html_table(table)]
     parts.append("<ul class='notes'>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+    if labels is not None and not labels.empty:
+        parts += ["<h2>Labels: each row's preset and what was changed from it</h2>", to_html_table(labels, css_class="results labels")]
     if references is not None and not references.empty:
         parts += ["<h2>Methods and the papers they follow</h2>", to_html_table(references, css_class="results references")]
     if not failed.empty:

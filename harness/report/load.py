@@ -9,6 +9,7 @@ older one is named in `problems` too, so a silently shadowed result is impossibl
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 from pathlib import Path
 
@@ -57,7 +58,20 @@ def load_records(patterns: list[str] | str) -> tuple[pd.DataFrame, list[str]]:
             problems.append(f"{path}: malformed record ({err.__class__.__name__}: {err})")
     df = pd.DataFrame(rows, columns=COLUMNS)
     df, superseded = _newest_per_cell(df)
-    return df, problems + superseded
+    return _distinct_labels(df), problems + superseded
+
+
+def _distinct_labels(df: pd.DataFrame) -> pd.DataFrame:
+    """One label, one configuration: where two records of a model share a short label but changed
+    different parameters (a label cut to fit, or two presets' coinciding names), each gets a digest
+    of its parameters appended, so Table 1 never merges them into one row."""
+    if df.empty:
+        return df
+    clash = df.groupby(["model", "label"])["parameters"].transform("nunique") > 1
+    if clash.any():
+        digest = df.loc[clash, "parameters"].map(lambda p: hashlib.sha1(str(p).encode()).hexdigest()[:4])
+        df.loc[clash, "label"] = df.loc[clash, "label"] + " ·" + digest
+    return df
 
 
 def _newest_per_cell(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:

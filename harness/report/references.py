@@ -24,3 +24,23 @@ def reference_legend(records: pd.DataFrame) -> pd.DataFrame:
             "Beside published rows": "yes" if newest["comparable_to_published"] else "no: another regime (see the default)",
         })
     return pd.DataFrame(rows, columns=LEGEND_COLUMNS)
+
+
+LABEL_COLUMNS = ["Label", "Preset", "Changed from the preset", "Paper"]
+
+
+def label_legend(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per Table 1 label: the preset (conf/method) it starts from and every parameter changed
+    from it, in full, as the records say (harness.labels) — a short label's key."""
+    if records.empty or "label" not in records:
+        return pd.DataFrame(columns=LABEL_COLUMNS)
+    rows = []
+    for label, group in records.groupby("label", sort=True):
+        newest = group.sort_values("created_at", na_position="first").iloc[-1] if "created_at" in group else group.iloc[-1]
+        rows.append({
+            "Label": label,
+            "Preset": newest.get("preset") or "",
+            "Changed from the preset": newest.get("variant") or "nothing (its defaults)",
+            "Paper": newest.get("reference_paper") if isinstance(newest.get("reference_paper"), str) else "",
+        })
+    return pd.DataFrame(rows, columns=LABEL_COLUMNS)

@@ -16,7 +16,9 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 _LATEX_UNICODE = {"–": "--", "−": "$-$", "±": r"$\pm$", "×": r"$\times$", "‡": r"\ddag{}", "†": r"\dag{}",
                   "ˢ": r"\textsuperscript{s}", "ʳ": r"\textsuperscript{r}", "ᵈ": r"\textsuperscript{d}",
-                  "ⁿ": r"\textsuperscript{n}", "ᵗ": r"\textsuperscript{t}", "ᵐ": r"\textsuperscript{m}"}
+                  "ⁿ": r"\textsuperscript{n}", "ᵗ": r"\textsuperscript{t}", "ᵐ": r"\textsuperscript{m}",
+                  "ᶜ": r"\textsuperscript{c}", "ᵏ": r"\textsuperscript{k}", "Δ": r"$\Delta$", "·": r"$\cdot$",
+                  "≥": r"$\geq$", "≤": r"$\leq$", "α": r"$\alpha$", "β": r"$\beta$"}
 
 
 def _right_aligned(table: pd.DataFrame) -> list[bool]:
