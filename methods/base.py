@@ -178,10 +178,13 @@ class Method:
         self.sparse = False  # apply() zeroed weights: the record's size reports the sparse storage too
         # what this method's own training or recovery spent (harness.finetune.training_budget), summed over runs
         self.training_budget: dict = {}
+        # set by methods.pipeline.Pipeline: this method's model is handed on to the steps after it
+        self.in_pipeline = False
 
     @classmethod
-    def needs_for(cls, config: MethodConfig) -> str:
-        """What a run of this config needs, decided from the config alone (no model, no method object)."""
+    def needs_for(cls, config: MethodConfig, in_pipeline: bool = False) -> str:
+        """What a run of this config needs, decided from the config alone (no model, no method object);
+        `in_pipeline`: as a pipeline's step (see Method.in_pipeline)."""
         return "training" if config.recover_epochs > 0 else cls.needs
 
     def unsupported_reason(self, hardware) -> Optional[str]:

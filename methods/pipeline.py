@@ -94,16 +94,18 @@ class Pipeline(Method):
     def __init__(self, config):
         super().__init__(config)
         self.steps: list[Method] = [build_method(c) for c in config.step_configs]
+        for step in self.steps:
+            step.in_pipeline = True
         devices = [d for d in ("cpu", "cuda") if all(d in s.devices for s in self.steps)]
         self.devices = tuple(devices)
         # one input-dependent step (early exit) makes the whole model's cost depend on the input
         self.input_dependent_compute = any(step.input_dependent_compute for step in self.steps)
 
     @classmethod
-    def needs_for(cls, config) -> str:
+    def needs_for(cls, config, in_pipeline: bool = False) -> str:
         if config.recover_epochs > 0:
             return "training"
-        return max((method_class(c._target_).needs_for(c) for c in config.step_configs), key=NEEDS.index)
+        return max((method_class(c._target_).needs_for(c, in_pipeline=True) for c in config.step_configs), key=NEEDS.index)
 
     def unsupported_reason(self, hardware) -> Optional[str]:
         for i, step in enumerate(self.steps):

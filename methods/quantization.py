@@ -40,19 +40,23 @@ INT8_BACKENDS = ("auto", "torch_ao", "torchao", "pt2e")
 # `auto` picks by the CPU. With int8 dot-product instructions (VNNI, AMX) pt2e + compile is the fastest
 # and the most accurate backend of bench/int8_backends.py on both such machines (Xeon with AMX:
 # 2.26x / 3.41x at batch 1 / 32, torchao + compile 1.94x / 1.99x; EPYC with AVX-512 VNNI: 2.35x / 3.15x,
-# torchao 2.16x), at the smallest logit drift. `auto` still picks torchao there: an exported pt2e graph is
-# not an HF model, and pipeline steps after dynamic_int8 (tests/test_methods_pipeline.py) need one.
+# torchao 2.16x), at the smallest logit drift, so a dynamic_int8 cell gets pt2e there. Inside a
+# pipeline it gets torchao: pt2e's exported graph is no longer an HF model, and what a pipeline does
+# around its steps (early exit's ramps, the anatomy its other steps read) needs one.
 # Without them (an AVX2-only EPYC) compiled int8 ran 9x SLOWER than fp32 eager after minutes of
 # compiling (BENCHMARKS.md, "Recovered structural methods"), while torch.ao's eager FBGEMM kernels gave 1.4-1.5x.
 DEFAULT_INT8_BACKEND = "auto"
 INT8_DOT_PRODUCT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
-def resolve_int8_backend(requested: str) -> str:
-    """The backend `requested` names, or for `auto` the one measured fastest on a CPU like this one."""
+def resolve_int8_backend(requested: str, in_pipeline: bool = False) -> str:
+    """The backend `requested` names, or for `auto` the one measured fastest on a CPU like this one
+    (for a pipeline step, the fastest that keeps the model an HF model)."""
     if requested != "auto":
         return requested
-    return "torchao" if cpu_flags() & set(INT8_DOT_PRODUCT_FLAGS) else "torch_ao"
+    if cpu_flags() & set(INT8_DOT_PRODUCT_FLAGS):
+        return "torchao" if in_pipeline else "pt2e"
+    return "torch_ao"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -332,9 +336,9 @@ class DynamicInt8(_QuantMethod):
     runtimes = ALL_RUNTIMES  # onnxruntime: quantize_dynamic; openvino: NNCF int8 weight compression
 
     @classmethod
-    def needs_for(cls, config) -> str:
+    def needs_for(cls, config, in_pipeline: bool = False) -> str:
         # pt2e traces the model with a batch of training inputs before quantizing it
-        if config.recover_epochs == 0 and resolve_int8_backend(config.backend) == "pt2e":
+        if config.recover_epochs == 0 and resolve_int8_backend(config.backend, in_pipeline) == "pt2e":
             return "calibration"
         return super().needs_for(config)
 
@@ -346,11 +350,13 @@ class DynamicInt8(_QuantMethod):
         return RuntimeQuantization("int8_dynamic")
 
     def apply(self, model, ctx):
-        backend = resolve_int8_backend(self.config.backend)
+        backend = resolve_int8_backend(self.config.backend, self.in_pipeline)
         model.eval()
         self.info.update(backend=backend, quantized_linears=len(base_linear_names(model)))
         if self.config.backend == "auto":
-            self.info["backend_choice"] = f"auto: {backend} ({'int8 dot-product instructions' if backend == 'torchao' else 'no VNNI/AMX'} on this CPU)"
+            why = ("no VNNI/AMX" if backend == "torch_ao" else
+                   "int8 dot-product instructions; a pipeline step keeps an HF model" if self.in_pipeline else "int8 dot-product instructions")
+            self.info["backend_choice"] = f"auto: {backend} ({why} on this CPU)"
         if backend == "torch_ao":
             self.quantization = {"backend": "torch_ao", "scheme": "int8_dynamic"}
             self.info["compiled"] = False  # eager FBGEMM kernels: nothing for Inductor to fuse

@@ -31,7 +31,7 @@ def test_default_yaml_steps_apply_and_reload(tmp_path):
     model = method.apply(tiny_model(), fake_ctx())
     assert [s["name"] for s in method.info["steps"]] == ["layer_drop", "head_prune", "dynamic_int8"]
     assert method.info["steps"][0]["kept_layers"] == [0, 1]
-    assert method.info["steps"][2]["backend"] == quantization.resolve_int8_backend("auto")
+    assert method.info["steps"][2]["backend"] == quantization.resolve_int8_backend("auto", in_pipeline=True)
     assert len(encoder_layers(model)) == LAYERS - 2
     assert type(method).needs_for(method.config) == "calibration" and method.devices == ("cpu",)
     reloaded = saved_and_reloaded(method, model, tmp_path)
@@ -201,3 +201,14 @@ def test_a_runtime_refuses_pipelines_it_cannot_quantize(steps, problem):
     method = pipeline(steps)
     assert problem in method.runtime_unsupported_reason("onnxruntime")
     assert method.runtime_unsupported_reason("pytorch") is None
+
+
+def test_a_pipelines_int8_step_keeps_an_hf_model_where_a_cell_of_its_own_gets_pt2e(monkeypatch):
+    """auto on a VNNI/AMX CPU: pt2e for a dynamic_int8 cell (fastest, needs a traced batch), torchao as
+    a pipeline step (the steps around it need an HF model), and the plan's needs say so exactly."""
+    monkeypatch.setattr(quantization, "cpu_flags", lambda: {"avx512_vnni", "amx_int8"})
+    method = pipeline(["layer_drop", EAGER_INT8])
+    assert type(method).needs_for(method.config) == "nothing"
+    method.apply(tiny_model(), fake_ctx())
+    assert method.info["steps"][1]["backend"] == "torchao"
+    assert "pipeline step" in method.info["steps"][1]["backend_choice"]

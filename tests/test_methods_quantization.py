@@ -155,11 +155,13 @@ def test_default_backend_matches_yaml():
     assert conf.backend == quantization.DEFAULT_INT8_BACKEND
 
 
-@pytest.mark.parametrize("flags,expected", [({"avx2"}, "torch_ao"), ({"avx2", "avx512f", "avx512_vnni"}, "torchao"),
-                                            ({"avx2", "avx_vnni"}, "torchao"), ({"amx_int8"}, "torchao"), (set(), "torch_ao")])
+@pytest.mark.parametrize("flags,expected", [({"avx2"}, "torch_ao"), ({"avx2", "avx512f", "avx512_vnni"}, "pt2e"),
+                                            ({"avx2", "avx_vnni"}, "pt2e"), ({"amx_int8"}, "pt2e"), (set(), "torch_ao")])
 def test_auto_backend_is_chosen_by_the_cpu(flags, expected, monkeypatch):
     monkeypatch.setattr(quantization, "cpu_flags", lambda: flags)
     assert quantization.resolve_int8_backend("auto") == expected
+    # a pipeline step keeps an HF model for the steps around it: torchao where pt2e would be fastest
+    assert quantization.resolve_int8_backend("auto", in_pipeline=True) == ("torchao" if expected == "pt2e" else expected)
     assert quantization.resolve_int8_backend("pt2e") == "pt2e"  # an explicit choice is kept
     method = quant("dynamic_int8", compile=False)  # the YAML default: auto
     method.apply(tiny_model(), fake_ctx())
