@@ -35,7 +35,7 @@ COMMON=(run_name="$RUN" model=minilm_l6 hardware=cpu "hardware.batch_sizes=[1]")
 # Recovery fine-tunes (layer_drop, pipeline) take one epoch of the task's training set: minutes on
 # the small GLUE tasks, ~15 min per cell on SST-2's 67k sentences.
 RECOVER_EPOCHS=${RECOVER_EPOCHS:-1}
-# Methods without a training step, at their conf/method defaults. fp16 / int4 / fp8 / 2:4 sparsity
+# Methods without a training step, at their registered defaults (methods/registry.py). fp16 / int4 / fp8 / 2:4 sparsity
 # are recorded as unsupported on a CPU (the record says why) rather than left out.
 POST_METHODS=baseline,head_prune,ffn_prune,vocab_prune,bf16,weight_only_int8,recipe_prune_int8,fp16,int4_weight_only,fp8,sparse_2of4
 

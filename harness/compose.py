@@ -17,7 +17,13 @@ OMEGACONF_TYPES = {"Float": "a number", "Integer": "an integer", "Boolean": "tru
 
 
 def available(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    """The choices of a config group: its YAMLs, and for `method` every registered method and recipe."""
+    names = {p.stem for p in (CONF_DIR / group).glob("*.yaml")}
+    if group == "method":
+        from methods import registry
+
+        names |= set(registry.names())
+    return sorted(names)
 
 
 def is_multirun(argv: list[str]) -> bool:

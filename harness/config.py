@@ -403,7 +403,11 @@ def _require_cuda() -> None:
 
 
 def register_configs() -> None:
+    """The structured bases of the YAML groups, and every registered method and recipe (methods.registry)."""
+    from methods import registry
+
     cs = ConfigStore.instance()
+    registry.store(cs)
     cs.store(group="model", name="base_model", node=ModelConfig)
     cs.store(group="task", name="base_task", node=TaskConfig)
     cs.store(group="hardware", name="base_hardware", node=HardwareConfig)

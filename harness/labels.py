@@ -1,6 +1,6 @@
 """A record's label, decided when the record is written and never re-derived from later code.
 
-The user chose a preset (a `conf/method/<name>.yaml`: a method at its defaults, such as
+The user chose a preset (a registered name, methods.registry: a method at its defaults, such as
 `magnitude`, or a named recipe, such as `recipe_prune_int8`) and maybe changed some of its
 parameters. The record's `method.label` says which preset, what changed from it, and a short label
 for Table 1 (at most MAX_LENGTH characters). Left out of `changed`: the per-task training-data
@@ -62,23 +62,18 @@ def changed_from_preset(method_config: dict, preset: str, runtime: str) -> dict:
 
 
 def preset_values(preset: str, target: Optional[str]) -> dict:
-    """The preset's parameters: its config dataclass's defaults, overlaid with its YAML's values."""
-    from omegaconf import OmegaConf
+    """The preset's parameters (methods.registry); for a name no longer registered, the defaults of
+    the config dataclass its record names."""
+    from methods import registry
 
-    from harness.compose import CONF_DIR
-
-    values = {}
+    if preset in registry.names():
+        return registry.preset_values(preset)
     cls = _method_class(target)
-    if cls is not None:
-        for field in dataclasses.fields(cls.config_class):
-            if field.default is not dataclasses.MISSING:
-                values[field.name] = field.default
-            elif field.default_factory is not dataclasses.MISSING:
-                values[field.name] = field.default_factory()
-    path = CONF_DIR / "method" / f"{preset}.yaml"
-    if path.is_file():
-        values.update(OmegaConf.to_container(OmegaConf.load(path), resolve=True))
-    return values
+    if cls is None:
+        return {}
+    return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            for f in dataclasses.fields(cls.config_class)
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
 
 
 def short_label(preset: str, changed: dict, runtime: str, abbreviation: str = "") -> str:
@@ -116,12 +111,9 @@ def _step(step: Any, runtime: str) -> dict:
 
 
 def _preset_target(name: str) -> Optional[str]:
-    from omegaconf import OmegaConf
+    from methods import registry
 
-    from harness.compose import CONF_DIR
-
-    path = CONF_DIR / "method" / f"{name}.yaml"
-    return OmegaConf.load(path).get("_target_") if path.is_file() else None
+    return registry.preset_values(name)["_target_"] if name in registry.names() else None
 
 
 def _abbreviation(step: dict) -> str:

@@ -31,7 +31,7 @@ STATUSES = ("ok", "failed", "unsupported")
 class CellNames(TypedDict):
     """The cell's coordinates in the benchmark grid: short config names, used in tables and file names."""
 
-    method: str  # conf/method/<name>.yaml's name (method.name)
+    method: str  # the registered method's name (method.name; methods.registry)
     model: str
     task: str
     hardware: str
@@ -151,7 +151,7 @@ class FlopsSection(TypedDict, total=False):
 class LabelSection(TypedDict):
     """harness.labels.record_label: the report shows `short` and lists `changed` in its legend."""
 
-    preset: str  # the conf/method/<name>.yaml the user chose (a method at its defaults, or a named recipe)
+    preset: str  # the registered name the user chose (methods.registry: a method at its defaults, or a named recipe)
     changed: dict  # parameters changed from that preset (pipeline steps as {name, params}), less the
     # training-data budget and what has no effect on the runtime used
     short: str  # Table 1's label, at most harness.labels.MAX_LENGTH characters

@@ -1,1 +1,1 @@
-"""Compression methods: one class per method in methods/<family>.py, one conf/method/<name>.yaml each."""
+"""Compression methods: one class per method in methods/<family>.py, registered by name (methods/registry.py)."""

@@ -1,11 +1,13 @@
 """The method protocol: a config dataclass + a class that applies it and describes itself.
 
-A method YAML (conf/method/<name>.yaml) names its class with `_target_`; the class names its
-config dataclass in `config_class` and declares what the rest of the harness must know about it:
-its survey category and provenance (written into every record by `describe()`, read by the
+A method registers under the name a command line gives it (methods/registry.py); a composed
+config names its class with `_target_`. The class names its config dataclass (the one place its
+defaults are written) in `config_class` and declares what the rest of the harness must know about
+it: its survey category and provenance (written into every record by `describe()`, read by the
 report), the data it needs (`needs_for(config)`), the devices it runs on. Adding a method is one
-class and one YAML: nothing else changes.
+decorated class: nothing else changes.
 
+    @register_method("dynamic_int8")
     class DynamicInt8(Method):
         config_class = DynamicInt8Config
         category = "Quantization"
@@ -24,6 +26,7 @@ from typing import Any, Callable, ClassVar, Optional
 
 from harness.runtime_names import RUNTIMES
 from harness.errors import ConfigError, check
+from methods.registry import register_method
 
 NEEDS = ("nothing", "calibration", "training")  # ordered: each needs at least what the previous one does
 # The row groups of Ganesh et al. (2021), Table 1, in the survey's order.
@@ -76,7 +79,9 @@ class Reference:
 class MethodConfig:
     _target_: str = "methods.base.Baseline"
     name: str = "baseline"
-    recover_epochs: float = 0.0  # optional recovery fine-tune after a structural change
+    # optional recovery fine-tune after a structural change; an int literal, as the method YAMLs of
+    # before the registry wrote it, so records' config hashes (which serialise 0 and 0.0 apart) stay the same
+    recover_epochs: float = 0
 
     def __post_init__(self):
         check(self.recover_epochs >= 0, "method.recover_epochs", f"must be >= 0, got {self.recover_epochs}")
@@ -259,6 +264,7 @@ class Method:
         }
 
 
+@register_method("baseline")
 class Baseline(Method):
     """The fine-tuned, uncompressed model: the reference every other cell is compared with."""
 

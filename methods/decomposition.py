@@ -21,6 +21,7 @@ from methods.anatomy import encoder_linear_names
 from methods.artifacts import register_structure
 from methods.base import ALL_RUNTIMES, RECOVERY_EPOCHS, Method, MethodConfig, Reference, check_exactly_one
 from methods.training import check_distillation
+from methods.registry import register_method
 
 LOW_RANK_KEY = "compbench_low_rank"  # config field: {module name: rank}
 
@@ -93,6 +94,7 @@ class LowRankConfig(MethodConfig):
             check(0 < self.energy <= 1, "method.energy", f"must be in (0, 1], got {self.energy}")
 
 
+@register_method("low_rank")
 class LowRank(Method):
     config_class = LowRankConfig
     abbreviation = "svd"

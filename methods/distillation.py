@@ -21,6 +21,7 @@ from methods.kd_losses import ATTENTION_LOSSES, HIDDEN_TARGETS, LAYER_MAPPINGS, 
 from methods.kd_trainer import train_with_distillation
 from methods.students import STUDENTS, build_student
 from methods.training import TrainingMethodConfig, cached_training, check_distillation
+from methods.registry import register_method
 
 
 @dataclass
@@ -79,6 +80,7 @@ class KdAttentionConfig(KdHiddenConfig):
         check(self.relation_heads is None or self.relation_heads >= 1, "method.relation_heads", f"must be >= 1 or null, got {self.relation_heads}")
 
 
+@register_method("kd_logits")
 class KdLogits(Method):
     """Distil the fine-tuned baseline into a student built from config."""
 
@@ -118,6 +120,7 @@ class KdLogits(Method):
         return trained.eval()
 
 
+@register_method("kd_hidden")
 class KdHidden(KdLogits):
     config_class = KdHiddenConfig
     abbreviation = "kdh"
@@ -130,6 +133,7 @@ class KdHidden(KdLogits):
     category = "Multiple KD combined"  # logits + hidden states (PKD, DistilBERT's family in the survey)
 
 
+@register_method("kd_attention")
 class KdAttention(KdLogits):
     config_class = KdAttentionConfig
     abbreviation = "kda"

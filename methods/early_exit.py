@@ -57,6 +57,7 @@ from harness.tasks.types import MODEL_INPUTS
 from methods.base import Method, Reference
 from methods.artifacts import register_format, write_marker
 from methods.training import TrainingMethodConfig, cached_training, run_training
+from methods.registry import register_method
 
 MODES = ("entropy", "patience")
 RAMPS_FILE = "ramps.safetensors"
@@ -338,6 +339,7 @@ def exit_statistics(early: EarlyExitModel, plain, batches: list[dict]) -> dict:
     }
 
 
+@register_method("early_exit")
 class EarlyExit(Method):
     config_class = EarlyExitConfig
     abbreviation = "exit"

@@ -16,6 +16,7 @@ from torch import nn
 from harness.errors import ConfigError, check
 from methods.artifacts import register_structure
 from methods.base import ALL_RUNTIMES, Method, MethodConfig, Reference
+from methods.registry import register_method
 
 VOCAB_KEY = "compbench_vocab"  # config field: {"original_vocab_size", "kept_vocab_size", "unk_token_id", "padding_idx"}
 
@@ -60,6 +61,7 @@ class VocabPruneConfig(MethodConfig):
         check(isinstance(self.min_count, int) and self.min_count >= 1, "method.min_count", f"must be an integer >= 1, got {self.min_count}")
 
 
+@register_method("vocab_prune")
 class VocabPrune(Method):
     config_class = VocabPruneConfig
     abbreviation = "vocab"

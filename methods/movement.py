@@ -40,6 +40,7 @@ from methods.kd_losses import DistillLoss
 from methods.kd_trainer import train_with_distillation
 from methods.surgery import plain_linear
 from methods.training import TrainingMethodConfig, cached_training, check_distillation
+from methods.registry import register_method
 
 # ----------------------------------------------------------------------------------------------
 # Schedule and masks
@@ -236,6 +237,7 @@ class MovementPruneConfig(GradualMagnitudeConfig):
         check(self.start in MOVEMENT_STARTS, "method.start", f"unknown start {self.start!r}", MOVEMENT_STARTS)
 
 
+@register_method("gradual_magnitude")
 class GradualMagnitude(Method):
     config_class = GradualMagnitudeConfig
     abbreviation = "gmp"
@@ -291,6 +293,7 @@ class GradualMagnitude(Method):
         return ctx.pretrained()
 
 
+@register_method("movement_prune")
 class MovementPrune(GradualMagnitude):
     """Sanh et al. 2020, hard (top-k) movement pruning with a cubic schedule and distillation."""
     config_class = MovementPruneConfig

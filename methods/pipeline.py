@@ -1,7 +1,7 @@
 """Several methods applied in order, e.g. `method.steps=[layer_drop,head_prune,dynamic_int8]`.
 
-A step is either the name of a conf/method/<name>.yaml (its defaults), or a dict
-`{name: <yaml name>, params: {...}}` / `{_target_: ..., name: ..., params: {...}}` overriding them.
+A step is either the name of a registered method (methods.registry: its defaults), or a dict
+`{name: <method name>, params: {...}}` / `{_target_: ..., name: ..., params: {...}}` overriding them.
 Every step config is built (and validated) when the pipeline config is, so a bad step fails
 before any model is loaded with a ConfigError naming `method.steps[i].<field>`.
 """
@@ -11,12 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from harness.compose import CONF_DIR
 from harness.errors import ConfigError, check
 from harness.runtime_names import DEFAULT_RUNTIME
 from methods.base import NEEDS, Method, MethodConfig, Reference, build_method, build_method_config, method_class, sum_budgets
-
-METHOD_CONF_DIR = CONF_DIR / "method"
+from methods.registry import preset_values, register_method
 
 
 def to_python_containers(value):
@@ -31,25 +29,22 @@ def to_python_containers(value):
     return value
 
 
-def _yaml_defaults(name: str, where: str) -> dict:
-    from omegaconf import OmegaConf
-
-    path = METHOD_CONF_DIR / f"{name}.yaml"
-    available = sorted(p.stem for p in METHOD_CONF_DIR.glob("*.yaml") if p.stem != "pipeline")
-    check(path.is_file() and name != "pipeline", where, f"unknown method {name!r}", available)
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+def _registered_defaults(name: str, where: str) -> dict:
+    """The parameters a registered method (or recipe) stands for (methods.registry)."""
+    check(name != "pipeline", where, "pipelines cannot be nested")
+    return preset_values(name, where)
 
 
 def step_config(step, index: int) -> MethodConfig:
     where = f"method.steps[{index}]"
     step = to_python_containers(step)
     if isinstance(step, str):
-        raw = _yaml_defaults(step, where)
+        raw = _registered_defaults(step, where)
     elif isinstance(step, dict):
         unknown = set(step) - {"_target_", "name", "params"}
         check(not unknown, where, f"unknown keys {sorted(unknown)}", ["_target_", "name", "params"])
-        check("_target_" in step or "name" in step, where, "needs a name (a conf/method yaml) or a _target_")
-        raw = _yaml_defaults(step["name"], where) if "_target_" not in step else {"_target_": step["_target_"], "name": step.get("name", step["_target_"].rpartition(".")[2])}
+        check("_target_" in step or "name" in step, where, "needs a name (a registered method) or a _target_")
+        raw = _registered_defaults(step["name"], where) if "_target_" not in step else {"_target_": step["_target_"], "name": step.get("name", step["_target_"].rpartition(".")[2])}
         raw.update(step.get("params") or {})
     else:
         raise ConfigError(where, f"must be a method name or a dict, got {type(step).__name__}")
@@ -81,6 +76,7 @@ class PipelineConfig(MethodConfig):
         self.step_configs = [step_config(step, i) for i, step in enumerate(self.steps)]
 
 
+@register_method("pipeline")
 class Pipeline(Method):
     config_class = PipelineConfig
     reference = Reference(

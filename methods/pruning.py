@@ -18,6 +18,7 @@ from harness.errors import UnsupportedError, check
 from methods.anatomy import encoder_linear_names
 from methods.artifacts import save_float
 from methods.base import ALL_RUNTIMES, RECOVERY_EPOCHS, Method, MethodConfig, Reference, cuda_capability_reason
+from methods.registry import register_method
 
 SCOPES = ("global", "per_layer")
 
@@ -53,6 +54,7 @@ class MagnitudeConfig(MethodConfig):
         check(self.scope in SCOPES, "method.scope", f"unknown scope {self.scope!r}", SCOPES)
 
 
+@register_method("magnitude")
 class Magnitude(Method):
     """L1 magnitude pruning (torch.nn.utils.prune), retrained with the masks fixed, then baked into the weights."""
 
@@ -100,6 +102,7 @@ class RandomPruneConfig(MagnitudeConfig):
     name: str = "random_prune"
 
 
+@register_method("random_prune")
 class RandomPrune(Magnitude):
     """The control ShrinkBench asks for: weights removed at random at the same sparsity and with the
     same recovery as `magnitude`, so a curve shows what a criterion adds over chance."""
@@ -200,6 +203,7 @@ class Sparse2of4Config(MethodConfig):
         check(self.dtype in SPARSE_DTYPES, "method.dtype", f"unknown dtype {self.dtype!r}", SPARSE_DTYPES)
 
 
+@register_method("sparse_2of4")
 class Sparse2of4(Method):
     """2:4 semi-structured sparsity on the encoder Linears, run by sparse tensor cores (sm >= 8.0)."""
 

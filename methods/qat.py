@@ -46,6 +46,7 @@ from methods.kd_losses import DistillLoss
 from methods.kd_trainer import train_with_distillation
 from methods.surgery import plain_linear
 from methods.training import TrainingMethodConfig, cached_training, check_distillation
+from methods.registry import register_method
 
 BACKENDS = ("auto", "torch_ao", "torchao")
 
@@ -184,6 +185,7 @@ def resolve_backend(backend: str, device: str) -> str:
     return "torchao" if device == "cuda" else "torch_ao"
 
 
+@register_method("qat_int8")
 class QatInt8(Method):
     config_class = QatInt8Config
     abbreviation = "qat"

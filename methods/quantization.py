@@ -35,6 +35,7 @@ from harness.measure.environment import cpu_flags
 from methods.anatomy import base_linear_names
 from methods.artifacts import build_skeleton, load_weights, register_format, write_marker
 from methods.base import ALL_RUNTIMES, Method, MethodConfig, RuntimeQuantization, check_calibration, cuda_capability_reason, Reference
+from methods.registry import register_method
 
 INT8_BACKENDS = ("auto", "torch_ao", "torchao", "pt2e")
 # `auto` picks by the CPU. With int8 dot-product instructions (VNNI, AMX) pt2e + compile is the fastest
@@ -322,6 +323,7 @@ class DynamicInt8Config(MethodConfig):
         check(self.backend in INT8_BACKENDS, "method.backend", f"unknown backend {self.backend!r}", INT8_BACKENDS)
 
 
+@register_method("dynamic_int8")
 class DynamicInt8(_QuantMethod):
     """int8 weights, activations quantized per batch/token at run time. No calibration."""
 
@@ -385,6 +387,7 @@ class StaticInt8Config(MethodConfig):
         check_calibration(self)
 
 
+@register_method("static_int8")
 class StaticInt8(_QuantMethod):
     """int8 weights and activations with scales calibrated offline (pt2e X86InductorQuantizer)."""
 
@@ -433,6 +436,7 @@ class Fp16Config(MethodConfig):
     name: str = "fp16"
 
 
+@register_method("fp16")
 class Fp16(_Cast):
     """Cast the whole model to float16 (GPU: CPUs have no fast fp16 GEMM)."""
 
@@ -452,6 +456,7 @@ class Bf16Config(MethodConfig):
     name: str = "bf16"
 
 
+@register_method("bf16")
 class Bf16(_Cast):
     """Cast the whole model to bfloat16. On CPU only with native bf16 math (AVX512-BF16 or AMX)."""
 
@@ -486,6 +491,7 @@ class WeightOnlyInt8Config(MethodConfig):
     compile: bool = True  # eager dequantizes the whole weight every call
 
 
+@register_method("weight_only_int8")
 class WeightOnlyInt8(_QuantMethod):
     """int8 weights, float activations (torchao Int8WeightOnlyConfig). Helps memory-bound shapes only."""
 
@@ -517,6 +523,7 @@ class Int4WeightOnlyConfig(MethodConfig):
         check(self.group_size in INT4_GROUP_SIZES, "method.group_size", f"must be one of {list(INT4_GROUP_SIZES)}, got {self.group_size}")
 
 
+@register_method("int4_weight_only")
 class Int4WeightOnly(_QuantMethod):
     """int4 group-wise weights in the CUDA tinygemm layout; the model runs in bf16."""
 
@@ -553,6 +560,7 @@ class Fp8Config(MethodConfig):
         check(self.granularity in ("row", "tensor"), "method.granularity", f"unknown granularity {self.granularity!r}", ("row", "tensor"))
 
 
+@register_method("fp8")
 class Fp8(_QuantMethod):
     """float8 e4m3 dynamic activations and weights (torchao); needs compute capability >= 8.9."""
 

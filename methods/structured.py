@@ -13,6 +13,7 @@ from methods.anatomy import encoder_layers, layer_parts
 from methods.base import ALL_RUNTIMES, Method, MethodConfig, check_calibration, check_exactly_one, Reference
 from methods.importance import accumulate_gradient_scores, head_scores, l2_normalised, neuron_magnitude_scores, neuron_taylor_scores, select_global, select_per_layer
 from methods.surgery import KEPT_HEADS_KEY, keep_heads, keep_layers, keep_neurons, record_shapes
+from methods.registry import register_method
 
 SCOPES = ("global", "per_layer")
 
@@ -30,6 +31,7 @@ class HeadPruneConfig(MethodConfig):
         check_calibration(self)
 
 
+@register_method("head_prune")
 class HeadPrune(Method):
     """Michel et al. 2019: gradient importance per head, L2-normalised per layer, global pruning."""
 
@@ -86,6 +88,7 @@ class FfnPruneConfig(MethodConfig):
         check_calibration(self)
 
 
+@register_method("ffn_prune")
 class FfnPrune(Method):
     config_class = FfnPruneConfig
     abbreviation = "ffn"
@@ -156,6 +159,7 @@ def layers_to_keep(num_layers: int, keep: int, strategy: str) -> list[int]:
     return [i for i in range(num_layers) if i not in dropped]
 
 
+@register_method("layer_drop")
 class LayerDrop(Method):
     """Sajjad et al. 2020 'poor man's BERT': remove whole encoder layers."""
 

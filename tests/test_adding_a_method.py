@@ -1,6 +1,7 @@
-"""Adding a method is one class + one YAML (README, "Adding a method"): a throwaway method, defined
-in a temporary module and YAML that no harness file knows, runs as a cell, saves, reloads and
-appears in Table 1 under the category it declares."""
+"""Adding a method is one decorated class (README, "Adding a method"): a throwaway method, defined in
+a temporary module that no harness file knows and announced by an installed distribution's
+`compbench.methods` entry point, runs as a cell and as a pipeline step, saves, reloads and appears in
+Table 1 under the category it declares."""
 
 import textwrap
 
@@ -8,7 +9,6 @@ import pytest
 import torch
 from methods_helpers import eval_batch, logits, tiny_model
 
-from harness import compose as compose_module
 from harness.record import load_record, record_path, write_json_atomic
 from harness.report import load_records, table1
 from methods.artifacts import load_artifact
@@ -22,12 +22,11 @@ import torch
 from harness.errors import check
 from methods.anatomy import encoder_linear_names
 from methods.base import Method, MethodConfig
+from methods.registry import register_method
 
 
 @dataclass
 class GridRoundConfig(MethodConfig):
-    _target_: str = "throwaway_family.GridRound"
-    name: str = "grid_round"
     bits: int = 4  # weights of the encoder Linears snap to a 2^bits-level grid per tensor
 
     def __post_init__(self):
@@ -35,6 +34,7 @@ class GridRoundConfig(MethodConfig):
         check(2 <= self.bits <= 8, "method.bits", f"must be in [2, 8], got {self.bits}")
 
 
+@register_method("grid_round")
 class GridRound(Method):
     """Simulated uniform weight quantization (values on a grid, stored as float)."""
 
@@ -53,12 +53,9 @@ class GridRound(Method):
         self.info["rounded_linears"] = len(names)
         return model
 '''
-YAML = """\
-# Throwaway test method: encoder Linear weights on a 2^bits-level grid.
-_target_: throwaway_family.GridRound
-name: grid_round
-recover_epochs: 0
-bits: 4
+ENTRY_POINTS = """\
+[compbench.methods]
+grid_round = throwaway_family
 """
 QUICK = ["task.finetune.max_train_samples=32", "task.finetune.epochs=1", "task.max_eval_samples=16",
          "hardware.batch_sizes=[1]", "hardware.min_iterations=2", "hardware.min_duration_s=0", "hardware.warmup=0",
@@ -68,16 +65,36 @@ QUICK = ["task.finetune.max_train_samples=32", "task.finetune.epochs=1", "task.m
 
 @pytest.fixture
 def throwaway_method(tmp_path, monkeypatch):
-    """The module on the import path and the YAML in (a copy of) conf/method: nothing else."""
-    import shutil
+    """The module and an installed distribution announcing it (entry point group compbench.methods)
+    on the import path: nothing else. The registry forgets it after the test."""
+    from harness.config import register_configs
+    from methods import registry
 
-    (tmp_path / "throwaway_family.py").write_text(textwrap.dedent(FAMILY))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    conf = tmp_path / "conf"
-    shutil.copytree(compose_module.CONF_DIR, conf)
-    (conf / "method" / "grid_round.yaml").write_text(YAML)
-    monkeypatch.setattr(compose_module, "CONF_DIR", conf)
+    site = tmp_path / "site"
+    (site / "throwaway_family-0.1.dist-info").mkdir(parents=True)
+    (site / "throwaway_family.py").write_text(textwrap.dedent(FAMILY))
+    (site / "throwaway_family-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: throwaway-family\nVersion: 0.1\n")
+    (site / "throwaway_family-0.1.dist-info" / "entry_points.txt").write_text(ENTRY_POINTS)
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(registry, "_ENTRIES", dict(registry._ENTRIES))
+    registry.reload_plugins()
+    register_configs()
     return tmp_path
+
+
+def test_an_installed_plugin_is_a_pipeline_step(throwaway_method, compose):
+    """A plugin method works wherever a shipped one does: the registry lists it, a cell composes it,
+    and a pipeline runs it as a step."""
+    from methods import registry
+
+    assert "grid_round" in registry.names()
+    cell = compose("method=pipeline", "method.steps=[layer_drop,{name:grid_round,params:{bits:2}}]")
+    assert [c.name for c in cell.method.step_configs] == ["layer_drop", "grid_round"]
+    method = build_method(cell.method)
+    model = method.apply(tiny_model(), None)
+    assert method.info["steps"][1]["rounded_linears"] > 0
+    assert len(torch.unique(model.bert.encoder.layer[0].output.dense.weight)) <= 2**2
+    assert compose("method=grid_round").method.bits == 4  # its dataclass default, from no YAML
 
 
 @pytest.mark.slow  # one tiny-BERT cell end to end (fine-tune, accuracy, latency): ~10-30 s

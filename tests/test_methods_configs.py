@@ -1,55 +1,57 @@
-"""Every conf/method YAML builds and describes itself: a survey category, a provenance, its needs."""
+"""Every registered method and recipe builds and describes itself: a survey category, a provenance,
+its needs, its reference; and none is a YAML that repeats its defaults (methods.registry)."""
 
 import json
-from dataclasses import MISSING, fields
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
 from harness.errors import ConfigError
 from methods.base import NEEDS, PROVENANCES, SURVEY_CATEGORIES, Method, build_method, build_method_config, method_class
 from harness.compose import CONF_DIR
+from methods import registry
 
-METHOD_DIR = CONF_DIR / "method"
-ALL_YAMLS = sorted(METHOD_DIR.glob("*.yaml"))
-# Methods whose YAML is exactly its dataclass's defaults (the others override some on purpose).
-DEFAULTS_ONLY = {
+REGISTERED = registry.names()
+SHIPPED_METHODS = {
     "baseline", "dynamic_int8", "static_int8", "fp16", "bf16", "weight_only_int8", "int4_weight_only", "fp8",
     "magnitude", "sparse_2of4", "head_prune", "ffn_prune", "layer_drop", "low_rank", "vocab_prune", "pipeline", "random_prune",
+    "kd_logits", "kd_hidden", "kd_attention", "early_exit", "gradual_magnitude", "movement_prune", "qat_int8",
 }
+RECIPES = {"recipe_prune_int8", "recipe_kd_prune_int8", "recipe_gmp_kd_qat"}
 SURVEY_CSV = Path(__file__).resolve().parents[2] / "shared" / "reference" / "ganesh2021_table1.csv"  # ../shared beside the checkout
 
+def test_every_shipped_method_and_recipe_is_registered():
+    assert SHIPPED_METHODS | RECIPES <= set(REGISTERED)
 
-def _raw(path: Path) -> dict:
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-
-
-def test_every_shipped_method_has_a_yaml():
-    assert len(ALL_YAMLS) >= 25 and DEFAULTS_ONLY <= {p.stem for p in ALL_YAMLS}
-
-
-@pytest.mark.parametrize("path", ALL_YAMLS, ids=lambda p: p.stem)
-def test_yaml_builds_and_its_method_describes_itself(path):
-    raw = _raw(path)
-    assert raw["name"] == path.stem
+@pytest.mark.parametrize("name", REGISTERED)
+def test_registered_method_builds_and_describes_itself(name):
+    raw = registry.preset_values(name)
+    assert raw["name"] == name
     cls = method_class(raw["_target_"])
     assert cls.category in SURVEY_CATEGORIES and cls.provenance in PROVENANCES
     config = build_method_config(raw)
     assert cls.needs_for(config) in NEEDS
     described = build_method(config).describe()
-    assert (described["category"], described["provenance"], described["name"]) == (cls.category, cls.provenance, path.stem)
+    assert (described["category"], described["provenance"], described["name"]) == (cls.category, cls.provenance, name)
     json.dumps(described)  # the record must serialise
     # every method states the paper it follows, that paper's recipe, and compbench's deviations
     reference = described["reference"]
-    assert reference is not None and reference["paper"] and reference["recipe"], f"{path.stem} declares no reference"
+    assert reference is not None and reference["paper"] and reference["recipe"], f"{name} declares no reference"
 
+def test_no_method_yaml_repeats_a_default():
+    """Defaults live in the dataclasses alone: `method=<name>` composes from the registry."""
+    assert not list((CONF_DIR / "method").glob("*.yaml"))
+
+def test_a_name_registered_twice_for_two_classes_is_refused():
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register_method("magnitude")(type("Impostor", (Method,), {"category": "Quantization",
+                                                                            "config_class": method_class("methods.pruning.Magnitude").config_class}))
 
 def test_defaults_follow_the_papers_where_this_machine_allows():
     from methods.base import RECOVERY_EPOCHS
 
     def defaults(name):
-        return build_method_config(_raw(METHOD_DIR / f"{name}.yaml"))
+        return build_method_config(registry.preset_values(name))
 
     # magnitude and low-rank retrain on the one shared recovery budget; low-rank distils as Noach & Goldberg
     assert defaults("magnitude").recover_epochs == defaults("low_rank").recover_epochs == RECOVERY_EPOCHS > 0
@@ -63,9 +65,8 @@ def test_defaults_follow_the_papers_where_this_machine_allows():
     assert defaults("kd_hidden").beta in (10, 100, 500, 1000)
     # task-only distillation never passes for the published rows distilled during pre-training
     for name in ("kd_logits", "kd_hidden", "kd_attention"):
-        assert not method_class(_raw(METHOD_DIR / f"{name}.yaml")["_target_"]).reference.comparable_to_published
-    assert not (METHOD_DIR / "recipe_pruneofa.yaml").exists()  # named for what it does (recipe_gmp_kd_qat)
-
+        assert not method_class(registry.preset_values(name)["_target_"]).reference.comparable_to_published
+    assert "recipe_pruneofa" not in REGISTERED  # named for what it does (recipe_gmp_kd_qat)
 
 def test_survey_categories_are_the_survey_tables():
     import csv
@@ -78,31 +79,16 @@ def test_survey_categories_are_the_survey_tables():
         with SURVEY_CSV.open() as handle:
             assert set(SURVEY_CATEGORIES) == {row["category"] for row in csv.DictReader(handle)}
 
-
-@pytest.mark.parametrize("name", sorted(DEFAULTS_ONLY))
-def test_yaml_repeats_its_dataclass_defaults_exactly(name):
-    # Hydra refuses overrides of keys a YAML lacks, so every key is listed; this keeps the listed
-    # values from drifting away from the dataclass, the one source of defaults.
-    raw = _raw(METHOD_DIR / f"{name}.yaml")
-    cls = method_class(raw["_target_"])
-    defaults = {f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(cls.config_class)}
-    assert set(raw) == set(defaults), f"{name}.yaml fields differ from {cls.config_class.__name__}"
-    assert {k: v for k, v in raw.items() if v != defaults[k]} == {}
-
-
 class NoCategory(Method):
     """A method that forgot to declare its survey family."""
-
 
 def test_a_method_without_a_category_is_refused():
     with pytest.raises(ConfigError, match="method._target_: 'test_methods_configs.NoCategory' declares no survey category"):
         method_class("test_methods_configs.NoCategory")
 
-
 def test_a_category_outside_the_survey_is_refused_at_class_definition():
     with pytest.raises(TypeError, match="not a survey category"):
         type("Misfiled", (Method,), {"category": "Other"})
-
 
 def test_needs_is_a_function_of_the_config_alone():
     from methods.pipeline import Pipeline

@@ -66,7 +66,7 @@ def test_command_line_override_composes():
 
 
 def test_a_changed_step_default_changes_the_cells_hash(monkeypatch):
-    """Steps named without params run with their YAML defaults; the hash covers those resolved values,
+    """Steps named without params run with their registered defaults; the hash covers those resolved values,
     so a changed default (dynamic_int8's backend became `auto`) re-measures the cell instead of resuming."""
     import methods.pipeline as pipeline_module
     from harness.compose import compose_cell
@@ -74,13 +74,13 @@ def test_a_changed_step_default_changes_the_cells_hash(monkeypatch):
 
     overrides = ["method=pipeline", "method.steps=[layer_drop,dynamic_int8]"]
     before = config_hash(compose_cell(overrides), {})
-    yaml_defaults = pipeline_module._yaml_defaults
+    registered_defaults = pipeline_module._registered_defaults
 
     def other_backend(name, where):
-        raw = yaml_defaults(name, where)
+        raw = registered_defaults(name, where)
         return {**raw, "backend": "torch_ao"} if name == "dynamic_int8" else raw
 
-    monkeypatch.setattr(pipeline_module, "_yaml_defaults", other_backend)
+    monkeypatch.setattr(pipeline_module, "_registered_defaults", other_backend)
     changed = compose_cell(overrides)
     assert changed.method.steps == ["layer_drop", "dynamic_int8"]  # the command line is the same
     assert config_hash(changed, {}) != before
@@ -106,7 +106,8 @@ def test_recovery_runs_before_quantization():
         ([{"name": "magnitude", "params": {"sparsity": 1.5}}], "method.steps[0].sparsity: must be in [0, 1), got 1.5"),
         ([{"name": "magnitude", "sparsity": 0.5}], "method.steps[0]: unknown keys ['sparsity'] (allowed: ['_target_', 'name', 'params'])"),
         ([], "method.steps: must be a non-empty list of method names or dicts"),
-        (["pipeline"], "method.steps[0]: unknown method 'pipeline' (allowed: "),
+        (["pipeline"], "method.steps[0]: pipelines cannot be nested"),
+        (["magnitud"], "method.steps[0]: unknown method 'magnitud'; did you mean magnitude? (allowed: "),
     ],
 )
 def test_config_errors(steps, message):

@@ -11,7 +11,6 @@ from harness.errors import ConfigError
 from methods.base import build_method, build_method_config
 from methods.quantization import ExportedModel
 from methods.anatomy import base_linear_names
-from harness.compose import CONF_DIR
 
 CPU = HardwareConfig(device="cpu")
 TARGETS = {
@@ -148,11 +147,10 @@ def test_config_errors(name, params, message):
     assert str(err.value) == message
 
 
-def test_default_backend_matches_yaml():
-    from omegaconf import OmegaConf
+def test_default_backend_is_the_registered_default():
+    from methods import registry
 
-    conf = OmegaConf.load(CONF_DIR / "method" / "dynamic_int8.yaml")
-    assert conf.backend == quantization.DEFAULT_INT8_BACKEND
+    assert registry.preset_values("dynamic_int8")["backend"] == quantization.DEFAULT_INT8_BACKEND
 
 
 @pytest.mark.parametrize("flags,expected", [({"avx2"}, "torch_ao"), ({"avx2", "avx512f", "avx512_vnni"}, "pt2e"),

@@ -1,13 +1,12 @@
 """bench/study.sh, the full-scale study's commands, stays in step with the methods that exist: every
-conf/method entry is run by one of its parts, and its post-training part holds no training method."""
+registered method is run by one of its parts, and its post-training part holds no training method."""
 
 import re
 from pathlib import Path
 
-from omegaconf import OmegaConf
 
 from methods.base import build_method_config, method_class
-from harness.compose import CONF_DIR
+from methods import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = (ROOT / "bench" / "study.sh").read_text()
@@ -24,7 +23,7 @@ def _methods_named(text: str) -> set:
 
 
 def test_every_method_is_in_the_study():
-    shipped = {p.stem for p in (CONF_DIR / "method").glob("*.yaml")}
+    shipped = set(registry.names())  # every registered method and recipe (methods.registry)
     named = _methods_named(SCRIPT)
     assert named <= shipped, f"the study runs methods that do not exist: {sorted(named - shipped)}"
     assert shipped <= named, f"methods the study never runs: {sorted(shipped - named)}"
@@ -34,5 +33,5 @@ def test_post_training_part_trains_nothing():
     post = re.search(r"^POST_METHODS=([\w,]+)$", SCRIPT, flags=re.M).group(1).split(",")
     assert "baseline" in post
     for name in post:
-        raw = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "method" / f"{name}.yaml"), resolve=True)
+        raw = registry.preset_values(name)
         assert method_class(raw["_target_"]).needs_for(build_method_config(raw)) != "training", name

@@ -31,7 +31,7 @@ COLUMNS = [
     "speedup_statistic", "speedup_interleaved_mean", "latency_mean_ms",
     "latency_verdict", "energy_j_per_sample", "energy_provenance", "flops_per_sample",
     # one row per configuration (issue 11 part 6): label = the record's short label (harness.labels),
-    # preset = the conf/method the user chose, variant/parameters = what was changed from it
+    # preset = the registered name the user chose, variant/parameters = what was changed from it
     "label", "preset", "variant", "parameters", "setting", "disturbed", "flops_method",
 ]
 

@@ -30,7 +30,7 @@ LABEL_COLUMNS = ["Label", "Preset", "Changed from the preset", "Paper"]
 
 
 def label_legend(records: pd.DataFrame) -> pd.DataFrame:
-    """One row per Table 1 label: the preset (conf/method) it starts from and every parameter changed
+    """One row per Table 1 label: the preset (a registered name) it starts from and every parameter changed
     from it, in full, as the records say (harness.labels) — a short label's key."""
     if records.empty or "label" not in records:
         return pd.DataFrame(columns=LABEL_COLUMNS)
