@@ -56,10 +56,12 @@ def browser() -> str:
     return found
 
 
-def render(page: Path) -> dict:
-    """Load `page` (a copy with the probe) in headless Chromium; return what the probe saw."""
+def render(page: Path, probe: bool = True) -> dict:
+    """Load `page` (a copy with the probe, unless it carries its own) in headless Chromium; return
+    what the probe saw."""
     probed = page.with_name("probed_" + page.name)
-    probed.write_text(page.read_text(encoding="utf-8").replace("<head>", "<head>" + PROBE, 1), encoding="utf-8")
+    text = page.read_text(encoding="utf-8")
+    probed.write_text(text.replace("<head>", "<head>" + PROBE, 1) if probe else text, encoding="utf-8")
     command = [browser(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                "--allow-file-access-from-files", f"--user-data-dir={page.parent / 'chromium-profile'}",
                "--virtual-time-budget=10000", "--dump-dom", probed.as_uri()]
@@ -93,3 +95,52 @@ def test_the_probe_sees_a_broken_plot(report):
     seen = render(page)
     assert len(seen["broken"]) == 1 and seen["broken"][0].startswith("missing_pareto_")
     assert any("missing_pareto_" in error for error in seen["errors"])
+
+
+INTERACTION_PROBE = """<script>
+window.__errors = [];
+window.addEventListener('error', e => window.__errors.push(e.message || 'failed to load a resource'), true);
+const consoleError = console.error;
+console.error = (...args) => { window.__errors.push(args.join(' ')); consoleError(...args); };
+window.addEventListener('load', () => setTimeout(() => {
+  const table = document.querySelector('table.results');
+  const headers = [...table.querySelectorAll('th')];
+  const column = headers.findIndex(th => th.textContent.trim() === 'Size w/ emb (%)');
+  const sizes = () => [...table.tBodies[0].rows].map(r => parseFloat(r.cells[column].textContent));
+  const before = sizes();
+  headers[column].click();
+  const ascending = sizes();
+  headers[column].click();
+  const descending = sizes();
+  const filter = document.querySelector('input.table-filter');
+  filter.value = 'baseline';
+  filter.dispatchEvent(new Event('input'));
+  const shown = [...table.tBodies[0].rows].filter(r => r.style.display !== 'none').length;
+  const plots = [...document.querySelectorAll('.js-plotly-plot')];
+  let hover = '', expected = '';
+  if (plots.length) {
+    const plot = plots[0];
+    expected = plot.data[0].text[0];
+    Plotly.Fx.hover(plot, [{curveNumber: 0, pointNumber: 0}]);
+    hover = [...plot.querySelectorAll('.hovertext')].map(n => n.textContent).join(' ');
+  }
+  const out = document.createElement('pre');
+  out.id = 'compbench-probe';
+  out.textContent = JSON.stringify({before, ascending, descending, shown, plots: plots.length, hover, expected,
+                                    errors: window.__errors});
+  document.body.appendChild(out);
+}, 500));
+</script>"""
+
+
+def test_the_table_sorts_and_filters_and_a_hover_names_the_point(report):
+    """The interactive report: a click on a header sorts Table 1 by it (and again, the other way), the
+    filter box keeps matching rows, and hovering a Pareto point shows that point's label."""
+    page = report.with_name("interaction.html")
+    page.write_text(report.read_text(encoding="utf-8").replace("<head>", "<head>" + INTERACTION_PROBE, 1), encoding="utf-8")
+    seen = render(page, probe=False)
+    assert seen["errors"] == []
+    assert seen["ascending"] == sorted(seen["before"]) and seen["descending"] == sorted(seen["before"], reverse=True)
+    assert seen["ascending"] != seen["before"] or seen["descending"] != seen["before"]
+    assert seen["shown"] == 1  # only the baseline row matches "baseline"
+    assert seen["plots"] >= 4 and seen["expected"] and seen["expected"] in seen["hover"]

@@ -122,3 +122,15 @@ def test_newest_record_of_a_cell_wins_and_the_older_is_named(tmp_path):
     df, problems = load_records([str(run)])
     assert _by_cell(df, "sst2", "dynamic_int8").score == pytest.approx(90.5)
     assert any(path.name in p and "superseded" in p for p in problems)
+
+
+def test_every_flattened_field_reaches_the_records_frame():
+    """A key flatten_record writes but COLUMNS lacks is silently dropped by the DataFrame: the papers'
+    legend and the training budgets were, until this test."""
+    from harness.record import load_record
+    from harness.report.flatten import COLUMNS, flatten_record
+
+    for path in sorted(FIXTURES.glob("*.json")):
+        assert set(flatten_record(load_record(path), path)) <= set(COLUMNS), path.name
+    records, _ = load_records([str(FIXTURES)])
+    assert records["reference_paper"].notna().any()

@@ -9,8 +9,8 @@ from harness.report.build import Report, build_report
 from harness.report.display import format_table1, table1
 from harness.report.load import load_records
 from harness.report.pareto import pareto_front
-from harness.report.plots import write_pareto_plots
+from harness.report.plots import pareto_panels, write_pareto_plots
 from harness.report.table import DEFAULT_TASKS, failed_cells, table1_numeric
 
 __all__ = ["DEFAULT_TASKS", "Report", "build_report", "failed_cells", "format_table1", "load_records",
-           "pareto_front", "table1", "table1_numeric", "write_pareto_plots"]
+           "pareto_front", "pareto_panels", "table1", "table1_numeric", "write_pareto_plots"]

@@ -19,7 +19,7 @@ from harness.report.paired import add_paired_columns
 from harness.report.html import write_html_report
 from harness.report.load import load_records
 from harness.report.machines import by_machine, select_machine
-from harness.report.plots import write_drop_vs_speedup, write_pareto_plots
+from harness.report.plots import pareto_panels, write_drop_vs_speedup, write_pareto_plots
 from harness.report.render import to_latex, to_markdown
 from harness.report.seeds import seed_summary
 from harness.report.references import label_legend, reference_legend
@@ -110,10 +110,11 @@ def build_report(patterns: list[str], out_dir: str | Path | None = None, tasks=D
     (out / "table1.tex").write_text(report.latex(), encoding="utf-8")
     for stale in [*out.glob("pareto_*.png"), *out.glob("pareto_*.svg"), *out.glob("drop_vs_speedup_*")]:
         stale.unlink()  # a plot whose axis (or machine) lost its data
-    figures = (write_drop_vs_speedup(report.numeric, out) + write_pareto_plots(cells, out, tasks + extra_tasks)) if plots else []
+    panels = pareto_panels(cells, tasks + extra_tasks) if plots else []
+    figures = (write_drop_vs_speedup(report.numeric, out) + write_pareto_plots(panels, out)) if plots else []
     html_path = write_html_report(out / "report.html", [(name, table) for _, name, table in report.machine_tables()],
                                   report.notes, report.failed, report.references, report.labels,
                                   [p for p in figures if p.suffix == ".png"], problems,
-                                  [str(p) for p in patterns], embed_images)
+                                  [str(p) for p in patterns], embed_images, panels)
     report.files = sorted(out.glob("table1*")) + [out / "cells.csv", out / "failed_cells.csv", out / "references.csv", out / "labels.csv"] + figures + [html_path]
     return report

@@ -84,7 +84,8 @@ def footnotes(numeric: pd.DataFrame, tasks=DEFAULT_TASKS) -> list[str]:
     notes = [
         f"{MISSING}: not measured (or no baseline to compare with). Scores are on the 0-100 scale; ±: half-width of the 95% CI, "
         "or '± sd (n=k)': mean and standard deviation over k seeds of the same configuration. A method run with "
-        "non-default parameters is its own row, labelled by them, e.g. 'magnitude (sparsity=0.6)'.",
+        "parameters changed from its preset is its own row, labelled (when its record was written) by what was changed, "
+        "e.g. 'magnitude (sparsity=0.6)'; the Labels legend gives each label's preset and changes in full.",
         "Speedup: baseline p50 / method p50 at batch 1, both timed in alternating blocks in the method's cell "
         "(same process, inputs and threads), with its 95% bootstrap CI over block pairs; geometric mean over tasks. "
         "ᶜ: no interleaved timing in the record, so the ratio of two cells of the same machine timed apart. "

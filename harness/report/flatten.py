@@ -33,6 +33,9 @@ COLUMNS = [
     # one row per configuration (issue 11 part 6): label = the record's short label (harness.labels),
     # preset = the registered name the user chose, variant/parameters = what was changed from it
     "label", "preset", "variant", "parameters", "setting", "disturbed", "flops_method",
+    # issue 27: the paper the method follows (the legend) and what its training cost (Table 1's Training)
+    "reference_paper", "reference_recipe", "reference_changes", "comparable_to_published",
+    "train_examples_seen", "train_steps", "train_wall_s",
 ]
 
 

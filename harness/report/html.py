@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.report.interactive import CSS as INTERACTIVE_CSS
+from harness.report.interactive import TABLE_SCRIPT, panel_html, plotly_script
 from harness.report.render import to_html_table
 
 _CSS = """
@@ -25,10 +27,12 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 
 def write_html_report(path: str | Path, tables: list[tuple[str, pd.DataFrame]], notes: list[str], failed: pd.DataFrame,
                       references: pd.DataFrame, labels: pd.DataFrame, plots: list[Path], problems: list[str], sources: list[str],
-                      embed_images=False) -> Path:
+                      embed_images=False, panels=()) -> Path:
     """`tables`: (machine name, its Table 1) each; `plots` are PNG paths, linked relative to the page or
-    inlined as base64 with `embed_images`."""
+    inlined as base64 with `embed_images`; `panels` (plots.Panel) are drawn again as interactive plots,
+    with plotly.js beside the page (inlined with `embed_images`). Every table sorts and filters."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     rows = sum(len(table) for _, table in tables)
     parts = [f"<h1>Compression benchmark: Table 1 and Pareto frontiers</h1>",
              f"<p>Records from: {html.escape(', '.join(sources))}. {rows} table rows from {len(tables)} machine(s); "
@@ -43,8 +47,17 @@ def write_html_report(path: str | Path, tables: list[tuple[str, pd.DataFrame]], 
         parts += ["<h2>Methods and the papers they follow</h2>", to_html_table(references, css_class="results references")]
     if not failed.empty:
         parts += ["<h2>Failed and unsupported cells</h2>", to_html_table(failed, css_class="results failed")]
+    scripts = [f"<script>{TABLE_SCRIPT}</script>"]
+    if panels:
+        parts.append("<h2>Pareto frontiers, interactive</h2><p>Hover a point for its label, configuration and "
+                     "intervals; click a family in a legend to isolate it, again to bring the others back.</p>"
+                     "<div class='interactive'>")
+        parts += [f"<div class='plot'>{panel_html(panel.points, panel.axis.label, panel.ylabel, panel.title, f'pareto-{i}')}</div>"
+                  for i, panel in enumerate(panels)]
+        parts.append("</div>")
+        scripts.insert(0, plotly_script(path.parent, embed_images))
     if plots:
-        parts.append("<h2>Accuracy drop vs speedup, and Pareto frontiers</h2><div class='plots'>")
+        parts.append("<h2>Accuracy drop vs speedup, and Pareto frontiers (static, as in the PNG/SVG files)</h2><div class='plots'>")
         for png in plots:
             parts.append(f"<figure><img src='{_image_source(png, path.parent, embed_images)}' "
                          f"alt='{html.escape(png.stem)}'><figcaption>{html.escape(png.stem)}</figcaption></figure>")
@@ -53,8 +66,8 @@ def write_html_report(path: str | Path, tables: list[tuple[str, pd.DataFrame]], 
         parts += ["<h2>Skipped files</h2>",
                   "<ul class='problems'>" + "".join(f"<li>{html.escape(p)}</li>" for p in problems) + "</ul>"]
     page = ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>compbench report</title>"
-            f"<style>{_CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
+            f"<style>{_CSS}{INTERACTIVE_CSS}</style>{scripts[0] if panels else ''}</head><body>\n" + "\n".join(parts)
+            + "\n" + scripts[-1] + "\n</body></html>\n")
     path.write_text(page, encoding="utf-8")
     return path
 

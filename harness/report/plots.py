@@ -15,6 +15,7 @@ same from the CLI, from tests and inside a notebook whatever backend the noteboo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -55,12 +56,21 @@ def family_colour(category: Optional[str]) -> str:
     return FAMILY_COLOURS.get(category, FAMILY_COLOURS["Other"])
 
 
-def write_pareto_plots(df: pd.DataFrame, out_dir: str | Path, tasks, include_average=True) -> list[Path]:
-    """All plots that have data, one per machine (and hardware config where the cost depends on it:
-    pareto.plot_groups); an axis without data is skipped (no file, no error)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
+@dataclass
+class Panel:
+    """One Pareto plot: its points on one axis, for one task (or the average) and one machine."""
+
+    stem: str  # the file name without suffix
+    axis: CostAxis
+    title: str
+    ylabel: str
+    points: pd.DataFrame  # pareto.POINT_COLUMNS + p_frontier, labels carrying "(P=...)"
+
+
+def pareto_panels(df: pd.DataFrame, tasks, include_average=True) -> list[Panel]:
+    """Every plot that has data, one per machine (and hardware config where the cost depends on it:
+    pareto.plot_groups); an axis without data has none. Drawn as PNG/SVG and as interactive plots."""
+    panels: list[Panel] = []
     for axis in AXES:
         for suffix, cells in plot_groups(df, axis).items():  # one machine's cells (and one hardware config's)
             where = f" [{cells['hardware'].iloc[0]}]" if axis.per_hardware else ""
@@ -69,14 +79,23 @@ def write_pareto_plots(df: pd.DataFrame, out_dir: str | Path, tasks, include_ave
             for task in tasks:
                 points = with_probability_labels(task_points(cells, axis, task), cells, axis)  # "(P=0.93)": P(frontier)
                 title = f"{TASK_LABELS.get(task, task)}: score vs {axis.label.split(',')[0].split(' (')[0]}{where}"
-                written += _maybe_plot(points, axis, title, f"{TASK_LABELS.get(task, task)} score (0-100)",
-                                       out_dir / _stem(task, axis, suffix))
+                panels.append(Panel(_stem(task, axis, suffix), axis, title, f"{TASK_LABELS.get(task, task)} score (0-100)", points))
             points, used, left_out = average_points(cells, axis, tasks) if include_average else (None, [], 0)
             if len(used) > 1:  # an "average" of one task would only repeat that task's plot
                 names = ", ".join(TASK_LABELS.get(t, t) for t in used)
                 omitted = f"\n({left_out} method(s) lacking one of these tasks not shown)" if left_out else ""
-                written += _maybe_plot(points, axis, f"Average over {names}{where}{omitted}", "Mean score (0-100)",
-                                       out_dir / _stem("avg", axis, suffix))
+                panels.append(Panel(_stem("avg", axis, suffix), axis, f"Average over {names}{where}{omitted}",
+                                    "Mean score (0-100)", points))
+    return [panel for panel in panels if not panel.points.empty]
+
+
+def write_pareto_plots(panels: list[Panel], out_dir: str | Path) -> list[Path]:
+    """Each panel as PNG and SVG in `out_dir`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for panel in panels:
+        written += _save(plot_frontier(panel.points, panel.axis.label, panel.ylabel, panel.title), out_dir / panel.stem)
     return written
 
 
@@ -87,12 +106,6 @@ def _machine_of(rows: pd.DataFrame) -> str:
 
 def _stem(task: str, axis: CostAxis, suffix: str) -> str:
     return "_".join(p for p in ("pareto", task, axis.key, suffix) if p)
-
-
-def _maybe_plot(points: pd.DataFrame, axis: CostAxis, title: str, ylabel: str, stem: Path) -> list[Path]:
-    if points.empty:
-        return []
-    return _save(plot_frontier(points, axis.label, ylabel, title), stem)
 
 
 def _save(fig: Figure, stem: Path) -> list[Path]:
