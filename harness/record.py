@@ -7,6 +7,7 @@ Optional sections are present as null when not measured; a value is never invent
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -378,7 +379,40 @@ def load_record(path: str | os.PathLike) -> Record:
     while major in MIGRATIONS:
         obj = MIGRATIONS[major](obj)
         major = str(obj["schema_version"]).split(".")[0]
+    problem = out_of_range(obj)
+    if problem:
+        raise ValueError(f"{path}: {problem}")
     return obj
+
+
+# The range of each metric as records store it (GLUE scores as fractions, SQuAD's as percentages).
+METRIC_RANGES = {"accuracy": (0.0, 1.0), "f1": (0.0, 100.0), "exact_match": (0.0, 100.0),
+                 "matthews_correlation": (-1.0, 1.0), "pearson": (-1.0, 1.0), "spearmanr": (-1.0, 1.0)}
+LATENCY_FIELDS = ("p50_ms", "mean_ms", "p90_ms", "p99_ms")
+
+
+def out_of_range(record: dict) -> Optional[str]:
+    """The first value no measurement can take (a negative size, a score outside its metric's range,
+    a latency that is not a positive number), named by its field; None when every value can be real."""
+    for key, value in (record.get("size") or {}).items():
+        if _is_number(value) and not (math.isfinite(value) and value >= 0):
+            return f"size.{key} = {value} is not a size (must be >= 0)"
+    for key, value in (record.get("metrics") or {}).items():
+        low, high = METRIC_RANGES.get(key, (-math.inf, math.inf))
+        if _is_number(value) and not (math.isfinite(value) and low <= value <= high):
+            return f"metrics.{key} = {value} is outside the metric's range [{low:g}, {high:g}]"
+    latency = record.get("latency") or {}
+    for kind in ("fixed", "real_length"):
+        for i, entry in enumerate(latency.get(kind) or []):
+            for key in LATENCY_FIELDS:
+                value = entry.get(key) if isinstance(entry, dict) else None
+                if value is not None and not (_is_number(value) and math.isfinite(value) and value > 0):
+                    return f"latency.{kind}[{i}].{key} = {value!r} is not a latency (must be a positive number)"
+    return None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def migrate_1_to_2(record: dict) -> dict:

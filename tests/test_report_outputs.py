@@ -30,7 +30,8 @@ def cli_run(tmp_path_factory):
 
 def test_cli_writes_tables_and_reports_skipped_files(cli_run):
     proc, out = cli_run
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # fail closed: the half-written file was left out
+    assert "1 file(s) or pattern(s) skipped" in proc.stderr
     for name in ("table1.md", "table1.csv", "table1.tex", "table1_numeric.csv", "cells.csv", "report.html"):
         assert (out / name).stat().st_size > 0, name
     # one Table 1 per machine, each headed by the machine's name (the fixtures hold two)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from harness.compose import CONF_DIR
 from harness.report.build import build_report
+from harness.report.load import report_skips
 from harness.report.machines import MachineSelectionError
 from harness.report.table import DEFAULT_TASKS
 
@@ -141,7 +142,7 @@ def main(argv=None) -> int:
         print(f"skipped: {problem}", file=sys.stderr)
     print(report.markdown())
     print(f"wrote {len(report.files)} files to {out}", file=sys.stderr)
-    return 0
+    return report_skips(report.problems)
 
 
 def _default_out(first: str) -> Path:

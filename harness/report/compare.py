@@ -91,8 +91,8 @@ def environment_changes(env_a: dict, env_b: dict) -> list[str]:
     return [f"{key}: {a.get(key)} → {b.get(key)}" for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
 
 
-def compare_results(paths_a: list[str], paths_b: list[str], latency_tolerance: float = 0.02) -> tuple[pd.DataFrame, list[str]]:
-    """(one row per matched cell, lines to print)."""
+def compare_results(paths_a: list[str], paths_b: list[str], latency_tolerance: float = 0.02) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """(one row per matched cell, lines to print, files of either side skipped or superseded)."""
     a, problems_a = load_records(paths_a)
     b, problems_b = load_records(paths_b)
     a, b = a[a["status"].eq("ok")], b[b["status"].eq("ok")]
@@ -121,7 +121,7 @@ def compare_results(paths_a: list[str], paths_b: list[str], latency_tolerance: f
     table = pd.DataFrame(rows)
     lines = [f"Matched {len(table)} cell(s) by config hash; {len(a) - len(table)} only in A, {len(b) - len(table)} only in B."]
     if table.empty:
-        return table, lines
+        return table, lines, problems_a + problems_b
     table["accuracy_p_holm"] = holm_adjust(table["accuracy_p"].to_numpy(float))
     table["accuracy_regression"] = (table["accuracy_p_holm"] < 0.05) & (table["accuracy_change"] < 0)
     table["latency_regression"] = table["latency_ratio_ci_lo"] > 1.0 + latency_tolerance
@@ -139,4 +139,4 @@ def compare_results(paths_a: list[str], paths_b: list[str], latency_tolerance: f
     lines.append("Environment changes (A → B): " + ("none" if not environment else ""))
     lines += [f"  - {change}" for change in sorted(environment)]
     lines += [f"skipped: {p}" for p in problems_a + problems_b if not p.endswith("superseded by a newer record of the same cell on the same machine")]
-    return table, lines
+    return table, lines, problems_a + problems_b

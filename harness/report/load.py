@@ -11,12 +11,32 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 import pandas as pd
 
 from harness.record import load_record
 from harness.report.flatten import COLUMNS, flatten_record
+
+SUPERSEDED = "superseded by a newer record of the same configuration on the same machine"
+EXIT_SKIPPED = 1  # a report command that finished but skipped a file, or matched nothing for a pattern
+
+
+def skipped(problems: list[str]) -> list[str]:
+    """The problems that left something out (an unreadable or invalid file, a pattern matching
+    nothing), as opposed to an older run of a configuration that a newer one replaced."""
+    return [p for p in problems if not p.endswith(SUPERSEDED)]
+
+
+def report_skips(problems: list[str]) -> int:
+    """Fail closed: a report that left out a file (or matched nothing for a pattern) says how many and
+    exits EXIT_SKIPPED, so a script never takes a partial table for the whole."""
+    left_out = skipped(problems)
+    if left_out:
+        print(f"compbench-report: {len(left_out)} file(s) or pattern(s) skipped (named above); exit {EXIT_SKIPPED}", file=sys.stderr)
+        return EXIT_SKIPPED
+    return 0
 
 
 def find_record_files(patterns: list[str]) -> tuple[list[Path], list[str]]:
@@ -84,7 +104,7 @@ def _newest_per_cell(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     df = df.assign(_identity=identity, _seed=df["seed"].astype(str))
     df = df.sort_values(["created_at", "path"], na_position="first", kind="stable")
     dup = df.duplicated(key, keep="last")
-    notes = [f"{p}: superseded by a newer record of the same configuration on the same machine" for p in df.loc[dup, "path"]]
+    notes = [f"{p}: {SUPERSEDED}" for p in df.loc[dup, "path"]]
     df = df.drop(columns=["_identity", "_seed"])
     kept = df.loc[~dup].sort_values(["task", "model", "method", "label", "hardware", "fingerprint"], kind="stable")
     return kept.reset_index(drop=True), notes

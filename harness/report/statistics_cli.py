@@ -7,12 +7,20 @@ from pathlib import Path
 
 
 def run_statistics_command(args) -> int:
+    from harness.report.load import report_skips
+
     if args.compare:
         from harness.report.compare import compare_results
 
-        _, lines = compare_results([args.compare[0]], [args.compare[1]])
+        for name, path in zip("AB", args.compare):
+            if not Path(path).exists():
+                print(f"compbench-report: error: --compare {name}: {path} does not exist", file=sys.stderr)
+                return 2
+        _, lines, problems = compare_results([args.compare[0]], [args.compare[1]])
+        for problem in problems:
+            print(f"skipped: {problem}", file=sys.stderr)
         print("\n".join(lines))
-        return 0
+        return report_skips(problems)
     from harness.report.load import load_records
     from harness.report.machines import MachineSelectionError, select_machine
 
@@ -28,7 +36,7 @@ def run_statistics_command(args) -> int:
         print(f"compbench-report: no records found in {', '.join(args.paths)}", file=sys.stderr)
         return 2
     if args.rescore or args.export_predictions:
-        return _predictions_commands(records, args)
+        return max(_predictions_commands(records, args), report_skips(problems))
     from harness.report.recommend import Budget, recommend
 
     budget = Budget(args.max_drop, args.max_latency_ms, args.max_size_pct, args.device)
@@ -39,7 +47,7 @@ def run_statistics_command(args) -> int:
     tasks = tuple(t for t in sorted(set(records["task"])) if wanted is None or t in wanted or TASK_ALIASES.get(t) in wanted)
     _, lines = recommend(records, budget, tasks)
     print("\n".join(lines))
-    return 0
+    return report_skips(problems)
 
 
 def _predictions_commands(records, args) -> int:
@@ -64,6 +72,8 @@ def _predictions_commands(records, args) -> int:
             differences.append(f"{path}: {err}")
     for name in missing:
         print(f"no predictions: {name} (recorded before prediction files existed)", file=sys.stderr)
+    if missing:  # a record that cannot be re-scored was not checked: fail closed, and say how many
+        differences.append(f"{len(missing)} record(s) without predictions could not be re-scored")
     if args.export_predictions:
         print(f"wrote {len(written)} prediction files to {args.export_predictions}", file=sys.stderr)
     if args.rescore:
