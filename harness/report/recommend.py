@@ -5,10 +5,12 @@ ever competes with cells of its own machine, whose speedups, drops and seeds are
 
 A candidate qualifies when its measured accuracy drop vs the baseline of the same model (paired, on the
 same examples, when the record carries the comparison), its p50 latency at batch 1 and its size are
-within the limits given. Qualifiers are ranked by latency (then accuracy); the answer names the best
-and the runner-up with the evidence: drop and paired CI, speedup and its CI, P(frontier). It says so
-plainly when nothing qualifies, and when the data cannot separate the best from the runner-up
-(overlapping latency CIs and no significant accuracy difference between them).
+within the limits given. Qualifiers are ranked by their speedup over the fp32 baseline as each cell
+measured it side by side (interleaved blocks in one process), then by accuracy; absolute latency only
+orders cells with no speedup, and the answer says which figure ranked. It names the best and the
+runner-up with the evidence: drop and paired CI, speedup and its CI, P(frontier). It says so plainly
+when nothing qualifies, and when the data cannot separate the best from the runner-up (overlapping
+speedup CIs and no significant accuracy difference between them).
 """
 
 from __future__ import annotations
@@ -99,6 +101,31 @@ def _over_seeds(cells: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(kept).sort_index()
 
 
+# What ordered the qualifiers, said with every answer.
+RANKING_TEXT = {
+    "interleaved": "the side-by-side speedup (each method timed in alternating blocks with the fp32 baseline, in its own cell)",
+    "mixed": "the speedup: side by side where the record has it, else the ratio of two cells of this machine timed "
+             "apart (marked ᶜ in Table 1; less trustworthy)",
+    "latency": "absolute p50 latency at batch 1 (a fallback: no speedup was measured for these cells)",
+}
+
+
+def _ranked(cells: pd.DataFrame) -> pd.DataFrame:
+    """Qualifiers, best first: by speedup over the fp32 baseline (the figure each cell measured side by
+    side, which two cells timed apart cannot distort), then by score; cells with no speedup at all
+    after them, by absolute latency."""
+    return cells.assign(_no_speedup=~np.isfinite(cells["speedup"].astype(float))).sort_values(
+        ["_no_speedup", "speedup", "latency_p50_ms", "score"], ascending=[True, False, True, False],
+        na_position="last").drop(columns="_no_speedup")
+
+
+def _ranking_figure(ranked: pd.DataFrame) -> str:
+    sources = set(ranked["speedup_source"].dropna()) if "speedup_source" in ranked else set()
+    if not np.isfinite(ranked["speedup"].astype(float)).any():
+        return "latency"
+    return "interleaved" if sources <= {"interleaved", "reference"} and ranked["speedup"].notna().all() else "mixed"
+
+
 def _qualifies(cells: pd.DataFrame, budget: Budget) -> tuple[pd.Series, pd.Series]:
     """(mask, reason each failing cell fails first)."""
     reasons = pd.Series("", index=cells.index)
@@ -173,7 +200,7 @@ def recommend(df: pd.DataFrame, budget: Budget, tasks=()) -> tuple[pd.DataFrame,
         for (task, hardware), group in on_machine.groupby(["task", "hardware"], sort=True):
             lines.append(f"\n## {task} on {hardware}")
             row = {"machine": name, "task": task, "hardware": hardware, "fingerprint": fingerprint, "best": None,
-                   "runner_up": None, "separable": None, "qualifying": 0}
+                   "runner_up": None, "separable": None, "qualifying": 0, "ranked_by": None}
             rows.append(_answer(group, budget, row, lines))
     return pd.DataFrame(rows), lines
 
@@ -181,7 +208,7 @@ def recommend(df: pd.DataFrame, budget: Budget, tasks=()) -> tuple[pd.DataFrame,
 def _answer(group: pd.DataFrame, budget: Budget, row: dict, lines: list[str]) -> dict:
     """The answer for one task and hardware config on one machine: `row` filled in, the lines appended."""
     mask, reasons = _qualifies(group, budget)
-    ranked = group[mask].sort_values(["latency_p50_ms", "score"], ascending=[True, False], na_position="last")
+    ranked = _ranked(group[mask])
     # The reference baseline (drop 0, 100 % size) meets every drop and latency budget its speedups were
     # measured against, so a method measured slower than it (whole speedup CI below 1) is never the
     # answer unless the size limit rules the baseline out, even when no baseline record is here.
@@ -203,6 +230,8 @@ def _answer(group: pd.DataFrame, budget: Budget, row: dict, lines: list[str]) ->
         return row
     best = ranked.iloc[0]
     row["best"] = _name(best)
+    row["ranked_by"] = _ranking_figure(ranked)
+    lines.append(f"Ranked by {RANKING_TEXT[row['ranked_by']]}.")
     lines.append(f"Best: **{_name(best)}** ({best['model']}): {_evidence(best)}.")
     if best["drop_paired"] and np.isfinite(best["drop_hi"]) and budget.max_drop is not None and best["drop_hi"] > budget.max_drop:
         lines.append(f"  Caution: its drop CI reaches {best['drop_hi']:+.2f} pt, beyond the {budget.max_drop:g} pt limit.")
@@ -212,13 +241,17 @@ def _answer(group: pd.DataFrame, budget: Budget, row: dict, lines: list[str]) ->
     if len(ranked) > 1:
         second = ranked.iloc[1]
         row["runner_up"] = _name(second)
-        same_speed = _overlap(best["latency_p50_ci_lo_ms"], best["latency_p50_ci_hi_ms"],
-                              second["latency_p50_ci_lo_ms"], second["latency_p50_ci_hi_ms"])
+        if row["ranked_by"] == "latency":
+            same_speed = _overlap(best["latency_p50_ci_lo_ms"], best["latency_p50_ci_hi_ms"],
+                                  second["latency_p50_ci_lo_ms"], second["latency_p50_ci_hi_ms"])
+        else:
+            same_speed = _overlap(best["speedup_lo"], best["speedup_hi"], second["speedup_lo"], second["speedup_hi"])
         same_accuracy = _overlap(best["drop_lo"], best["drop_hi"], second["drop_lo"], second["drop_hi"])
         row["separable"] = not (same_speed and same_accuracy)
         lines.append(f"Runner-up: {_name(second)} ({second['model']}): {_evidence(second)}.")
         if not row["separable"]:
-            lines.append(f"  The data cannot separate {_name(best)} and {_name(second)}: their latency CIs "
+            figure = "latency" if row["ranked_by"] == "latency" else "speedup"
+            lines.append(f"  The data cannot separate {_name(best)} and {_name(second)}: their {figure} CIs "
                          "overlap and so do their paired accuracy CIs; either is a defensible choice.")
     else:
         lines.append("Runner-up: none (only one candidate qualifies).")
