@@ -185,6 +185,9 @@ class TrainingSection(TypedDict, total=False):
     reason: str  # why not fine-tuned
     key: str  # the fine-tune cache key
     wall_time_s: float  # of the original training run (also on cache hits)
+    # harness.chance.baseline_check: {verdict "learned" | "at chance", metric, score, chance_score (a
+    # constant guess's, 0-100), most_common_prediction_share}; absent for SQuAD and unfine-tuned baselines
+    baseline_check: dict
     created: str  # when the cached model was trained
     train_samples: int
     epochs: float

@@ -7,9 +7,11 @@ import dataclasses
 import datetime
 import gc
 import os
+import sys
 import time
 import traceback
 from contextlib import contextmanager
+from typing import Optional
 
 from harness.config import DEFAULT_RUNTIME, CellConfig, task_identity
 from harness.errors import UnsupportedError
@@ -107,6 +109,19 @@ def base_record(cell: CellConfig, cell_hash: str, fingerprints: dict, status: st
     }
 
 
+def check_baseline(cell: CellConfig, baseline_scored: Optional[dict], training: Optional[dict]) -> None:
+    """A fine-tuned baseline no better than a constant guess is marked in the record and on the console."""
+    from harness.chance import baseline_check, warning
+
+    if not baseline_scored or not training or not training.get("finetuned"):
+        return
+    first = next(iter(baseline_scored["splits"].values()))
+    training["baseline_check"] = baseline_check(cell.task, first.scored)
+    message = warning(training["baseline_check"])
+    if message:
+        print(f"[{cell.method.name}] {message}", file=sys.stderr, flush=True)
+
+
 def described(method, cell: CellConfig) -> dict:
     """The record's method section: what the method says of itself, and the label the report shows
     (decided now, from the preset the user chose, so that later code never relabels it)."""
@@ -146,6 +161,7 @@ def run_cell(cell: CellConfig, cell_hash: str, fingerprints: dict) -> Record:
     baseline_size = measure.measure_size(model)
     with timer("baseline_accuracy"):  # before method.apply: methods may change the model in place
         baseline_scored = baseline_predictions(cell, model, loaded, task_data, record["training"])
+    check_baseline(cell, baseline_scored, record["training"])
     # An untouched copy of the fine-tuned baseline, timed beside the method in the latency pass
     # (methods may modify `model` in place).
     reference = copy.deepcopy(model) if times_against_reference(cell, method) else None

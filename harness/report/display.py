@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from harness.report.table import (DEFAULT_TASKS, LEAD_COLUMNS, MARK_RANDOM, MARK_SPARSE, MARK_SUBSET, MARK_TRAIN_SUBSET, MARK_VARIANT,
+from harness.report.table import (DEFAULT_TASKS, LEAD_COLUMNS, MARK_CHANCE, MARK_RANDOM, MARK_SPARSE, MARK_SUBSET, MARK_TRAIN_SUBSET, MARK_VARIANT,
                                   table1_numeric)
 
 MISSING = "–"
@@ -101,6 +101,8 @@ def footnotes(numeric: pd.DataFrame, tasks=DEFAULT_TASKS) -> list[str]:
               MARK_SUBSET: "evaluated on a subset of the evaluation split",
               MARK_TRAIN_SUBSET: "trained on a subset of the training split: the baseline fine-tune (the record's data.notes) or the method's own training (its train_samples)",
               MARK_RANDOM: "random-init weights: size/latency only, accuracy not meaningful",
+              MARK_CHANCE: "the fine-tuned baseline is at chance (no better than a constant guess, harness.chance): "
+                           "comparisons against it are meaningless; train it longer",
               MARK_VARIANT: "SQuAD v1.1 dev-split variant (squad_v1.1_devsplit), not the official dev set"}
     notes += [f"{mark}: {text}" for mark, text in legend.items() if mark in marks]
     if any(numeric[c].notna().any() for c in numeric.columns if c.endswith("_drop")):

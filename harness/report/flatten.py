@@ -35,6 +35,7 @@ COLUMNS = [
     "label", "preset", "variant", "parameters", "setting", "disturbed", "flops_method",
     # issue 27: the paper the method follows (the legend) and what its training cost (Table 1's Training)
     "reference_paper", "reference_recipe", "reference_changes", "comparable_to_published",
+    "baseline_at_chance",  # issue 31: training.baseline_check says the baseline did not learn
     "train_examples_seen", "train_steps", "train_wall_s",
 ]
 
@@ -80,6 +81,7 @@ def flatten_record(record: dict, path: str | Path) -> dict:
         "train_subset": bool(subset.get("train_subset"))
         or trains_on_subset(config.get("method"), ((record.get("data") or {}).get("counts") or {}).get("train")),
         "random_init": model_cfg.get("init") == "random",
+        "baseline_at_chance": ((record.get("training") or {}).get("baseline_check") or {}).get("verdict") == "at chance",
         "notes": "; ".join(str(n) for n in record.get("metrics_notes") or []),
     }
     row.update(_reference(described.get("reference")))

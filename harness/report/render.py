@@ -18,7 +18,7 @@ _LATEX_UNICODE = {"–": "--", "−": "$-$", "±": r"$\pm$", "×": r"$\times$", 
                   "ˢ": r"\textsuperscript{s}", "ʳ": r"\textsuperscript{r}", "ᵈ": r"\textsuperscript{d}",
                   "ⁿ": r"\textsuperscript{n}", "ᵗ": r"\textsuperscript{t}", "ᵐ": r"\textsuperscript{m}",
                   "ᶜ": r"\textsuperscript{c}", "ᵏ": r"\textsuperscript{k}", "Δ": r"$\Delta$", "·": r"$\cdot$",
-                  "≥": r"$\geq$", "≤": r"$\leq$", "α": r"$\alpha$", "β": r"$\beta$"}
+                  "ᶻ": r"\textsuperscript{z}", "≥": r"$\geq$", "≤": r"$\leq$", "α": r"$\alpha$", "β": r"$\beta$"}
 
 
 def _right_aligned(table: pd.DataFrame) -> list[bool]:

@@ -21,6 +21,7 @@ DEFAULT_TASKS = ("mnli", "qqp", "sst2", "squad_v1.1")
 # A variant task measured instead of the survey's: shown in the survey's column, with a marker.
 TASK_ALIASES = {"squad_v1.1_devsplit": "squad_v1.1"}
 MARK_SUBSET, MARK_RANDOM, MARK_VARIANT, MARK_SPARSE, MARK_TRAIN_SUBSET = "ˢ", "ʳ", "ᵈ", "ⁿ", "ᵗ"
+MARK_CHANCE = "ᶻ"  # the fine-tuned baseline this score is compared with is at chance (harness.chance)
 MEASURED = "measured"
 LEAD_COLUMNS = ["category", "method", "model", "source", "provenance", "target_device",
                 "size_w_emb_pct", "size_wo_emb_pct", "speedup_gpu", "speedup_cpu"]
@@ -216,4 +217,5 @@ def _marks(cell, column: str) -> str:
     if cell is None:
         return ""
     return (MARK_VARIANT if cell["task"] != column else "") + (MARK_SUBSET if cell["subset"] else "") + (
-        MARK_TRAIN_SUBSET if cell.get("train_subset", False) else "") + (MARK_RANDOM if cell["random_init"] else "")
+        MARK_TRAIN_SUBSET if cell.get("train_subset", False) else "") + (MARK_RANDOM if cell["random_init"] else "") + (
+        MARK_CHANCE if cell.get("baseline_at_chance") in (True,) else "")  # numpy booleans too, never NaN
