@@ -3,6 +3,7 @@ a temporary module that no harness file knows and announced by an installed dist
 `compbench.methods` entry point, runs as a cell and as a pipeline step, saves, reloads and appears in
 Table 1 under the category it declares."""
 
+import sys
 import textwrap
 
 import pytest
@@ -76,6 +77,7 @@ def throwaway_method(tmp_path, monkeypatch):
     (site / "throwaway_family-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: throwaway-family\nVersion: 0.1\n")
     (site / "throwaway_family-0.1.dist-info" / "entry_points.txt").write_text(ENTRY_POINTS)
     monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delitem(sys.modules, "throwaway_family", raising=False)  # imported afresh: its decorator runs again
     monkeypatch.setattr(registry, "_ENTRIES", dict(registry._ENTRIES))
     registry.reload_plugins()
     register_configs()
