@@ -380,6 +380,9 @@ def to_cell_config(cfg: DictConfig | dict) -> CellConfig:
     for flag in ("force", "isolate"):
         check(isinstance(getattr(cell, flag), bool), flag, f"must be true or false, got {getattr(cell, flag)!r}")
     check(isinstance(cell.allow_concurrent_latency, bool), "allow_concurrent_latency", f"must be true or false, got {cell.allow_concurrent_latency!r}")
+    # One folder name under results/: a separator or '..' would write records outside it
+    check(bool(cell.run_name) and cell.run_name not in (".", "..") and "/" not in cell.run_name and "\\" not in cell.run_name
+          and "\0" not in cell.run_name, "run_name", f"must be a single folder name (no '/', '\\' or '..'), got {cell.run_name!r}")
     if cell.hardware.device == "cuda":
         _require_cuda()
     _require_runtime(cell.runtime)

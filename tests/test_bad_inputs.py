@@ -109,6 +109,10 @@ CONFIG_CASES = [
     ("zero epochs", ["task.finetune.epochs=0"], "compbench: error: task.finetune.epochs: must be > 0, got 0.0"),
     ("max_seq_length 4", ["task.max_seq_length=4"], "compbench: error: task.max_seq_length: must be in [8, 512], got 4"),
     ("negative recover_epochs", ["method.recover_epochs=-1"], "compbench: error: method.recover_epochs: must be >= 0, got -1"),
+    # issue 31 part 5: run_name is one folder under results/, never a path out of it
+    ("run_name with a separator", ["run_name=../elsewhere"],
+     "compbench: error: run_name: must be a single folder name (no '/', '\\' or '..'), got '../elsewhere'"),
+    ("run_name '..'", ["run_name=.."], "compbench: error: run_name: must be a single folder name (no '/', '\\' or '..'), got '..'"),
     ("unknown model field", ["+model.foo=1"],
      "compbench: error: model.foo: is not a known field (allowed: ['allow_pickle', 'architecture', 'finetuned_task', 'hub_id', 'init', 'name', 'path', 'source'])"),
     ("unknown method parameter", ["+method.bogus=1"], "compbench: error: method.bogus: is not a parameter of baseline (allowed: ['name', 'recover_epochs'])"),
