@@ -37,16 +37,15 @@ SHORT_KEYS = {"recover_epochs": "rec", "sparsity": "s", "fraction": "f", "studen
 def record_label(method_config: dict, runtime: str = "pytorch") -> dict:
     """The record's `method.label` (harness.record.LabelSection) for a method config as recorded."""
     preset = str(method_config.get("name") or method_config.get("_target_", "?").rpartition(".")[2])
-    changed = changed_from_preset(method_config, preset, runtime)
     cls = _method_class(method_config.get("_target_"))
+    changed = changed_from_preset(method_config, preset, cls, runtime)
     abbreviation = (cls.abbreviation if cls is not None else "") or preset
     return {"preset": preset, "changed": changed, "short": short_label(preset, changed, runtime, abbreviation)}
 
 
-def changed_from_preset(method_config: dict, preset: str, runtime: str) -> dict:
-    cls = _method_class(method_config.get("_target_"))
-    ignored = set(cls.pytorch_only_parameters) if cls is not None and runtime != "pytorch" else set()
-    base = preset_values(preset, method_config.get("_target_"))
+def changed_from_preset(method_config: dict, preset: str, cls, runtime: str) -> dict:
+    ignored = _without_effect(cls, runtime)
+    base = preset_values(preset, cls)
     changed = {}
     for key, value in method_config.items():
         if key in NOT_PARAMETERS or key in DATA_BUDGET or key in ignored:
@@ -61,19 +60,14 @@ def changed_from_preset(method_config: dict, preset: str, runtime: str) -> dict:
     return changed
 
 
-def preset_values(preset: str, target: Optional[str]) -> dict:
+def preset_values(preset: str, cls) -> dict:
     """The preset's parameters (methods.registry); for a name no longer registered, the defaults of
-    the config dataclass its record names."""
+    the config dataclass of the class its record names."""
     from methods import registry
 
-    if preset in registry.names():
+    if registry.target_of(preset) is not None:
         return registry.preset_values(preset)
-    cls = _method_class(target)
-    if cls is None:
-        return {}
-    return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            for f in dataclasses.fields(cls.config_class)
-            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+    return dataclasses.asdict(cls.config_class()) if cls is not None else {}
 
 
 def short_label(preset: str, changed: dict, runtime: str, abbreviation: str = "") -> str:
@@ -104,16 +98,20 @@ def _step(step: Any, runtime: str) -> dict:
     if isinstance(step, str):
         step = {"name": step}
     name = step.get("name") or str(step.get("_target_", "?")).rpartition(".")[2]
-    cls = _method_class(step.get("_target_") or _preset_target(name))
-    ignored = set(cls.pytorch_only_parameters) if cls is not None and runtime != "pytorch" else set()
+    ignored = _without_effect(_method_class(step.get("_target_") or _preset_target(name)), runtime)
     params = {k: v for k, v in (step.get("params") or {}).items() if k not in DATA_BUDGET and k not in ignored}
     return {"name": name, "params": params}
+
+
+def _without_effect(cls, runtime: str) -> set:
+    """Parameters that select PyTorch kernels only: nothing on another runtime (Method.pytorch_only_parameters)."""
+    return set(cls.pytorch_only_parameters) if cls is not None and runtime != "pytorch" else set()
 
 
 def _preset_target(name: str) -> Optional[str]:
     from methods import registry
 
-    return registry.preset_values(name)["_target_"] if name in registry.names() else None
+    return registry.target_of(name)
 
 
 def _abbreviation(step: dict) -> str:

@@ -347,6 +347,11 @@ def _jsonable(value: Any):
     return str(value)
 
 
+def record_runtime(record: dict) -> str:
+    """The runtime a record's cell ran on; records from before the runtime axis ran on PyTorch."""
+    return (record.get("cell") or {}).get("runtime") or ((record.get("config") or {}).get("runtime") or {}).get("name") or DEFAULT_RUNTIME
+
+
 def record_path(results_dir: str | os.PathLike, cell: dict, config_hash: str) -> Path:
     """`<task>__<model>__<method>__<hardware>[__<runtime>]__<hash12>.json`: the runtime is named only when
     it is not the default (pytorch), so records made before the runtime axis keep their names."""

@@ -17,7 +17,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from harness.record import write_json_atomic
+from harness.record import record_runtime, write_json_atomic
 
 MIGRATED = "migrated"  # method.reference_source of a reference added after the record was written
 
@@ -48,8 +48,7 @@ def migrate_record(record: dict) -> bool:
         described["reference_source"] = MIGRATED
         changed = True
     if "label" not in described:
-        runtime = (record.get("cell") or {}).get("runtime") or (record["config"].get("runtime") or {}).get("name") or "pytorch"
-        described["label"] = record_label(method_config, runtime)
+        described["label"] = record_label(method_config, record_runtime(record))
         described["label_source"] = MIGRATED
         changed = True
     return changed

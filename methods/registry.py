@@ -91,6 +91,13 @@ def names() -> list[str]:
     return sorted(_ENTRIES)
 
 
+def target_of(name: str) -> Optional[str]:
+    """The class path a registered name's config names (its `_target_`), without building the config."""
+    load_all()
+    entry = _ENTRIES.get(name)
+    return entry[0] if entry is not None else None
+
+
 def preset(name: str) -> Optional[object]:
     """A fresh MethodConfig of `name`, or None when no method or recipe has that name."""
     load_all()

@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any, Optional
 
+from harness.record import record_runtime
 from harness.report.categories import UNCATEGORISED
 from harness.report.machines import machine_name
 from harness.report.variants import setting_key, trains_on_subset, variant_text
@@ -49,7 +50,7 @@ def flatten_record(record: dict, path: str | Path) -> dict:
     task = names["task"]
     # Records from before the runtime axis ran on PyTorch. Another runtime is part of the method's label,
     # so every grouping by method (table rows, plot points, duplicates) keeps runtimes apart.
-    runtime = names.get("runtime") or (config.get("runtime") or {}).get("name") or "pytorch"
+    runtime = record_runtime(record)
     metric, value, ci = primary_metric(record.get("metrics"), task, task_cfg.get("primary_metric"))
     gpu = env.get("gpu") or {}
     subset = record["data"].get("subset") or {}  # absent when the cell failed before loading data

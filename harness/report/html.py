@@ -47,7 +47,7 @@ def write_html_report(path: str | Path, tables: list[tuple[str, pd.DataFrame]], 
         parts += ["<h2>Methods and the papers they follow</h2>", to_html_table(references, css_class="results references")]
     if not failed.empty:
         parts += ["<h2>Failed and unsupported cells</h2>", to_html_table(failed, css_class="results failed")]
-    scripts = [f"<script>{TABLE_SCRIPT}</script>"]
+    head_script = ""  # plotly.js, which the plots' own scripts call as they load
     if panels:
         parts.append("<h2>Pareto frontiers, interactive</h2><p>Hover a point for its label, configuration and "
                      "intervals; click a family in a legend to isolate it, again to bring the others back.</p>"
@@ -55,7 +55,7 @@ def write_html_report(path: str | Path, tables: list[tuple[str, pd.DataFrame]], 
         parts += [f"<div class='plot'>{panel_html(panel.points, panel.axis.label, panel.ylabel, panel.title, f'pareto-{i}')}</div>"
                   for i, panel in enumerate(panels)]
         parts.append("</div>")
-        scripts.insert(0, plotly_script(path.parent, embed_images))
+        head_script = plotly_script(path.parent, embed_images)
     if plots:
         parts.append("<h2>Accuracy drop vs speedup, and Pareto frontiers (static, as in the PNG/SVG files)</h2><div class='plots'>")
         for png in plots:
@@ -66,8 +66,8 @@ def write_html_report(path: str | Path, tables: list[tuple[str, pd.DataFrame]], 
         parts += ["<h2>Skipped files</h2>",
                   "<ul class='problems'>" + "".join(f"<li>{html.escape(p)}</li>" for p in problems) + "</ul>"]
     page = ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>compbench report</title>"
-            f"<style>{_CSS}{INTERACTIVE_CSS}</style>{scripts[0] if panels else ''}</head><body>\n" + "\n".join(parts)
-            + "\n" + scripts[-1] + "\n</body></html>\n")
+            f"<style>{_CSS}{INTERACTIVE_CSS}</style>{head_script}</head><body>\n" + "\n".join(parts)
+            + f"\n<script>{TABLE_SCRIPT}</script>\n</body></html>\n")  # the tables exist when it runs
     path.write_text(page, encoding="utf-8")
     return path
 
