@@ -6,11 +6,12 @@ anything is written; the planned cells are then what runs.
 
 --dry-run validates, prints each planned cell (what would run, what is already done) and exits 0.
 Exit codes (harness.sweep.summary): 0 all cells ok or unsupported, 1 a cell failed, 2 bad input,
-3 a cell was not run (refused or crashed before writing), 130 interrupted.
+3 a cell was not run (refused or crashed before writing), 130 interrupted, 143 stopped by SIGTERM.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import hydra
@@ -20,9 +21,54 @@ from harness.compose import CONF_DIR, GROUPS, available, compose_cell, defer_swe
 from harness.config import register_configs
 from harness.errors import ConfigError
 
-HYDRA_INFO_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc", "--version")
+HELP_FLAGS = ("--help", "-h")
+HYDRA_INFO_FLAGS = ("--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc", "--version")
+HELP = """\
+compbench: measure compression methods of BERT-family encoders. One cell is one method x model x task
+x hardware x runtime; it fine-tunes the baseline when needed (cached), applies the method and measures
+accuracy, size, latency, memory, energy and FLOPs on the same artifact, into one JSON record.
+
+usage:
+  compbench [--dry-run] key=value ...             one cell
+  compbench -m [--dry-run] key=a,b ...            a sweep: every combination of the listed values
+  compbench --help | --hydra-help | --cfg job     this text | Hydra's own help | the composed config
+
+config groups (group=choice):
+{groups}
+
+settings (key=value; a misspelled key is refused with the closest real one):
+  method.<parameter>=v       a method's own parameters, e.g. method.sparsity=0.3 (see: compbench method=NAME --cfg job)
+  task.finetune.*            the baseline fine-tune: epochs, learning_rate, batch_size, max_train_samples, precision
+  task.max_eval_samples=N    evaluate on the first N dev examples (records and tables mark subsets)
+  hardware.batch_sizes=[1,32] the latency batch sizes;  hardware.num_threads=N  the threads a cell uses
+  measure.<pass>=false       skip a pass: accuracy, latency, real_length_latency, memory, energy, flops
+  run_name=NAME              records go to results/NAME/records/ (or paths.results_dir=DIR)
+  seed=N  force=true         the seed;  re-run a cell whose successful record exists
+  memory_limit_gb=G          what a cell may use (default: 90 % of the memory available); past it the cell fails alone
+  hydra/launcher=joblib_local|slurm|slurm_local   run a -m sweep's cells in parallel or on a cluster
+
+options:
+  --dry-run   validate every cell (configs, data files, model files, memory), print what would run and what is
+              already recorded, run nothing
+  -m          sweep (Hydra multirun)
+
+exit codes:
+  0 every cell ok or unsupported   1 a cell failed   2 bad input (one line naming the field; nothing written)
+  3 a cell was not run (refused: another timed cell held the machine; or crashed before writing)
+  130 interrupted (Ctrl-C)   143 stopped by SIGTERM; finished cells stay recorded, the same command resumes
+
+examples:
+  compbench task=sst2 method=dynamic_int8 task.finetune.max_train_samples=2000 task.finetune.epochs=1 task.max_eval_samples=200
+  compbench -m method=baseline,dynamic_int8,magnitude task=sst2,mrpc run_name=study
+  compbench -m method=magnitude method.sparsity=0.3,0.6,0.9
+  compbench model=bert_base_uncased model.init=random measure.accuracy=false    (size and latency only)
+  compbench-report results/study --out results/study/report                      (Table 1, Pareto plots, report.html)
+
+Documentation: README.md and docs/guides/running.md.
+"""
 DRY_RUN_FLAG = "--dry-run"
 PLANNED: dict = {}  # overrides tuple -> PlannedCell, for the cells Hydra runs in this process
+SIGTERM_RECEIVED = False  # the sweep was stopped by SIGTERM rather than Ctrl-C (exit 143, not 130)
 DEFERRED_KEYS: dict = {}  # override as Hydra got it -> as the user wrote it (compose.defer_swept_group_keys)
 
 
@@ -47,13 +93,27 @@ def dry_run(plans: list) -> None:
         print(f"  {plan.label} [{plan.config_hash[:12]}] {state} -> {plan.record_path}")
 
 
+def help_text() -> str:
+    """HELP with every group's choices (the registry's methods included; Hydra's base_* schemas left out)."""
+    import textwrap
+
+    lines = []
+    for group in GROUPS:
+        choices = ", ".join(name for name in available(group) if not name.startswith("base_"))
+        lines += textwrap.wrap(choices, width=100, initial_indent=f"  {group:<10}", subsequent_indent=" " * 12)
+    return HELP.format(groups="\n".join(lines))
+
+
 def main() -> None:
     import time
 
-    from harness.sweep.summary import EXIT_BAD_INPUT, EXIT_INTERRUPTED
+    from harness.sweep.summary import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED
 
     register_configs()
     argv = sys.argv[1:]
+    if any(flag in argv for flag in HELP_FLAGS):
+        print(help_text(), end="")
+        sys.exit(0)
     dry = DRY_RUN_FLAG in argv
     if dry:
         argv = [a for a in argv if a != DRY_RUN_FLAG]
@@ -74,6 +134,7 @@ def main() -> None:
     DEFERRED_KEYS.update(deferred)
     started = time.time()
     interrupted = False
+    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     try:
         hydra_main()
     except KeyboardInterrupt:
@@ -86,9 +147,18 @@ def main() -> None:
         if is_multirun(argv) or interrupted:
             print("\n".join(lines), flush=True)
     if interrupted:
-        print("compbench: interrupted; finished cells are recorded, run the same command again to resume", file=sys.stderr, flush=True)
-        code = EXIT_INTERRUPTED
+        how = "terminated (SIGTERM)" if SIGTERM_RECEIVED else "interrupted"
+        print(f"compbench: {how}; finished cells are recorded, run the same command again to resume", file=sys.stderr, flush=True)
+        code = EXIT_TERMINATED if SIGTERM_RECEIVED else EXIT_INTERRUPTED
     sys.exit(code)
+
+
+def _interrupt_on_sigterm(signum, frame) -> None:
+    """A kill, a job scheduler or a container stop ends the sweep as Ctrl-C does: the running cell is
+    stopped, its scratch and lease go, finished cells stay recorded and the summary is printed."""
+    global SIGTERM_RECEIVED
+    SIGTERM_RECEIVED = True
+    raise KeyboardInterrupt
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")

@@ -276,6 +276,7 @@ class CellConfig:
     isolate: bool = True  # run the cell in a fresh spawned process
     run_name: str = "default"
     allow_concurrent_latency: bool = False  # let latency/energy cells share the machine (harness.sweep leases)
+    memory_limit_gb: Optional[float] = None  # what a cell may use (harness.resources); None: 90 % of what is available
 
 
 def _build(cls, node: Any, prefix: str):
@@ -373,6 +374,7 @@ def to_cell_config(cfg: DictConfig | dict) -> CellConfig:
         isolate=raw.get("isolate", True),
         run_name=str(raw.get("run_name", "default")),
         allow_concurrent_latency=raw.get("allow_concurrent_latency", False),
+        memory_limit_gb=raw.get("memory_limit_gb"),
     )
     check(isinstance(cell.seed, int) and not isinstance(cell.seed, bool), "seed", f"must be an integer, got {cell.seed!r}")
     check(cell.measure.bootstrap >= 0, "measure.bootstrap", f"must be >= 0 (0 disables CIs), got {cell.measure.bootstrap}")
@@ -380,6 +382,9 @@ def to_cell_config(cfg: DictConfig | dict) -> CellConfig:
     for flag in ("force", "isolate"):
         check(isinstance(getattr(cell, flag), bool), flag, f"must be true or false, got {getattr(cell, flag)!r}")
     check(isinstance(cell.allow_concurrent_latency, bool), "allow_concurrent_latency", f"must be true or false, got {cell.allow_concurrent_latency!r}")
+    limit = cell.memory_limit_gb
+    check(limit is None or (isinstance(limit, (int, float)) and not isinstance(limit, bool) and math.isfinite(limit) and limit > 0),
+          "memory_limit_gb", f"must be a positive number of GiB or null, got {limit!r}")
     # One folder name under results/: a separator or '..' would write records outside it
     check(bool(cell.run_name) and cell.run_name not in (".", "..") and "/" not in cell.run_name and "\\" not in cell.run_name
           and "\0" not in cell.run_name, "run_name", f"must be a single folder name (no '/', '\\' or '..'), got {cell.run_name!r}")

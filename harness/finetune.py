@@ -55,9 +55,13 @@ def train(model, tokenizer, train_dataset, finetune_cfg, seed: int, device: str,
 
     `budget`, when given, is filled with what the run spent (training_budget): methods compared
     fairly retrain on equal budgets, so every record says its own (ShrinkBench's protocol)."""
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+    from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments
+
+    from harness.progress import trainer_progress
 
     start = time.perf_counter()
+    disable_bar, progress_callbacks = trainer_progress()  # a bar on a terminal, plain lines in a log
+    trainer_kwargs["callbacks"] = [*(trainer_kwargs.get("callbacks") or []), *progress_callbacks]
 
     with tempfile.TemporaryDirectory(prefix="compbench-train-") as scratch:
         args = TrainingArguments(
@@ -78,7 +82,7 @@ def train(model, tokenizer, train_dataset, finetune_cfg, seed: int, device: str,
             dataloader_num_workers=0,
             optim=finetune_cfg.optimizer,
             bf16=finetune_cfg.precision == "bf16",  # torch.autocast(bfloat16) around forward and loss
-            disable_tqdm=False,  # transformers hides the bar whenever its log level is warning or quieter
+            disable_tqdm=disable_bar,  # explicit: transformers hides the bar whenever its log level is warning or quieter
         )
         with frozen_word_embeddings(model, finetune_cfg.freeze_word_embeddings):
             trainer = (trainer_class or Trainer)(
@@ -88,6 +92,8 @@ def train(model, tokenizer, train_dataset, finetune_cfg, seed: int, device: str,
                 data_collator=DataCollatorWithPadding(tokenizer),
                 **trainer_kwargs,
             )
+            if disable_bar:  # its replacement prints the final metrics as a raw dict; the record keeps the budget
+                trainer.remove_callback(PrinterCallback)
             trainer.train()
             if budget is not None:
                 seen = min(trainer.state.global_step * args.per_device_train_batch_size, math.ceil(len(train_dataset) * args.num_train_epochs))
@@ -124,9 +130,34 @@ def frozen_word_embeddings(model, freeze: bool):
         embedding.weight.requires_grad_(True)
 
 
+@contextlib.contextmanager
+def key_lock(root: Path, key: str):
+    """One fine-tune per key at a time, across processes and sweeps on this file system: a second
+    process that needs the same key waits here, then finds the first one's complete entry. (An
+    advisory flock on a lock file beside the entries; the kernel releases it when a holder dies.)"""
+    import fcntl
+
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".{key}.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"compbench: another process is fine-tuning this baseline ({key[:12]}); waiting for it", flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def cached_finetune(key: str, cache_dir: str, build, load):
     """Return (model, info). `build()` trains and returns a model; `load(dir)` reloads a cached one."""
     root = Path(cache_dir) / "finetuned"
+    with key_lock(root, key):
+        return _cached_finetune(root, key, build, load)
+
+
+def _cached_finetune(root: Path, key: str, build, load):
     entry = root / key
     if (entry / "meta.json").is_file():
         meta = json.loads((entry / "meta.json").read_text())
@@ -142,7 +173,7 @@ def cached_finetune(key: str, cache_dir: str, build, load):
         tokenizer.save_pretrained(scratch)
         meta = {"key": key, "wall_time_s": wall, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
         (scratch / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
-        if entry.exists():  # a stale, incomplete entry from an interrupted run
+        if entry.exists():  # a stale, incomplete entry of an interrupted run (no one else holds the key's lock)
             shutil.rmtree(entry)
         scratch.rename(entry)
     except BaseException:

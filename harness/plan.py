@@ -57,7 +57,8 @@ def explicit_local_files(overrides) -> bool:
 def plan_cell(cell: CellConfig, overrides=()) -> PlannedCell:
     """Everything about one validated cell that is known before it runs (cheap: no model loads)."""
     from harness.models import resolve_location
-    from harness.runner import cell_names, config_hash, needs_train_data
+    from harness.resources import check_memory
+    from harness.runner import cell_names, config_hash, finetunes_baseline, needs_train_data
     from harness.record import record_path
     from harness.tasks import check_task_data
     from harness.runtimes import unsupported_reason as runtime_unsupported_reason
@@ -70,7 +71,9 @@ def plan_cell(cell: CellConfig, overrides=()) -> PlannedCell:
     if explicit_data_root(overrides):
         check_data_root(cell.paths.data_root)
     fingerprints = check_task_data(cell.task, cell.paths.data_root, need_train=needs_train, explicit_local=explicit_local_files(overrides))
-    resolve_location(cell.model)
+    location = resolve_location(cell.model)
+    if unsupported is None and runtime_reason is None:  # bounded before anything runs (harness.resources)
+        check_memory(cell, location, trains=finetunes_baseline(cell) or method.needs == "training")
     chash = config_hash(cell, fingerprints)
     unsupported = unsupported or runtime_reason
     timed = bool(cell.measure.latency or cell.measure.energy) and unsupported is None

@@ -19,7 +19,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -27,6 +26,7 @@ from typing import Optional
 import numpy as np
 
 from harness.comparison import ScoredSplit
+from harness.record import write_bytes_atomic
 
 FORMAT = "compbench-predictions/1 (gzip JSON lines)"
 SUFFIX = ".predictions.jsonl.gz"
@@ -72,6 +72,26 @@ def predictions_path(record_file: str | os.PathLike) -> Path:
     return record_file.with_name(record_file.stem + SUFFIX)
 
 
+def pending_path(predictions_file: str | os.PathLike) -> Path:
+    """Where a cell writes its predictions until its record lands: dot-named, so no reader opens it."""
+    predictions_file = Path(predictions_file)
+    return predictions_file.with_name(f".{predictions_file.name}.pending")
+
+
+def land_with_record(record_file: str | os.PathLike, record: dict) -> None:
+    """Called just before the record is written: its pending predictions take their real name when the
+    record links them, and are deleted when it does not (a failed or interrupted cell). A record and
+    its predictions so land together; a kill between the two renames leaves at worst a prediction
+    file that the cell's re-run replaces, never a record whose predictions are missing."""
+    final = predictions_path(record_file)
+    pending = pending_path(final)
+    link = record.get("predictions") if record else None
+    if isinstance(link, dict) and link.get("path") and pending.exists():
+        os.replace(pending, final)
+    else:
+        pending.unlink(missing_ok=True)
+
+
 def _lines(results: list[SplitResult]):
     for result in results:
         probabilities = result.scored.probabilities
@@ -90,8 +110,10 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else str(value)
 
 
-def write_predictions(path: str | os.PathLike, results: list[SplitResult], relative_to: Optional[Path] = None) -> dict:
-    """Write atomically (temp file, fsync, rename); return the record's link to the file."""
+def write_predictions(path: str | os.PathLike, results: list[SplitResult], relative_to: Optional[Path] = None, pending: bool = False) -> dict:
+    """Write atomically (temp file, fsync, rename); return the record's link to the file.
+    `pending`: write under pending_path(path) until the record lands (land_with_record); the link
+    names `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
@@ -100,16 +122,7 @@ def write_predictions(path: str | os.PathLike, results: list[SplitResult], relat
         for line in _lines(results):
             handle.write(line.encode("utf-8"))
     data = buffer.getvalue()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(pending_path(path) if pending else path, data)
     base = relative_to if relative_to is not None else path.parent
     return {"path": os.path.relpath(path, base), "sha256": hashlib.sha256(data).hexdigest(), "format": FORMAT,
             "examples": {r.name: len(r.ids) for r in results}}

@@ -1,6 +1,7 @@
 """Checks that run once per sweep, after every cell's config is validated and before anything is
-written: the results and cache directories can take files, the launcher is installed and does not
-run latency cells side by side, and a single cell's method can run on its hardware.
+written: the results and cache directories can take files, the launcher is installed, does not
+run latency cells side by side and, on SLURM, asks for whole nodes for them, and a single cell's
+method can run on its hardware.
 
 Each check raises a one-line `ConfigError`; none of them leaves a file or directory behind
 (writability is probed with an anonymous temporary file in the nearest existing directory).
@@ -70,6 +71,7 @@ class LauncherInfo:
     name: str  # the hydra/launcher choice (basic when not overridden)
     target: str
     workers: int  # cells that may run at once on this machine (1: sequential or on other machines)
+    exclusive: bool = False  # SLURM: each cell's job asks for a whole node (additional_parameters.exclusive)
 
 
 def launcher_choice(overrides: list[str]) -> str:
@@ -102,7 +104,9 @@ def describe_launcher(overrides: list[str]) -> LauncherInfo:
     except (HydraException, OmegaConfBaseException) as err:
         message = str(err) or str(err.__cause__) or err.__class__.__name__
         raise ConfigError("overrides", " ".join(message.split())) from None
-    return LauncherInfo(name, target, launcher_workers(target, launcher))
+    # --exclusive=user would still let the sweep's own array tasks share a node: only a bare --exclusive counts
+    exclusive = (launcher.get("additional_parameters") or {}).get("exclusive") is True
+    return LauncherInfo(name, target, launcher_workers(target, launcher), exclusive)
 
 
 def usable_cores() -> int:
@@ -127,11 +131,21 @@ def launcher_workers(target: str, launcher: dict) -> int:
 
 
 def check_launcher(info: LauncherInfo, plans) -> None:
-    """Parallel local launchers may not run latency/energy cells side by side unless the user opts in."""
+    """Parallel local launchers may not run latency/energy cells side by side, and SLURM jobs of such
+    cells must ask for a whole node, unless the user opts in."""
+    timed = [plan for plan in plans if plan.timed and not plan.cell.allow_concurrent_latency]
+    if info.target.endswith("submitit_launcher.SlurmLauncher") and timed and not info.exclusive:
+        # On a shared node another job's threads would run inside this cell's timed loop, and the
+        # lease (harness.sweep.leases) only sees compbench cells, not the other jobs on the node.
+        raise ConfigError(
+            "hydra.launcher.additional_parameters",
+            "timed cells on SLURM need a node to themselves: keep exclusive: true (conf/hydra/launcher/slurm.yaml); "
+            "add measure.latency=false measure.energy=false for an accuracy-only sweep on shared nodes, "
+            "or allow_concurrent_latency=true to measure anyway",
+        )
     parallel = min(info.workers, len(plans))
     if parallel <= 1:
         return
-    timed = [plan for plan in plans if plan.timed and not plan.cell.allow_concurrent_latency]
     if timed:
         raise ConfigError(
             "hydra/launcher",

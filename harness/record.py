@@ -249,6 +249,21 @@ class EnvironmentSection(TypedDict, total=False):
     hardware: dict  # the hardware config's name, device, dtype, compile, thread settings
     concurrent_cells: Any  # harness.sweep: other cells sharing the machine while this one measured
     concurrency: Any  # harness.sweep's lease description
+    slurm: Optional["SlurmAllocation"]  # the SLURM job that ran the cell; None outside SLURM, absent in records written before it was recorded
+
+
+class SlurmAllocation(TypedDict):
+    """Where a cell ran on a SLURM cluster, from the job's environment (harness.measure.environment).
+    Each value is None when SLURM did not set its variable."""
+
+    cluster: Optional[str]  # ClusterName of slurm.conf
+    partition: Optional[str]  # the partition the job ran in
+    job_id: Optional[str]  # this cell's own job id (for an array task, its own id, not the array's)
+    array_job_id: Optional[str]  # the sweep's array job (the id `squeue` and `scancel` show before the "_"); None outside an array
+    array_task_id: Optional[str]  # this cell's index in the array
+    node: Optional[str]  # the node that ran (and timed) the cell
+    nodelist: Optional[str]  # every node of the allocation, in SLURM's compressed form ("gpu[01-02]")
+    cpus_on_node: Optional[int]  # CPUs the allocation holds on the node: all of them under --exclusive
 
 
 class Record(TypedDict):
@@ -300,22 +315,27 @@ class RuntimeSection(TypedDict, total=False):
     output_check: dict  # max/mean |diff| and prediction agreement vs the PyTorch model on real eval inputs
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
-    """Write to a temp file in the same directory, fsync, then rename: readers never see half a file."""
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write to a temp file in the same directory, fsync, then rename: readers never see half a file.
+    The file follows the umask like any other (mkstemp alone would make it 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, umask_mode(0o666))  # mkstemp makes 0600; a shared results dir must stay readable
-        with os.fdopen(fd, "w") as handle:
-            json.dump(obj, handle, indent=1, sort_keys=False, default=_jsonable)
+        os.fchmod(fd, umask_mode(0o666))  # a shared results dir or cache must stay readable
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)  # os.replace did not run: the temp file is still there
+        Path(tmp).unlink(missing_ok=True)  # os.replace did not run: the temp file is still there
         raise
     return path
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    return write_bytes_atomic(path, json.dumps(obj, indent=1, sort_keys=False, default=_jsonable).encode("utf-8"))
 
 
 def current_umask() -> int:

@@ -31,14 +31,22 @@ def config_dict(cell: CellConfig) -> dict:
     return dataclasses.asdict(cell)
 
 
+# Settings of how a cell runs, not of what it measures: never hashed.
+RUN_FLAGS = ("paths", "force", "isolate", "run_name", "memory_limit_gb")
+
+
 def needs_train_data(cell: CellConfig, method=None) -> bool:
     """Decided from config alone (`needs_for` is a pure function of the method's config), so the
     pre-flight check and the run fingerprint the same files. `method` is accepted for callers that
     hold the built object; it is not needed."""
     from methods.base import method_class
 
-    finetunes = cell.model.init == "pretrained" and cell.model.finetuned_task != cell.task.name
-    return finetunes or method_class(cell.method._target_).needs_for(cell.method) != "nothing"
+    return finetunes_baseline(cell) or method_class(cell.method._target_).needs_for(cell.method) != "nothing"
+
+
+def finetunes_baseline(cell: CellConfig) -> bool:
+    """The cell fine-tunes its baseline (or loads that fine-tune from the cache)."""
+    return cell.model.init == "pretrained" and cell.model.finetuned_task != cell.task.name
 
 
 def times_against_reference(cell: CellConfig, method) -> bool:
@@ -56,7 +64,7 @@ def config_hash(cell: CellConfig, fingerprints: dict) -> str:
     documentation commit does not invalidate a sweep (bump CACHE_VERSION for code that changes numbers).
     The default runtime (pytorch) is left out, so cells recorded before the runtime axis existed keep
     their hashes; any other runtime, with all its settings, is hashed."""
-    semantic = {k: v for k, v in config_dict(cell).items() if k not in ("paths", "force", "isolate", "run_name")}
+    semantic = {k: v for k, v in config_dict(cell).items() if k not in RUN_FLAGS}
     semantic["task"] = task_identity(cell.task)  # fine-tune precision only when not fp32
     resolved_steps = getattr(cell.method, "step_configs", None)
     if resolved_steps:  # a pipeline's steps as they run (YAML defaults + params), not as named: a changed
@@ -139,9 +147,11 @@ def run_cell(cell: CellConfig, cell_hash: str, fingerprints: dict) -> Record:
     from harness.runtimes import unsupported_reason as runtime_unsupported_reason
     from harness.baseline_reference import baseline_predictions, compare_with_baseline
     from harness.predictions import predictions_path, write_predictions
+    from harness.progress import quiet_library_bars
     from methods.base import build_method
 
     quiet_third_party_logs()
+    quiet_library_bars()
     method = build_method(cell.method)
     reason = method.unsupported_reason(cell.hardware) or runtime_unsupported_reason(method, cell.runtime, cell.hardware)
     record = base_record(cell, cell_hash, fingerprints, "unsupported" if reason else "ok", reason)
@@ -191,7 +201,7 @@ def run_cell(cell: CellConfig, cell_hash: str, fingerprints: dict) -> Record:
         record["metrics"], record["metrics_notes"], scored = stages.accuracy(cell, model, loaded, task_data)
     if scored:
         path = record_path(cell.paths.results_dir, cell_names(cell), cell_hash)
-        record["predictions"] = write_predictions(predictions_path(path), list(scored.values()))
+        record["predictions"] = write_predictions(predictions_path(path), list(scored.values()), pending=True)  # lands with the record
         with timer("paired_comparison"):
             record["comparison"] = compare_with_baseline(cell, baseline_scored, scored)
     record["metrics_notes"] += loaded.notes

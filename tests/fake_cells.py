@@ -5,12 +5,19 @@ returns a schema-valid record in milliseconds, so the tests can run, kill and re
 What a cell does is chosen per task (or "task/seed") by the JSON in COMPBENCH_FAKE_PLAN:
 
     ok (default) | unsupported | raise | memoryerror | oom (SIGKILLs its own process, as the OOM killer would)
+    | grow (allocates 64 MiB every 50 ms up to 8 GiB: a runaway cell for the memory limit)
+    | pending (writes pending predictions, then raises KeyboardInterrupt as a Ctrl-C would)
+    | held (waits, at most 120 s, until the file COMPBENCH_FAKE_RELEASE names exists, then ok: one cell
+      keeps running while the others finish)
 
 COMPBENCH_FAKE_MACHINE: the JSON of harness.sweep.resume.this_machine() computed once by
 the test, so records count as made on this machine (resume) without importing torch in every cell.
 COMPBENCH_FAKE_UNTIL: a path; each cell then also waits (at most 120 s) until that file exists.
 COMPBENCH_FAKE_SLEEP: seconds each cell sleeps (default 0). COMPBENCH_FAKE_LOG: a file to which
 every finished execution appends one line (task, seed, run id), to count executions.
+COMPBENCH_FAKE_STARTED: a file to which every execution appends one line as it starts (task, seed,
+pid, SLURM job as scancel names it: <array job>_<task> in an array, else the job id, or -), so a test
+knows that a cell is running, and in which job.
 
 `make_data(root)` writes a valid tiny data root (SST-2 and RTE TSVs, a SQuAD v1.1 dev file).
 """
@@ -48,6 +55,7 @@ def _behaviour(cell) -> str:
 
 
 def record(cell, cell_hash: str, fingerprints: dict, status: str, reason=None, started=None) -> dict:
+    from harness.measure.environment import slurm_allocation
     from harness.record import SCHEMA_VERSION
     from harness.runner import cell_names, config_dict
 
@@ -59,7 +67,7 @@ def record(cell, cell_hash: str, fingerprints: dict, status: str, reason=None, s
         "size": None, "latency": {"fixed": [], "real_length": [], "notes": []} if status == "ok" and cell.measure.latency else None,
         "memory": None, "energy": None, "flops": None, "method": None, "training": None,
         "timings": {"fake": round(now - (started or now), 3)}, "data": {"fingerprints": fingerprints},
-        "environment": {"synthetic": True, "affinity": sorted(os.sched_getaffinity(0)),
+        "environment": {"synthetic": True, "affinity": sorted(os.sched_getaffinity(0)), "slurm": slurm_allocation(),
                         **json.loads(os.environ.get("COMPBENCH_FAKE_MACHINE", "{}"))},
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "fake": {"run_id": uuid.uuid4().hex, "pid": os.getpid(), "started": started, "ended": now},
@@ -69,11 +77,11 @@ def record(cell, cell_hash: str, fingerprints: dict, status: str, reason=None, s
 def execute(cell, cell_hash: str, fingerprints: dict) -> dict:
     started = time.time()
     behaviour = _behaviour(cell)
+    _append(os.environ.get("COMPBENCH_FAKE_STARTED"), f"{cell.task.name} {cell.seed} {os.getpid()} {_slurm_job()}")
     time.sleep(float(os.environ.get("COMPBENCH_FAKE_SLEEP", "0")))
-    release = os.environ.get("COMPBENCH_FAKE_UNTIL")
-    deadline = time.monotonic() + 120
-    while release and not os.path.exists(release) and time.monotonic() < deadline:  # hold until the test releases
-        time.sleep(0.05)
+    _hold(os.environ.get("COMPBENCH_FAKE_UNTIL"))
+    if behaviour == "held":
+        _hold(os.environ.get("COMPBENCH_FAKE_RELEASE"))
     try:
         if behaviour == "raise":
             raise RuntimeError(f"synthetic failure in {cell.task.name}")
@@ -81,14 +89,46 @@ def execute(cell, cell_hash: str, fingerprints: dict) -> dict:
             raise MemoryError("synthetic: CUDA out of memory")
         if behaviour == "oom":
             os.kill(os.getpid(), signal.SIGKILL)
+        if behaviour == "grow":
+            held = []
+            for _ in range(128):
+                held.append(bytearray(64 * 2**20))  # zero-filled: resident at once
+                time.sleep(0.05)
+        if behaviour == "pending":
+            from harness.predictions import pending_path, predictions_path
+            from harness.record import record_path
+            from harness.runner import cell_names
+
+            path = pending_path(predictions_path(record_path(cell.paths.results_dir, cell_names(cell), cell_hash)))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"predictions of a cell that never finished")
+            raise KeyboardInterrupt
         if behaviour == "unsupported":
             result = record(cell, cell_hash, fingerprints, "unsupported", "synthetic: no kernel for this hardware", started=started)
         else:
             result = record(cell, cell_hash, fingerprints, "ok", started=started)
     except Exception as err:  # noqa: BLE001 - as harness.runner.execute does
         result = record(cell, cell_hash, fingerprints, "failed", f"{err.__class__.__name__}: {err}", started=started)
-    log = os.environ.get("COMPBENCH_FAKE_LOG")
+    _append(os.environ.get("COMPBENCH_FAKE_LOG"), f"{cell.task.name} {cell.seed} {result['fake']['run_id']}")
+    return result
+
+
+def _slurm_job() -> str:
+    """The id that scancel takes for this job alone: an array's first task has the array's own id as
+    SLURM_JOB_ID, so `scancel <SLURM_JOB_ID>` would cancel every cell of the sweep."""
+    if "SLURM_ARRAY_JOB_ID" in os.environ:
+        return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    return os.environ.get("SLURM_JOB_ID", "-")
+
+
+def _hold(release) -> None:
+    """Wait until the test creates the file `release` (at most 120 s)."""
+    deadline = time.monotonic() + 120
+    while release and not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _append(log, line: str) -> None:
     if log:
         with open(log, "a") as handle:  # one short O_APPEND write per line: atomic between processes
-            handle.write(f"{cell.task.name} {cell.seed} {result['fake']['run_id']}\n")
-    return result
+            handle.write(line + "\n")

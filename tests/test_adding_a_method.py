@@ -10,7 +10,8 @@ import pytest
 import torch
 from methods_helpers import eval_batch, logits, tiny_model
 
-from harness.record import load_record, record_path, write_json_atomic
+from harness.record import load_record, record_path
+from harness.sweep import write_record
 from harness.report import load_records, table1
 from methods.artifacts import load_artifact
 from methods.base import build_method, build_method_config
@@ -117,7 +118,7 @@ def test_a_new_method_runs_saves_reloads_and_lands_in_its_category(throwaway_met
     method.save(model, str(tmp_path / "artifact"))
     assert torch.equal(logits(load_artifact(tmp_path / "artifact"), eval_batch()), logits(model, eval_batch()))
 
-    path = write_json_atomic(record_path(cell.paths.results_dir, record["cell"], record["config_hash"]), record)
+    path = write_record(record_path(cell.paths.results_dir, record["cell"], record["config_hash"]), record)
     assert load_record(path)["method"]["category"] == "Quantization"
     frame, problems = load_records([str(cell.paths.results_dir)])
     assert problems == []

@@ -1,4 +1,5 @@
-"""Table 1 shows each paired drop with its CI and marks (†) only the drops significant after Holm."""
+"""Table 1 shows each paired drop with its CI, marks † exactly where that CI excludes 0 and ‡ where the
+record's test survives Holm, and names the method of each figure in its legend."""
 
 import json
 import shutil
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from harness.report import format_table1, load_records, table1_numeric
-from harness.report.display import MARK_SIGNIFICANT
+from harness.report.display import MARK_CI_EXCLUDES_ZERO, MARK_HOLM_SIGNIFICANT, footnotes
 
 FIXTURES = Path(__file__).parent / "fixtures" / "records"
 
@@ -40,7 +41,7 @@ def results(tmp_path):
     return tmp_path
 
 
-def test_table1_shows_paired_drops_and_marks_only_holm_significant_ones(results):
+def test_table1_shows_paired_drops_and_marks_them_by_their_ci_and_by_holm_apart(results):
     records, _ = load_records([str(results)])
     numeric = table1_numeric(records, tasks=("sst2",))
     machine_a = numeric[numeric["fingerprint"].eq("fpA-0001")]
@@ -49,13 +50,54 @@ def test_table1_shows_paired_drops_and_marks_only_holm_significant_ones(results)
     assert by_method.loc["dynamic_int8", "sst2_drop_p_holm"] == pytest.approx(0.003)
     assert by_method.loc["layer_drop", "sst2_drop_p_holm"] == pytest.approx(0.06)
     assert by_method.loc["magnitude", "sst2_drop_p_holm"] == pytest.approx(0.06)
+    assert by_method.loc["dynamic_int8", "sst2_drop_test"] == "mcnemar_exact"
+    assert (by_method.loc["dynamic_int8", "sst2_drop_ci_method"], by_method.loc["dynamic_int8", "sst2_drop_resamples"]) == ("BCa", 1000)
     assert np.isnan(by_method.loc["baseline", "sst2_drop"])  # the baseline has no drop against itself
     # Holm's family is one machine's table: machine B's single test is not adjusted by machine A's.
     assert numeric.set_index("method").loc["head_prune", "sst2_drop_p_holm"] == pytest.approx(0.04)
     shown = format_table1(machine_a).set_index("Method")["SST-2"]
-    assert shown["dynamic_int8"].endswith(f"(Δ-1.0 [-1.6, -0.4]{MARK_SIGNIFICANT})")
-    assert shown["layer_drop"].endswith("(Δ-2.0 [-3.8, -0.1])")  # raw p = 0.03 < 0.05, but not after Holm
-    assert MARK_SIGNIFICANT not in shown["magnitude"] and "Δ" not in shown["baseline"]
+    assert shown["dynamic_int8"].endswith(f"(Δ-1.0 [-1.6, -0.4]{MARK_CI_EXCLUDES_ZERO}{MARK_HOLM_SIGNIFICANT})")
+    # The reported symptom: a CI clear of 0 beside a p above 0.05 (Holm's 0.06). The mark beside the CI
+    # follows the CI; the test's verdict is the other mark, absent here.
+    assert shown["layer_drop"].endswith(f"(Δ-2.0 [-3.8, -0.1]{MARK_CI_EXCLUDES_ZERO})")
+    assert "Δ" not in shown["baseline"]
+    for method, row in by_method.iterrows():  # † is the CI, row by row: it cannot contradict it
+        excludes_zero = row["sst2_drop_ci_lo"] > 0 or row["sst2_drop_ci_hi"] < 0
+        assert (MARK_CI_EXCLUDES_ZERO in shown[method]) == excludes_zero, method
+
+
+def test_a_ci_that_reaches_0_gets_no_mark_whatever_the_test_says(results):
+    """McNemar's p can fall below 0.05 while the bootstrap CI touches 0: † follows the CI, ‡ the test."""
+    path = next((results / "records").glob("sst2__bert_base_uncased__magnitude__cpu__*.json"))
+    _with_comparison(path, -0.015, [-0.030, 0.001], 0.0001)
+    records, _ = load_records([str(results)])
+    machine_a = table1_numeric(records, tasks=("sst2",))
+    machine_a = machine_a[machine_a["fingerprint"].eq("fpA-0001")]
+    shown = format_table1(machine_a).set_index("Method")["SST-2"]
+    assert shown["magnitude"].endswith(f"(Δ-1.5 [-3.0, +0.1]{MARK_HOLM_SIGNIFICANT})")
+
+
+def test_the_legend_names_the_ci_method_and_the_test_beside_it(results):
+    records, _ = load_records([str(results)])
+    numeric = table1_numeric(records, tasks=("sst2",))
+    legend = next(note for note in footnotes(numeric, ("sst2",)) if note.startswith("(Δ d [lo, hi])"))
+    assert "a paired bootstrap over the eval examples (BCa, 1,000 resamples" in legend
+    assert f"{MARK_CI_EXCLUDES_ZERO}: that CI excludes 0" in legend
+    assert f"{MARK_HOLM_SIGNIFICANT}: significant at 5 % after Holm correction" in legend
+    assert "McNemar's exact test on the discordant pairs (accuracy)" in legend
+    assert "paired bootstrap's own p" not in legend  # no record here was tested that way
+
+
+def test_one_averaged_task_gives_the_average_that_tasks_paired_ci(results):
+    """Avg. drop over SST-2 alone is SST-2's drop: its CI is SST-2's paired CI, skew and all (it was
+    once that CI's width centred on the drop: [-3.85, -0.15] beside SST-2's [-3.8, -0.1])."""
+    records, _ = load_records([str(results)])
+    numeric = table1_numeric(records, tasks=("sst2",))
+    row = numeric[numeric["fingerprint"].eq("fpA-0001")].set_index("method").loc["layer_drop"]
+    assert (row["avg_drop_ci_lo"], row["avg_drop_ci_hi"]) == (row["sst2_drop_ci_lo"], row["sst2_drop_ci_hi"])
+    assert (row["avg_drop_ci_lo"], row["avg_drop_ci_hi"]) == pytest.approx((-3.8, -0.1))
+    shown = format_table1(numeric[numeric["fingerprint"].eq("fpA-0001")]).set_index("Method").loc["layer_drop"]
+    assert shown["Avg. drop"].startswith("-2.00 [-3.80, -0.10]")
 
 
 def _set_latency_ci(path: Path, ci: list) -> None:
@@ -73,7 +115,8 @@ def test_recommend_names_best_and_runner_up_and_says_when_they_cannot_be_separat
     # Machine A: layer_drop (8 ms, paired drop 2.0) beats dynamic_int8 (10 ms, drop 1.0) and the 20 ms cells.
     assert (row["best"], row["runner_up"], row["separable"]) == ("layer_drop", "dynamic_int8", True)
     text = "\n".join(lines)
-    assert "Best: **layer_drop**" in text and "paired 95% CI [+0.10, +3.80], p=0.03" in text
+    # the CI and the p come from two methods: both named, so p=0.03 beside the CI reads as McNemar's
+    assert "Best: **layer_drop**" in text and "paired bootstrap 95% CI [+0.10, +3.80]; McNemar exact test p=0.03" in text
     assert "cannot separate" not in text
     # Machine B has head_prune only, and no baseline there: with its paired comparison its drop is still known.
     assert table.set_index("fingerprint").loc["fpB-0002", "best"] == "head_prune"
@@ -139,3 +182,14 @@ def test_recommend_ranks_a_configuration_by_its_mean_over_seeds_not_its_luckiest
     text = "\n".join(lines)
     assert "drop +3.70 pt (mean over 3 seeds; per seed +0.10 (seed 42), +5.00 (seed 1), +6.00 (seed 2))" in text
     assert "Caution: one of its seeds dropped +6.00 pt, beyond the 4 pt limit." in text
+
+
+def test_compare_names_the_ci_and_the_test_on_every_line():
+    """--compare prints a paired bootstrap CI beside a Holm-adjusted McNemar p: each figure says its method."""
+    from harness.report.compare import compare_results
+
+    demo = Path(__file__).resolve().parents[1] / "examples" / "results" / "demo"
+    _, lines, _ = compare_results([str(demo)], [str(demo)])
+    cells = [line for line in lines if line.startswith("- sst2 / ")]
+    assert len(cells) == 5
+    assert all("[+0.00, +0.00] (paired bootstrap 95% CI), McNemar exact test p_holm=1;" in line for line in cells), cells

@@ -134,7 +134,7 @@ def test_recommend_names_a_method_or_says_nothing_qualifies(results, tmp_path, c
     assert report_main([str(faster), "--recommend", "--max-drop", "100", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     sst2 = out[out.index("## sst2 on cpu"):]
-    assert "Best: **magnitude**" in sst2 and "P(frontier)" in sst2 and "paired 95% CI" in sst2 and "1.50× [1.40, 1.60]" in sst2
+    assert "Best: **magnitude**" in sst2 and "P(frontier)" in sst2 and "paired bootstrap 95% CI" in sst2 and "1.50× [1.40, 1.60]" in sst2
     assert report_main([str(results), "--recommend", "--max-latency-ms", "0.0001", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert out.count("Nothing qualifies") == 2 and "latency" in out

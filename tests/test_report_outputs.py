@@ -39,6 +39,9 @@ def test_cli_writes_tables_and_reports_skipped_files(cli_run):
     assert lines[0] == "## Table 1 on Test EPYC B (AVX2, 2 cores) + NVIDIA H200 [fpB-0002]"
     assert sum(line.startswith("## Table 1 on ") for line in lines) == 2
     assert lines[2].startswith("| Category | Method |") and "| RTE |" in lines[2]
+    # no --tasks: a column per task measured (the fixtures hold no QQP), the survey's order, the extra after
+    assert "| MNLI | SST-2 | SQuAD v1.1 (F1) | RTE | Avg. drop |" in lines[2] and "QQP" not in proc.stdout
+    assert "- Avg. drop: mean over MNLI, SST-2, SQuAD v1.1 (F1) of" in proc.stdout
     assert "half_written.json" in proc.stderr and "skipped" in proc.stderr
 
 

@@ -184,7 +184,7 @@ def test_drop_vs_speedup_draws_measured_and_published_apart(tmp_path):
               (len(c.get_facecolor()) == 0 or c.get_facecolor()[0][3] == 0)]
     assert hollow  # published rows: hollow markers
     paired = numeric.assign(avg_drop_ci_lo=numeric["avg_drop"] - 1, avg_drop_ci_hi=numeric["avg_drop"] + 1)
-    assert "paired 95% CI" in plot_drop_vs_speedup(paired, "cpu").axes[0].get_title()
+    assert "paired bootstrap 95% CI" in plot_drop_vs_speedup(paired, "cpu").axes[0].get_title()
 
 
 def test_recipes_differing_in_a_step_parameter_get_labels_of_their_own():

@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.report import failed_cells, load_records, table1, table1_numeric
+from harness.report import failed_cells, load_records, measured_tasks, table1, table1_numeric
+from harness.report.display import footnotes
 from harness.report.machines import select_machine
 from harness.report.published import PRUNE_OFA_SOURCE, SOURCE, SOURCE_FAMILY, prune_ofa_table, survey_table
 from harness.report.render import latex_escape, to_latex, to_markdown
@@ -18,7 +19,7 @@ from harness.report.render import latex_escape, to_latex, to_markdown
 FIXTURES = Path(__file__).parent / "fixtures" / "records"
 EXPECTED_COLUMNS = [
     "Category", "Method", "Model", "Source", "Prov.", "Target device", "Size w/ emb (%)", "Size w/o emb (%)",
-    "GPU speedup", "CPU speedup", "MNLI", "QQP", "SST-2", "SQuAD v1.1 (F1)", "Avg. drop",
+    "GPU speedup", "CPU speedup", "MNLI", "SST-2", "SQuAD v1.1 (F1)", "Avg. drop",  # the tasks measured: no QQP
     "Training (largest per task)",  # ShrinkBench: the budget of every method that trains, beside its scores
     "Notes",
 ]
@@ -50,6 +51,35 @@ def test_columns_follow_the_survey(records):
     assert list(table1(records).columns) == EXPECTED_COLUMNS
     extra = table1(records, tasks=("sst2",), extra_tasks=("mrpc", "rte"))
     assert list(extra.columns)[10:13] == ["SST-2", "MRPC", "RTE"]
+
+
+def test_default_task_columns_are_the_tasks_measured_in_the_surveys_order_then_the_others():
+    frame = pd.DataFrame({"task": ["rte", "sst2", "cola", "squad_v1.1_devsplit", "mnli", "qnli", "wnli"],
+                          "status": ["ok"] * 5 + ["failed", "unsupported"]})
+    # a variant in its survey column; tasks whose every record failed measured nothing
+    assert measured_tasks(frame) == ("mnli", "sst2", "squad_v1.1", "cola", "rte")
+    # an extra task is shown beside the average, never in it; a variant named as extra keeps its own column
+    assert measured_tasks(frame, extra_tasks=("rte", "squad_v1.1_devsplit")) == ("mnli", "sst2", "cola")
+
+
+def test_without_tasks_named_only_the_measured_tasks_are_columns_and_averaged(records):
+    numeric = table1_numeric(records)
+    assert "qqp" not in numeric.columns  # once an empty survey column, said to be averaged
+    assert _row(numeric, "dynamic_int8").avg_drop_tasks == "mnli,sst2,squad_v1.1"
+    note = next(n for n in footnotes(numeric) if n.startswith("Avg. drop"))
+    assert note.startswith("Avg. drop: mean over MNLI, SST-2, SQuAD v1.1 (F1) of") and "QQP" not in note
+
+
+def test_tasks_named_override_the_default_and_the_legend_says_which_were_not_averaged(records):
+    survey = ("mnli", "qqp", "sst2", "squad_v1.1")
+    assert list(table1(records, tasks=survey).columns)[10:14] == ["MNLI", "QQP", "SST-2", "SQuAD v1.1 (F1)"]
+    numeric = table1_numeric(records, tasks=survey)
+    note = next(n for n in footnotes(numeric, survey) if n.startswith("Avg. drop"))
+    assert "mean over MNLI, SST-2, SQuAD v1.1 (F1) of" in note
+    assert "QQP: asked for, but no row has it with its baseline, so in no average." in note
+    only_sst2 = table1_numeric(records, tasks=("sst2",), extra_tasks=("mnli",))
+    assert set(only_sst2["avg_drop_tasks"].dropna()) <= {"sst2", ""}
+    assert "mean over SST-2 of" in next(n for n in footnotes(only_sst2, ("sst2",)) if n.startswith("Avg. drop"))
 
 
 def test_rows_in_survey_category_order(records):
@@ -108,7 +138,7 @@ def test_a_variant_task_asked_for_by_name_gets_its_own_column(records):
 
 
 def test_missing_is_a_dash_never_zero(records, machine_a):
-    table = table1(records)
+    table = table1(records, tasks=("mnli", "qqp", "sst2", "squad_v1.1"))
     assert set(table["QQP"]) == {"–"}
     assert not any(cell in ("0", "0.0", "nan", "NaN") for cell in table.to_numpy().ravel())
     table = table1(machine_a)
@@ -145,7 +175,10 @@ def test_published_rows_sit_beside_the_same_method_only(machine_a):
     position = list(table["Method"]).index("BERT-base")
     assert table.loc[position - 1, "Method"] == "baseline"
     bert = table.loc[position]
-    assert (bert["MNLI"], bert["QQP"], bert["SST-2"], bert["SQuAD v1.1 (F1)"]) == ("84.6", "89.2", "93.5", "88.5")
+    assert (bert["MNLI"], bert["SST-2"], bert["SQuAD v1.1 (F1)"]) == ("84.6", "93.5", "88.5")
+    assert "QQP" not in table.columns  # the survey's QQP figure has no measured column to sit in ...
+    named = table1(machine_a, tasks=("mnli", "qqp", "sst2", "squad_v1.1"), published=True)
+    assert named.loc[list(named["Method"]).index("BERT-base"), "QQP"] == "89.2"  # ... unless QQP is asked for
     # Different methods under similar names are not matched as the same method (see published.py) ...
     assert not table[table["Source"].eq(SOURCE)]["Method"].isin(["Q-BERT", "GOBO"]).any()
     # ... but they are shown as the same family, after the family's last measured row, marked as such.
@@ -234,10 +267,15 @@ def test_seed_repeats_are_summarised_as_mean_and_std():
     assert row["p50 bs=1 (ms)"] == "12.00 ± 2.00"
 
 
-def test_average_drop_ci_adds_the_tasks_variances():
-    from harness.report.table import _average_drop_ci
+def test_average_drop_ci_is_one_tasks_own_ci_and_mover_over_several():
+    from harness.report.table import average_drop_ci
 
-    low, high = _average_drop_ci(-1.0, [(-3.0, 1.0), (-2.0, 0.0)])
-    # standard errors 4/3.92 and 2/3.92; the mean of two: sqrt(se1² + se2²) / 2; 95 %: x 1.96
+    # One task: its paired CI itself, skewed as it is (the old variance sum centred it: [-2.5, +0.5] here).
+    assert average_drop_ci([(-1.0, -3.5, 0.0)]) == (-3.5, 0.0)
+    # Symmetric CIs: the variance-adding normal interval, (sqrt(2² + 1²) / 2 each side).
+    low, high = average_drop_ci([(-1.0, -3.0, 1.0), (-1.0, -2.0, 0.0)])
     assert (round(low, 3), round(high, 3)) == (-2.118, 0.118)
-    assert all(math.isnan(v) for v in _average_drop_ci(-1.0, [(-3.0, 1.0), (None, None)]))
+    # Skewed CIs: each side from its own distances, sqrt(3² + 1²) / 2 below and sqrt(1² + 1²) / 2 above.
+    low, high = average_drop_ci([(-1.0, -4.0, 0.0), (-2.0, -3.0, -1.0)])
+    assert (low, high) == pytest.approx((-1.5 - math.sqrt(10) / 2, -1.5 + math.sqrt(2) / 2))
+    assert all(math.isnan(v) for v in average_drop_ci([(-1.0, -3.0, 1.0), (-2.0, None, None)]))

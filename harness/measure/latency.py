@@ -14,10 +14,10 @@ import time
 from typing import Any, Callable, Optional
 
 import torch
-from tqdm.auto import tqdm
 
 from harness.errors import UnsupportedError
 from harness.measure.stats import bootstrap_ci, summarize_ms
+from harness.progress import progress as progress_bar
 
 Batch = dict
 
@@ -224,7 +224,7 @@ def _perf_counter_loop(run, batches, hardware, desc: str, progress: bool) -> tup
     values: list[float] = []
     n_batches = len(batches)
     clock = time.perf_counter
-    with tqdm(desc=desc, unit="call", disable=not progress, mininterval=0.5, leave=False) as bar:
+    with progress_bar(desc=desc, unit="call", leave=False, enabled=progress) as bar:
         start = clock()
         while True:
             batch = batches[len(values) % n_batches]
@@ -242,7 +242,7 @@ def _cuda_event_loop(run, batches, hardware, desc: str, progress: bool) -> tuple
     pairs: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
     n_batches = len(batches)
     clock = time.perf_counter
-    with tqdm(desc=desc, unit="call", disable=not progress, mininterval=0.5, leave=False) as bar:
+    with progress_bar(desc=desc, unit="call", leave=False, enabled=progress) as bar:
         start = clock()
         while True:
             begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)

@@ -23,7 +23,7 @@ from harness.report.plots import pareto_panels, write_drop_vs_speedup, write_par
 from harness.report.render import to_latex, to_markdown
 from harness.report.seeds import seed_summary
 from harness.report.references import label_legend, reference_legend
-from harness.report.table import DEFAULT_TASKS, failed_cells, table1_numeric
+from harness.report.table import failed_cells, measured_tasks, table1_numeric
 
 CAPTION = ("Compression methods measured with compbench, in the layout of Table 1 of Ganesh et al. (2021), "
            "TACL 9:1061-1080, doi:10.1162/tacl_a_00413.")
@@ -75,9 +75,10 @@ class Report:
         return self.seeds[same].drop(columns="fingerprint")  # the section's heading names the machine
 
 
-def build_report(patterns: list[str], out_dir: str | Path | None = None, tasks=DEFAULT_TASKS, extra_tasks=(),
+def build_report(patterns: list[str], out_dir: str | Path | None = None, tasks=None, extra_tasks=(),
                  published=False, plots=True, embed_images=False, machine: str | None = None) -> Report:
     """Load, tabulate and (when `out_dir` is given) write table1.{md,csv,tex}, pareto_*.{png,svg}, report.html.
+    `tasks`: the columns that enter Avg. drop; None: every task the records measured (table.measured_tasks).
     `machine`: a fingerprint or part of a machine's name (machines.select_machine; MachineSelectionError
     when it names none or several): the report of that machine's records only."""
     records, problems = load_records(patterns)
@@ -85,12 +86,14 @@ def build_report(patterns: list[str], out_dir: str | Path | None = None, tasks=D
     report = Report(records, problems)
     if records.empty:
         return report
-    tasks, extra_tasks = tuple(tasks), tuple(t for t in extra_tasks if t not in tasks)
+    asked = tuple(tasks or ())  # named by the caller: the legend says which of them no row could average
+    tasks = measured_tasks(records, extra_tasks) if tasks is None else tuple(tasks)
+    extra_tasks = tuple(t for t in extra_tasks if t not in tasks)
     report.numeric = table1_numeric(records, tasks, extra_tasks, published)
     # Every row names its machine, so the one-file CSV is never read as one machine's table.
     report.table = format_table1(report.numeric)
     report.table.insert(0, MACHINE_COLUMN, report.numeric["machine"].to_numpy())
-    report.notes = footnotes(report.numeric, tasks)
+    report.notes = footnotes(report.numeric, asked)
     report.failed = failed_cells(records)
     report.seeds = seed_summary(records)
     report.references = reference_legend(records)

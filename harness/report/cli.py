@@ -26,7 +26,7 @@ from harness.compose import CONF_DIR
 from harness.report.build import build_report
 from harness.report.load import report_skips
 from harness.report.machines import MachineSelectionError
-from harness.report.table import DEFAULT_TASKS
+from harness.report.table import SURVEY_TASKS
 
 
 CONF_TASKS = CONF_DIR / "task"
@@ -34,7 +34,7 @@ CONF_TASKS = CONF_DIR / "task"
 
 def known_tasks() -> list[str]:
     """Task names a record can carry: every conf/task/*.yaml (the survey's columns are among them)."""
-    return sorted({p.stem for p in CONF_TASKS.glob("*.yaml")} | set(DEFAULT_TASKS))
+    return sorted({p.stem for p in CONF_TASKS.glob("*.yaml")} | set(SURVEY_TASKS))
 
 
 def _task_list(text: str) -> tuple[str, ...]:
@@ -80,8 +80,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = OneLineParser(prog="compbench-report", description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="*", help="results directories, record files or globs")
     parser.add_argument("--out", help="output folder (default: <first path>/report)")
-    parser.add_argument("--tasks", type=_task_list, default=DEFAULT_TASKS,
-                        help="task columns that enter Avg. drop (default: %(default)s, the survey's)")
+    parser.add_argument("--tasks", type=_task_list, default=None,
+                        help="task columns that enter Avg. drop (default: every task the records measured, "
+                             "the survey's MNLI, QQP, SST-2, SQuAD first, in its order)")
     parser.add_argument("--extra-tasks", type=_task_list, default=(), help="more task columns, not in Avg. drop")
     parser.add_argument("--published", action="store_true",
                         help="add the Ganesh et al. 2021 row beside a measured row of the same method")

@@ -22,7 +22,7 @@ import pandas as pd
 
 from harness.comparison import compare_split, holm_adjust
 from harness.report.load import load_records
-from harness.report.paired import points_scale
+from harness.report.paired import paired_test_label, points_scale
 
 ROUNDS = 2000
 ENVIRONMENT_KEYS = ("packages", "python", "os")
@@ -128,7 +128,9 @@ def compare_results(paths_a: list[str], paths_b: list[str], latency_tolerance: f
     for _, row in table.iterrows():
         accuracy = f"{row['accuracy_change']:+.2f} pt"
         if np.isfinite(row["accuracy_ci_lo"]):
-            accuracy += f" [{row['accuracy_ci_lo']:+.2f}, {row['accuracy_ci_hi']:+.2f}], p_holm={row['accuracy_p_holm']:.3g}"
+            test = paired_test_label(row["accuracy_test"])  # the CI is the paired bootstrap's whatever the test
+            accuracy += (f" [{row['accuracy_ci_lo']:+.2f}, {row['accuracy_ci_hi']:+.2f}] (paired bootstrap 95% CI), "
+                         f"{test + ' ' if test else ''}p_holm={row['accuracy_p_holm']:.3g}")
         else:
             accuracy += " (unpaired: prediction files missing)"
         latency = (f"latency ×{row['latency_ratio']:.3f} [{row['latency_ratio_ci_lo']:.3f}, {row['latency_ratio_ci_hi']:.3f}]"

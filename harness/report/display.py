@@ -6,11 +6,14 @@ import math
 
 import pandas as pd
 
-from harness.report.table import (DEFAULT_TASKS, LEAD_COLUMNS, MARK_CHANCE, MARK_RANDOM, MARK_SPARSE, MARK_SUBSET, MARK_TRAIN_SUBSET, MARK_VARIANT,
+from harness.report.paired import paired_test_label
+from harness.report.table import (LEAD_COLUMNS, MARK_CHANCE, MARK_RANDOM, MARK_SPARSE, MARK_SUBSET, MARK_TRAIN_SUBSET, MARK_VARIANT,
                                   table1_numeric)
 
 MISSING = "–"
-MARK_SIGNIFICANT = "†"
+# On a paired drop, one mark per method: † reads off the CI printed beside it, ‡ off the record's test.
+MARK_CI_EXCLUDES_ZERO = "†"  # the paired bootstrap 95 % CI excludes 0
+MARK_HOLM_SIGNIFICANT = "‡"  # the paired test (McNemar exact for accuracy) is significant after Holm
 HEADERS = {
     "category": "Category", "method": "Method", "model": "Model", "source": "Source", "provenance": "Prov.",
     "target_device": "Target device", "size_w_emb_pct": "Size w/ emb (%)", "size_wo_emb_pct": "Size w/o emb (%)",
@@ -22,8 +25,9 @@ TASK_LABELS = {
 }
 
 
-def table1(df: pd.DataFrame, tasks=DEFAULT_TASKS, extra_tasks=(), published=False, show_ci=True) -> pd.DataFrame:
-    """Display Table 1 (all strings) from the flat records frame of `load_records`."""
+def table1(df: pd.DataFrame, tasks=None, extra_tasks=(), published=False, show_ci=True) -> pd.DataFrame:
+    """Display Table 1 (all strings) from the flat records frame of `load_records`; `tasks` None: the
+    tasks the records measured (table.measured_tasks)."""
     return format_table1(table1_numeric(df, tasks, extra_tasks, published), show_ci=show_ci)
 
 
@@ -77,10 +81,10 @@ def _speedup(row, column: str) -> str:
     return text + (marks if isinstance(marks, str) else "")
 
 
-def footnotes(numeric: pd.DataFrame, tasks=DEFAULT_TASKS) -> list[str]:
-    """The legend for the markers that actually occur, plus how speedups and drops were computed."""
+def footnotes(numeric: pd.DataFrame, tasks=()) -> list[str]:
+    """The legend for the markers that actually occur, plus how speedups and drops were computed.
+    `tasks`: the columns asked to enter Avg. drop; those no row averaged are named as such."""
     marks = "".join(numeric[[c for c in numeric.columns if c.endswith("_marks")]].fillna("").to_numpy().ravel())
-    labels = ", ".join(TASK_LABELS.get(t, t) for t in tasks)
     notes = [
         f"{MISSING}: not measured (or no baseline to compare with). Scores are on the 0-100 scale; ±: half-width of the 95% CI, "
         "or '± sd (n=k)': mean and standard deviation over k seeds of the same configuration. A method run with "
@@ -93,9 +97,7 @@ def footnotes(numeric: pd.DataFrame, tasks=DEFAULT_TASKS) -> list[str]:
         "ᵐ: the method's compute depends on its input (early exit), so its speedup is baseline mean / method mean "
         "(cost per example) over the same seeded sample of ≥256 eval inputs (or the whole split), not a ratio of p50s. "
         "Never computed across machines.",
-        f"Avg. drop: mean over {labels} of (method − baseline of the same model on the same machine) in points, over tasks both report; "
-        "[lo, hi] where every averaged task has a paired CI: 95 % CI of the mean, the tasks' variances added "
-        "(independent dev sets; each task's standard error read off its paired bootstrap CI).",
+        average_drop_note(numeric, tasks),
     ]
     legend = {MARK_SPARSE: "sparse storage (1-bit mask + non-zero values), smaller than dense; w/o emb stays dense",
               MARK_SUBSET: "evaluated on a subset of the evaluation split",
@@ -106,14 +108,69 @@ def footnotes(numeric: pd.DataFrame, tasks=DEFAULT_TASKS) -> list[str]:
               MARK_VARIANT: "SQuAD v1.1 dev-split variant (squad_v1.1_devsplit), not the official dev set"}
     notes += [f"{mark}: {text}" for mark, text in legend.items() if mark in marks]
     if any(numeric[c].notna().any() for c in numeric.columns if c.endswith("_drop")):
-        notes.append(f"(Δ d [lo, hi]): method − baseline on the same eval examples, paired 95% CI; {MARK_SIGNIFICANT}: "
-                     "significant at 5% after Holm correction over the methods on that task (McNemar exact test for "
-                     "accuracy, paired bootstrap otherwise).")
+        notes.append(paired_drop_note(numeric))
     if numeric["source"].ne("measured").any():
         notes.append("Published rows: Ganesh et al. 2021, Table 1, as printed (other hardware, baselines and splits; "
                      "speedups are over BERT-base on the device named). Not comparable with measured rows. 'same family' rows are "
                      "other methods of a category measured here, shown for where the literature puts that family.")
     return notes
+
+
+def average_drop_note(numeric: pd.DataFrame, tasks=()) -> str:
+    """What Avg. drop averaged, named from the rows themselves (`avg_drop_tasks`), and how its CI was had."""
+    averaged = set()
+    for names in numeric.get("avg_drop_tasks", pd.Series(dtype=object)).dropna():
+        averaged |= {name for name in str(names).split(",") if name}
+    ordered = [t for t in task_columns(numeric) if t in averaged]
+    unaveraged = [t for t in tasks if t not in averaged]
+    left_out = (f" {_names(unaveraged)}: asked for, but no row has {'it' if len(unaveraged) == 1 else 'them'} "
+                "with its baseline, so in no average.") if unaveraged else ""
+    if not ordered:
+        return f"Avg. drop: {MISSING} everywhere: no task has a row and the baseline of its model both measured on one machine.{left_out}"
+    return (f"Avg. drop: mean over {_names(ordered)} of (method − baseline of the same model on the same machine) in points, "
+            "over tasks both report; [lo, hi] where every averaged task has a paired CI: the 95 % CI of the mean. "
+            "Over one task it is that task's paired CI (Δ d [lo, hi]) itself; over several, the tasks' paired bootstrap "
+            "CIs combined side by side by MOVER (Zou & Donner 2008): the squared distances from each drop to its CI's "
+            "lower (upper) limit added, the tasks' dev sets being independent." + left_out)
+
+
+def _names(tasks) -> str:
+    return ", ".join(TASK_LABELS.get(t, t) for t in tasks)
+
+
+def paired_drop_note(numeric: pd.DataFrame) -> str:
+    """The legend of (Δ d [lo, hi])†‡, naming the CI's bootstrap and the tests the table's rows carry."""
+    ci_methods = _values(numeric, "_drop_ci_method")
+    resamples = sorted(int(r) for r in _values(numeric, "_drop_resamples"))
+    bootstrap = " or ".join(sorted(ci_methods)) or "bootstrap"
+    if resamples:
+        bootstrap += ", " + (f"{resamples[0]:,}" if resamples[0] == resamples[-1] else f"{resamples[0]:,}-{resamples[-1]:,}") + " resamples"
+    tests = sorted(_values(numeric, "_drop_test"))
+    described = {"mcnemar_exact": "McNemar's exact test on the discordant pairs (accuracy)",
+                 "paired_bootstrap": "the paired bootstrap's own p (the other metrics)"}
+    test_text = " or ".join(described.get(t, paired_test_label(t)) for t in tests) or "the record's paired test"
+    why = "counts the task's other methods (Holm)" + (
+        ", and McNemar's exact binomial test is more conservative than a bootstrap interval" if "mcnemar_exact" in tests else "")
+    return (f"(Δ d [lo, hi]): method − baseline on the same eval examples, in points; [lo, hi]: its 95 % CI, a paired "
+            f"bootstrap over the eval examples ({bootstrap}; both models scored on every resample). "
+            f"{MARK_CI_EXCLUDES_ZERO}: that CI excludes 0. {MARK_HOLM_SIGNIFICANT}: significant at 5 % after Holm correction "
+            f"over the methods on that task, by {test_text}. Its p, Holm's p and the test are in table1_numeric.csv "
+            f"(<task>_drop_p, _drop_p_holm, _drop_test). {MARK_CI_EXCLUDES_ZERO} and {MARK_HOLM_SIGNIFICANT} can disagree "
+            f"near the 5 % line: {MARK_HOLM_SIGNIFICANT} {why}.")
+
+
+def _values(numeric: pd.DataFrame, suffix: str) -> set:
+    """Every value of the per-task columns ending in `suffix` (NaN and None left out)."""
+    found = set()
+    for column in numeric.columns:
+        if column.endswith(suffix):
+            found |= {v for v in numeric[column] if _present(v) and v != ""}
+    return found
+
+
+def _flag(row, column: str) -> bool:
+    value = row.get(column)
+    return _present(value) and bool(value)
 
 
 def _score(row: pd.Series, task: str, show_ci: bool) -> str:
@@ -127,10 +184,11 @@ def _score(row: pd.Series, task: str, show_ci: bool) -> str:
         text += f" ±{sd:.1f} sd (n={int(n)})"
     elif show_ci and _present(lo) and _present(hi):
         text += f" ±{(hi - lo) / 2:.1f}"
-    if _present(row.get(task + "_drop")):  # paired drop vs the baseline, its paired CI, † if significant (Holm)
+    if _present(row.get(task + "_drop")):  # paired drop vs the baseline, its paired CI, † and ‡ (paired_drop_note)
         low, high = row.get(task + "_drop_ci_lo"), row.get(task + "_drop_ci_hi")
         text += f" (Δ{row[task + '_drop']:+.1f}" + (f" [{low:+.1f}, {high:+.1f}]" if _present(low) and _present(high) else "")
-        text += MARK_SIGNIFICANT + ")" if row.get(task + "_drop_significant") else ")"
+        text += (MARK_CI_EXCLUDES_ZERO if _flag(row, task + "_drop_ci_excludes_zero") else "")
+        text += (MARK_HOLM_SIGNIFICANT if _flag(row, task + "_drop_holm_significant") else "") + ")"
     return text
 
 

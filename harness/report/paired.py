@@ -2,8 +2,10 @@
 
 Columns (points on the survey's 0-100 scale, NaN when the record has no comparison):
   paired_drop, paired_ci_lo, paired_ci_hi  method - baseline on the primary metric, and its paired 95 % CI
+                                           (a paired bootstrap over the eval examples, whatever the metric)
+  paired_ci_method, paired_resamples       the bootstrap's interval (BCa or percentile) and its resamples
   paired_p                                 its p-value (McNemar exact for accuracy, paired bootstrap otherwise)
-  paired_test                              which test gave paired_p
+  paired_test                              which test gave paired_p (harness.comparison's name for it)
   agreement                                share of examples where the method predicts what the baseline does
   mean_kl                                  mean KL(baseline || method) of the class probabilities (nats)
 """
@@ -16,7 +18,15 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-PAIRED_COLUMNS = ["paired_drop", "paired_ci_lo", "paired_ci_hi", "paired_p", "paired_test", "agreement", "mean_kl"]
+PAIRED_COLUMNS = ["paired_drop", "paired_ci_lo", "paired_ci_hi", "paired_ci_method", "paired_resamples", "paired_p",
+                  "paired_test", "agreement", "mean_kl"]
+# harness.comparison's test names as a reader should see them beside a p-value.
+PAIRED_TEST_LABELS = {"mcnemar_exact": "McNemar exact test", "paired_bootstrap": "paired bootstrap"}
+
+
+def paired_test_label(test) -> str:
+    """'McNemar exact test' for 'mcnemar_exact'; an unknown name as it is; '' for none."""
+    return PAIRED_TEST_LABELS.get(test, test) if isinstance(test, str) and test else ""
 
 
 def points_scale(task: str) -> float:
@@ -37,7 +47,7 @@ def primary_entry(comparison: dict, primary_metric: Optional[str]) -> Optional[t
 
 def paired_row(record: dict, task: str, primary_metric: Optional[str]) -> dict:
     row = dict.fromkeys(PAIRED_COLUMNS, np.nan)
-    row["paired_test"] = None
+    row["paired_test"] = row["paired_ci_method"] = None
     comparison = record.get("comparison")
     found = primary_entry(comparison, primary_metric) if isinstance(comparison, dict) else None
     if found is None:
@@ -47,7 +57,8 @@ def paired_row(record: dict, task: str, primary_metric: Optional[str]) -> dict:
     ci = entry.get("ci95") or [np.nan, np.nan]
     row.update(paired_drop=scale * entry["difference"], paired_ci_lo=scale * ci[0], paired_ci_hi=scale * ci[1],
                paired_p=entry.get("p_value") if entry.get("p_value") is not None else np.nan,
-               paired_test=entry.get("test"))
+               paired_test=entry.get("test"), paired_ci_method=entry.get("ci_method"),
+               paired_resamples=comparison.get("resamples") if entry.get("ci95") and comparison.get("resamples") else np.nan)
     agreements = comparison.get("agreement") or {}
     split = next((name for name in agreements if key.endswith(name.replace("validation_", ""))), None) or next(iter(agreements), None)
     if split is not None:

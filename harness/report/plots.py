@@ -328,7 +328,8 @@ def plot_drop_vs_speedup(numeric: pd.DataFrame, device: str = "cpu") -> Optional
     speedups = pd.concat([measured[column], survey[column]]).astype(float)
     if speedups.max() / max(speedups.min(), 1e-9) > 8:
         ax.set_xscale("log")
-    drop_kind = "paired 95% CI" if lo_hi else "unpaired difference of means, no CI"
+    # Table 1's Avg. drop CI (table.average_drop_ci): one task's paired bootstrap CI, or several tasks' combined
+    drop_kind = "paired bootstrap 95% CI" if lo_hi else "unpaired difference of means, no CI"
     machine = _machine_of(measured)
     ax.set(xlabel=f"{device.upper()} speedup over the baseline (×)", ylabel="Average accuracy drop (points)",
            title=f"Accuracy drop vs {device.upper()} speedup ({drop_kind})\n{PUBLISHED_NOTE}"

@@ -24,7 +24,7 @@ import pandas as pd
 from harness.report.display import signed_points
 from harness.report.frontier_uncertainty import add_frontier_probabilities
 from harness.report.machines import by_machine, machines
-from harness.report.paired import add_paired_columns
+from harness.report.paired import add_paired_columns, paired_test_label
 from harness.report.speedup import add_speedups, is_baseline
 
 
@@ -166,8 +166,12 @@ def _evidence(cell) -> str:
         drop += (f" (mean over {cell['n_seeds']} seeds; per seed "
                  + ", ".join(f"{signed_points(d)} (seed {int(s)})" for s, d in cell["seed_drops"]) + ")")
     elif np.isfinite(cell["drop_lo"]):
-        drop += f" (paired 95% CI [{signed_points(cell['drop_lo'])}, {signed_points(cell['drop_hi'])}]"
-        drop += f", p={cell['paired_p']:.3g})" if np.isfinite(cell.get("paired_p", np.nan)) else ")"
+        # The CI is always the paired bootstrap's; the p is the record's test, which for accuracy is
+        # McNemar's: named, so a p above 0.05 beside a CI clear of 0 reads as two methods, not an error.
+        drop += f" (paired bootstrap 95% CI [{signed_points(cell['drop_lo'])}, {signed_points(cell['drop_hi'])}]"
+        test = paired_test_label(cell.get("paired_test"))
+        drop += (f"; {test + ' ' if test else ''}p={cell['paired_p']:.3g})"
+                 if np.isfinite(cell.get("paired_p", np.nan)) else ")")
     elif not cell["drop_paired"]:
         drop += " (unpaired: no comparison in the record)"
     latency = f"p50 {cell['latency_p50_ms']:.2f} ms" if np.isfinite(cell["latency_p50_ms"]) else "latency not measured"

@@ -40,10 +40,10 @@ def run_statistics_command(args) -> int:
     from harness.report.recommend import Budget, recommend
 
     budget = Budget(args.max_drop, args.max_latency_ms, args.max_size_pct, args.device)
-    from harness.report.table import DEFAULT_TASKS, TASK_ALIASES
+    from harness.report.table import TASK_ALIASES
 
     # Without --tasks every measured task is answered; with it, the tasks named (a variant counts as its task).
-    wanted = set(args.tasks) | set(args.extra_tasks) if tuple(args.tasks) != DEFAULT_TASKS else None
+    wanted = set(args.tasks) | set(args.extra_tasks) if args.tasks is not None else None
     tasks = tuple(t for t in sorted(set(records["task"])) if wanted is None or t in wanted or TASK_ALIASES.get(t) in wanted)
     _, lines = recommend(records, budget, tasks)
     print("\n".join(lines))

@@ -17,7 +17,8 @@ from harness.report.machines import MACHINE_KEY, by_machine
 from harness.report.paired import add_paired_columns
 from harness.report.speedup import add_speedups, geometric_mean, is_baseline
 
-DEFAULT_TASKS = ("mnli", "qqp", "sst2", "squad_v1.1")
+# The task columns of Ganesh et al.'s Table 1, in its order: a report's own columns follow it where they overlap.
+SURVEY_TASKS = ("mnli", "qqp", "sst2", "squad_v1.1")
 # A variant task measured instead of the survey's: shown in the survey's column, with a marker.
 TASK_ALIASES = {"squad_v1.1_devsplit": "squad_v1.1"}
 MARK_SUBSET, MARK_RANDOM, MARK_VARIANT, MARK_SPARSE, MARK_TRAIN_SUBSET = "ˢ", "ʳ", "ᵈ", "ⁿ", "ᵗ"
@@ -27,9 +28,21 @@ LEAD_COLUMNS = ["category", "method", "model", "source", "provenance", "target_d
                 "size_w_emb_pct", "size_wo_emb_pct", "speedup_gpu", "speedup_cpu"]
 
 
-def table1_numeric(df: pd.DataFrame, tasks=DEFAULT_TASKS, extra_tasks=(), published=False) -> pd.DataFrame:
+def measured_tasks(df: pd.DataFrame, extra_tasks=()) -> tuple[str, ...]:
+    """The task columns of what `df`'s usable records measured, `extra_tasks` left out: a variant in its
+    survey column (unless it is an extra task by name), the survey's columns first in its order, then
+    the others alphabetically. What Table 1 shows and averages when no task is named."""
+    ok = df[df["status"].eq("ok")] if "status" in df else df
+    present = {t if t in extra_tasks else TASK_ALIASES.get(t, t) for t in ok["task"].dropna()} - set(extra_tasks)
+    return tuple(t for t in SURVEY_TASKS if t in present) + tuple(sorted(present - set(SURVEY_TASKS)))
+
+
+def table1_numeric(df: pd.DataFrame, tasks=None, extra_tasks=(), published=False) -> pd.DataFrame:
     """Numeric Table 1, one machine's table after another (ordered by `machine`, its name; `fingerprint`
-    its key). Per task column `t` also `t_ci_lo`, `t_ci_hi`, `t_marks`; `avg_drop` is over `tasks` only."""
+    its key). Per task column `t` also `t_ci_lo`, `t_ci_hi`, `t_marks`; `avg_drop` is over `tasks` only
+    (default: every task the records measured, `measured_tasks`), and `avg_drop_tasks` names the ones
+    each row's average took in."""
+    tasks = measured_tasks(df, extra_tasks) if tasks is None else tuple(tasks)
     columns = list(tasks) + [t for t in extra_tasks if t not in tasks]
     ok = add_paired_columns(add_speedups(df[df["status"].eq("ok")]))
     # A variant goes to its survey column unless the caller asked for the variant's own column.
@@ -51,7 +64,7 @@ def _machine_table(ok: pd.DataFrame, fingerprint, name: str, columns: list[str],
     if not table.empty:
         order = table["category"].map(category_rank)
         table = table.assign(_rank=order).sort_values(["_rank", "model", "method"], kind="stable").drop(columns="_rank")
-        table = _holm_per_task(table, columns)
+        table = _significance_per_task(table, columns)
     if published:
         from harness.report.published import interleave_published
 
@@ -70,7 +83,8 @@ def _all_columns(columns: list[str]) -> list[str]:
     per_task = [c + suffix for c in columns for suffix in ("", "_ci_lo", "_ci_hi", "_marks", "_sd", "_n") + PAIRED_SUFFIXES]
     speedup = [f"speedup_{d}_{suffix}" for d in ("gpu", "cpu") for suffix in ("low", "high", "flags")]
     return (["machine", MACHINE_KEY] + LEAD_COLUMNS + ["size_marks"] + speedup + per_task
-            + ["avg_drop", "avg_drop_ci_lo", "avg_drop_ci_hi", "avg_drop_marks", "notes", "comparable_to_published"]
+            + ["avg_drop", "avg_drop_ci_lo", "avg_drop_ci_hi", "avg_drop_marks", "avg_drop_tasks", "notes",
+               "comparable_to_published"]
             + ["train_steps", "train_examples_seen", "train_wall_s"])
 
 
@@ -119,7 +133,7 @@ def _row(group: pd.DataFrame, ok: pd.DataFrame, columns: list[str], drop_tasks) 
     for device, column in (("cuda", "speedup_gpu"), ("cpu", "speedup_cpu")):
         row.update(_speedup_evidence(group[group["device"].eq(device)], column))
     baselines = ok[is_baseline(ok) & ok["model"].eq(first["model"])]
-    drops, drop_cis, drop_marks = [], [], set()
+    drops, drop_cis, drop_marks, averaged = [], [], set(), []
     for column in columns:
         cell = _pick(group[group["column"].eq(column)])
         marks = _marks(cell, column)
@@ -142,48 +156,72 @@ def _row(group: pd.DataFrame, ok: pd.DataFrame, columns: list[str], drop_tasks) 
             row.update({column + "_drop": float(paired.mean()) if has_paired else np.nan,
                         column + "_drop_ci_lo": cell["paired_ci_lo"] if one else np.nan,
                         column + "_drop_ci_hi": cell["paired_ci_hi"] if one else np.nan,
-                        column + "_drop_p": cell["paired_p"] if one else np.nan})
+                        column + "_drop_ci_method": cell.get("paired_ci_method") if one else None,
+                        column + "_drop_resamples": cell.get("paired_resamples") if one else np.nan,
+                        column + "_drop_p": cell["paired_p"] if one else np.nan,
+                        column + "_drop_test": cell.get("paired_test") if one else None})
         base = _pick(baselines[baselines["task"].eq(cell["task"])], prefer=cell)
         if column in drop_tasks and base is not None and pd.notna(base["score"]) and not cell["random_init"]:
             # Each record's own paired drop (its baseline: same seed, same examples) where every seed has
             # one; a difference of two records' scores only for records without it.
             drops.append(float(paired.mean()) if has_paired else cell["score"] - base["score"])
             # one seed's paired CI does not describe a mean over seeds: such a row gets no average-drop CI
-            drop_cis.append((cell.get("paired_ci_lo"), cell.get("paired_ci_hi")) if len(seeds) == 1 else (None, None))
+            drop_cis.append((drops[-1], cell.get("paired_ci_lo"), cell.get("paired_ci_hi")) if len(seeds) == 1
+                            else (drops[-1], None, None))
             drop_marks |= set(marks) | set(_marks(base, column))
+            averaged.append(column)
     row["avg_drop"] = float(np.mean(drops)) if drops else np.nan
+    row["avg_drop_tasks"] = ",".join(averaged)
     # A baseline's drop is 0 by definition (the ORT baseline's predictions equal PyTorch's): no CI to show.
     is_reference = first["category"] == "Baseline"
-    row["avg_drop_ci_lo"], row["avg_drop_ci_hi"] = (np.nan, np.nan) if is_reference else _average_drop_ci(row["avg_drop"], drop_cis)
+    row["avg_drop_ci_lo"], row["avg_drop_ci_hi"] = (np.nan, np.nan) if is_reference else average_drop_ci(drop_cis)
     row["avg_drop_marks"] = "".join(sorted(drop_marks - {MARK_RANDOM}))
     return row
 
 
-def _average_drop_ci(average: float, cis: list) -> tuple[float, float]:
-    """A 95 % CI for the average of per-task paired drops: the tasks' dev sets are independent, so
-    the variances add (each task's standard error read off its paired bootstrap CI as width / 3.92).
-    NaN unless every averaged task has a paired CI (seed-averaged rows have none)."""
-    if not cis or any(lo is None or hi is None or pd.isna(lo) or pd.isna(hi) for lo, hi in cis):
+def average_drop_ci(tasks: list[tuple]) -> tuple[float, float]:
+    """95 % CI of the mean of per-task paired drops, from each task's (drop, lo, hi): its paired
+    bootstrap CI. One task: that CI itself, so Avg. drop and the task's (Δ [lo, hi]) never disagree.
+    Several: MOVER (Zou & Donner 2008, Stat Med 27:1693), each side on its own: the distances from
+    each drop to that side of its CI, squared and added (the tasks' dev sets are independent), the
+    root divided by the number of tasks. Symmetric CIs give the variance-adding normal interval; a
+    skewed (BCa) CI keeps its skew instead of being averaged into a symmetric one. NaN unless every
+    averaged task has a paired CI (seed-averaged rows have none)."""
+    if not tasks or any(lo is None or hi is None or pd.isna(lo) or pd.isna(hi) for _, lo, hi in tasks):
         return np.nan, np.nan
-    half_width = 1.96 * np.sqrt(sum(((hi - lo) / 3.92) ** 2 for lo, hi in cis)) / len(cis)
-    return average - half_width, average + half_width
+    if len(tasks) == 1:
+        _, lo, hi = tasks[0]
+        return float(lo), float(hi)
+    average = float(np.mean([drop for drop, _, _ in tasks]))
+    # a BCa interval may (rarely) not contain its own estimate: that side then adds no width
+    below = np.sqrt(sum(max(drop - lo, 0.0) ** 2 for drop, lo, _ in tasks)) / len(tasks)
+    above = np.sqrt(sum(max(hi - drop, 0.0) ** 2 for drop, _, hi in tasks)) / len(tasks)
+    return average - below, average + above
 
 
-# Paired drop vs the baseline on the same examples (points), its CI, raw and Holm-adjusted p, significance.
-PAIRED_SUFFIXES = ("_drop", "_drop_ci_lo", "_drop_ci_hi", "_drop_p", "_drop_p_holm", "_drop_significant")
+# Paired drop vs the baseline on the same examples (points): its CI (paired bootstrap), whether that CI
+# excludes 0 (the table's †), the bootstrap's CI method and resamples; the record's test (McNemar exact
+# for accuracy, the paired bootstrap otherwise), its raw and Holm-adjusted p and verdict (the table's ‡).
+PAIRED_SUFFIXES = ("_drop", "_drop_ci_lo", "_drop_ci_hi", "_drop_ci_excludes_zero", "_drop_ci_method",
+                   "_drop_resamples", "_drop_p", "_drop_test", "_drop_p_holm", "_drop_holm_significant")
 ALPHA = 0.05
 
 
-def _holm_per_task(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Holm over the methods compared on each task: a table tests many drops at once, and the family-wise
-    error rate, not each test's, is what a reader of "significant" assumes."""
+def _significance_per_task(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Two verdicts per drop, each from one method. `_drop_ci_excludes_zero`: the paired bootstrap CI
+    shown beside the drop excludes 0, so the mark can never contradict its CI. `_drop_holm_significant`:
+    the record's test after Holm over the methods compared on the task, since a table tests many drops
+    at once and the family-wise error rate, not each test's, is what a reader of "significant" assumes.
+    They can differ: Holm's is stricter, and for accuracy the test is McNemar's, not the bootstrap."""
     from harness.comparison import holm_adjust
 
     table = table.copy()
     for column in columns:
+        low, high = table[column + "_drop_ci_lo"].astype(float), table[column + "_drop_ci_hi"].astype(float)
+        table[column + "_drop_ci_excludes_zero"] = (low > 0) | (high < 0)  # NaN compares False
         adjusted = holm_adjust(table[column + "_drop_p"].to_numpy(float))
         table[column + "_drop_p_holm"] = adjusted
-        table[column + "_drop_significant"] = np.where(np.isfinite(adjusted), adjusted < ALPHA, False)
+        table[column + "_drop_holm_significant"] = np.where(np.isfinite(adjusted), adjusted < ALPHA, False)
     return table
 
 

@@ -16,7 +16,7 @@ from typing import Any, Optional
 from harness.labels import DATA_BUDGET
 
 # Not part of what a configuration *is*: where files go, run flags, and the seed (seeds aggregate).
-NOT_SETTING = ("paths", "force", "isolate", "run_name", "allow_concurrent_latency", "seed")
+NOT_SETTING = ("paths", "force", "isolate", "run_name", "allow_concurrent_latency", "memory_limit_gb", "seed")
 
 
 def setting_key(config: dict) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from harness.predictions import land_with_record
 from harness.record import write_json_atomic
 from harness.runner import execute, failed_record
 from harness.sweep.isolation import CellInterrupted, run_isolated
@@ -22,7 +23,7 @@ from harness.sweep.leases import MachineLease
 from harness.sweep.resume import FINAL_STATUSES, resume_decision
 from harness.sweep.summary import summary_line, sweep_report
 
-__all__ = ["FINAL_STATUSES", "run_and_record", "sweep_report"]
+__all__ = ["FINAL_STATUSES", "run_and_record", "sweep_report", "write_record"]
 
 
 def run_and_record(plan) -> Path:
@@ -41,12 +42,20 @@ def run_and_record(plan) -> Path:
     with lease:
         try:
             record = _run(plan)
-        except CellInterrupted as interrupt:
-            if interrupt.record is not None:  # it finished before the interrupt: keep the measurement
-                _write(plan, interrupt.record, lease)
+        except BaseException as interrupt:
+            if isinstance(interrupt, CellInterrupted) and interrupt.record is not None:
+                _write(plan, interrupt.record, lease)  # it finished before the interrupt: keep the measurement
+            else:
+                land_with_record(path, None)  # no record: its pending predictions go too
             raise
     _write(plan, record, lease)
     return path
+
+
+def write_record(path, record: dict) -> Path:
+    """The record and the predictions it links land together (harness.predictions.land_with_record)."""
+    land_with_record(path, record)
+    return write_json_atomic(path, record)
 
 
 def _run(plan) -> dict:
@@ -59,7 +68,7 @@ def _run(plan) -> dict:
 def _write(plan, record: dict, lease: MachineLease) -> None:
     lease.annotate(record)
     try:
-        write_json_atomic(plan.record_path, record)
+        write_record(plan.record_path, record)
     except OSError as err:
         print(f"compbench: error: cannot write the record of {plan.label} to {plan.record_path}: {err.strerror or err}", file=sys.stderr, flush=True)
         raise

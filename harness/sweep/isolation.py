@@ -9,7 +9,9 @@ parent reads it and writes the real record. Interrupts lose nothing and leave no
   hands its record up in `CellInterrupted` so it is recorded before the sweep stops;
 - the scratch directory is removed on every path; one whose owner was SIGKILLed (its pid is gone,
   or belongs to a process started after the directory) is removed by the next isolated cell;
-- the kernel SIGKILLs the child when the parent dies (Linux PR_SET_PDEATHSIG): no orphan cell.
+- the kernel SIGKILLs the child when the parent dies (Linux PR_SET_PDEATHSIG): no orphan cell;
+- the child runs under the cell's memory limit (harness.sweep.memory_watch): past it, it is killed
+  and its record says so; a child that died otherwise is described as precisely as the parent can.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Callable, Optional
+
+from harness.resources import limit_bytes
+from harness.sweep.memory_watch import MemoryWatch, limit_source
 
 SCRATCH_PREFIX = "compbench-cell-"
 STOP_GRACE_S = 10.0  # how long a stopped child may take to exit before it is killed
@@ -130,16 +135,15 @@ def run_isolated(executor: Callable, plan) -> tuple[Optional[dict], Optional[str
         process = context.Process(target=_child, args=(executor, plan.cell, plan.config_hash, plan.fingerprints, out_path, os.getpid()))
         with _standard_start_method():
             process.start()
-        try:
-            process.join()
-        except KeyboardInterrupt:
-            _stop(process)
-            raise CellInterrupted(_read(out_path)) from None
+        with MemoryWatch(process.pid, limit_bytes(plan.cell), limit_source(plan.cell.memory_limit_gb)) as watch:
+            try:
+                process.join()
+            except KeyboardInterrupt:
+                _stop(process)
+                raise CellInterrupted(_read(out_path)) from None
         record = _read(out_path)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if record is not None:
         return record, None
-    code = process.exitcode
-    cause = f"killed by signal {-code} (out of memory?)" if code and code < 0 else f"exit code {code}"
-    return None, f"cell process died before writing its record: {cause}"
+    return None, f"cell process died before writing its record: {watch.death_reason(process.exitcode)}"

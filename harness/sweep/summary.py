@@ -4,6 +4,7 @@ with the exit code a script can test:
     0  every cell ok or unsupported          1  at least one cell failed
     3  a cell has no record (refused because another cell held the machine, interrupted, crashed)
     2  bad input (harness.cli, before anything runs)        130  interrupted by Ctrl-C
+                                                            143  stopped by SIGTERM (as Ctrl-C)
 """
 
 from __future__ import annotations
@@ -12,11 +13,23 @@ from pathlib import Path
 
 from harness.record import load_record
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_RUN, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_RUN, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 3, 130, 143
+
+
+def cell_title(record: dict) -> str:
+    """The cell's names, its method as the report labels it: two cells of one sweep over a method's
+    parameter ("magnitude (sparsity=0.3)", "magnitude") never print the same line."""
+    label = ((record.get("method") or {}).get("label") or {}).get("short")
+    method_config = (record.get("config") or {}).get("method")
+    if not label and isinstance(method_config, dict):  # a failed cell's record has no method section
+        from harness.labels import record_label
+
+        label = record_label(method_config, record["cell"].get("runtime", "pytorch"))["short"]
+    return " ".join(label if key == "method" and label else value for key, value in record["cell"].items())
 
 
 def summary_line(record: dict, path: Path) -> str:
-    names = " ".join(record["cell"].values())
+    names = cell_title(record)
     if record["status"] != "ok":
         return f"[{record['status']}] {names}: {record['reason']} -> {path}"
     parts = [f"[ok] {names}"]
@@ -49,7 +62,7 @@ def sweep_report(planned: list[Path], started: float) -> tuple[list[str], int]:
         counts[record["status"]] += 1
         earlier += path.stat().st_mtime < started
         if record["status"] == "failed":
-            problems.append(f"  failed: {' '.join(record['cell'].values())}: {record['reason']} -> {path}")
+            problems.append(f"  failed: {cell_title(record)}: {record['reason']} -> {path}")
     not_run = len(planned) - sum(counts.values())
     head = (f"compbench: sweep of {len(planned)} cells: {counts['ok']} ok, {counts['unsupported']} unsupported, "
             f"{counts['failed']} failed, {not_run} not run ({earlier} recorded by earlier runs)")

@@ -49,8 +49,9 @@ def predict(model, split: EvalSplit, tokenizer, device: str = "cpu", batch_size:
     model is expected to be on `device` already (moving quantized models is the runner's call).
     """
     import torch
-    from tqdm.auto import tqdm
     from transformers import DataCollatorWithPadding
+
+    from harness.progress import progress as progress_bar
 
     columns = split.features[:]
     names = _accepted_inputs(model, [c for c in split.features.column_names if c != "labels"])
@@ -60,7 +61,7 @@ def predict(model, split: EvalSplit, tokenizer, device: str = "cpu", batch_size:
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), tqdm(total=len(order), desc=f"eval {split.name}", disable=not progress, unit="ex") as bar:
+        with torch.inference_mode(), progress_bar(len(order), f"eval {split.name}", "ex", enabled=progress) as bar:
             for begin in range(0, len(order), batch_size):
                 rows = order[begin : begin + batch_size]
                 batch = collate([{name: columns[name][i] for name in names} for i in rows])
