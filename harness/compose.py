@@ -7,6 +7,7 @@ Shared by the CLI and the pre-flight checks, so neither imports the other.
 from __future__ import annotations
 
 import difflib
+import functools
 from pathlib import Path
 
 from harness.errors import ConfigError
@@ -18,12 +19,25 @@ OMEGACONF_TYPES = {"Float": "a number", "Integer": "an integer", "Boolean": "tru
 
 def available(group: str) -> list[str]:
     """The choices of a config group: its YAMLs, and for `method` every registered method and recipe."""
-    names = {p.stem for p in (CONF_DIR / group).glob("*.yaml")}
+    names = set(_yaml_choices(group))
     if group == "method":
         from methods import registry
 
         names |= set(registry.names())
     return sorted(names)
+
+
+@functools.lru_cache(maxsize=None)
+def _yaml_choices(group: str) -> tuple:
+    return tuple(p.stem for p in (CONF_DIR / group).glob("*.yaml"))  # package data: fixed while the process runs
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(override: str):
+    """One override as Hydra's grammar reads it; a sweep repeats the same few strings in every cell."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create().parse_overrides([override])[0]  # its errors say where the grammar is documented
 
 
 def is_multirun(argv: list[str]) -> bool:
@@ -90,6 +104,53 @@ def compose_raw(overrides: list[str], hydra_config: bool = False):
         return compose("config", overrides=overrides, return_hydra_config=hydra_config)
 
 
+@functools.lru_cache(maxsize=None)
+def _composed_once(overrides: tuple):
+    return compose_raw(list(overrides))  # read-only to callers: they deepcopy what they change
+
+
+def compose_sweep_cell(overrides: list[str]):
+    """compose_raw(overrides), with Hydra's composition done once per distinct group choice.
+
+    Hydra composes a config in ~0.1 s (its defaults tree, YAML merges and deep copies): a sweep of
+    1,000 cells spent almost all of its planning there. A cell is the primary config with each
+    group's node as Hydra composes it for that choice (`method=magnitude`: the method node of
+    `compose(["method=magnitude"])`; each group has its own package and config.yaml sets nothing
+    inside one), then its other overrides applied by Hydra's own rule
+    (ConfigLoaderImpl._apply_overrides_to_config: the same errors and add/delete semantics).
+    Anything else about groups (`+group=`, `~group`, `group@package=`, the hydra/ groups) goes
+    through a full composition. tests/test_plan_scale.py checks the two agree."""
+    import copy
+
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.override_parser.types import OverrideType
+
+    parsed = [_parsed(override) for override in overrides]
+    choices, values = [], []
+    for override in parsed:
+        key = override.key_or_group
+        if key in GROUPS and override.type == OverrideType.CHANGE and override.package is None:
+            choices.append(override)
+        elif key in GROUPS or "/" in key or override.package is not None:
+            return compose_raw(overrides)
+        else:
+            values.append(override)
+    cfg = copy.deepcopy(_with_choices(tuple((c.key_or_group, c.input_line) for c in choices)))
+    ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
+    return cfg
+
+
+@functools.lru_cache(maxsize=None)
+def _with_choices(choices: tuple):
+    """The primary config with each (group, "group=choice") node as Hydra composes it alone (read-only)."""
+    import copy
+
+    cfg = copy.deepcopy(_composed_once(()))
+    for group, line in choices:
+        cfg[group] = copy.deepcopy(_composed_once((line,))[group])
+    return cfg
+
+
 def compose_cell(overrides: list[str]):
     """The validated CellConfig of one cell (one line naming the field on bad input)."""
     from hydra.errors import HydraException
@@ -99,7 +160,7 @@ def compose_cell(overrides: list[str]):
 
     check_choices(overrides)
     try:
-        cfg = compose_raw(overrides)
+        cfg = compose_sweep_cell(overrides)
     except (HydraException, OmegaConfBaseException) as err:
         raise composition_error(err, overrides) from None
     return to_cell_config(cfg)
