@@ -107,7 +107,7 @@ def help_text() -> str:
 def main() -> None:
     import time
 
-    from harness.sweep.summary import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED
+    from harness.sweep.summary import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED
 
     register_configs()
     argv = sys.argv[1:]
@@ -135,17 +135,27 @@ def main() -> None:
     started = time.time()
     interrupted = False
     signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    launcher_error = None
     try:
         hydra_main()
     except KeyboardInterrupt:
         interrupted = True
+    except Exception as err:  # noqa: BLE001 - a launcher gave up (submitit: a job past its time limit): still say where every cell stands
+        launcher_error = f"{err.__class__.__name__}: {' '.join(str(err).split())}"
+    except SystemExit as stop:  # Hydra reports a launcher's exception itself, then exits 1
+        if stop.code in (0, None) or plans is None:
+            raise
+        launcher_error = f"exit code {stop.code} (its error is above)"
     code = 0
     if plans is not None:  # also after a failure or Ctrl-C: which cells are done, failed, or not run
         from harness.sweep import sweep_report
 
         lines, code = sweep_report([plan.record_path for plan in plans], started)
-        if is_multirun(argv) or interrupted:
+        if is_multirun(argv) or interrupted or launcher_error:
             print("\n".join(lines), flush=True)
+    if launcher_error:
+        print(f"compbench: error: the launcher stopped the sweep: {launcher_error}", file=sys.stderr, flush=True)
+        code = max(code, EXIT_FAILED)
     if interrupted:
         how = "terminated (SIGTERM)" if SIGTERM_RECEIVED else "interrupted"
         print(f"compbench: {how}; finished cells are recorded, run the same command again to resume", file=sys.stderr, flush=True)

@@ -205,3 +205,26 @@ def test_readme_quick_cell_runs_as_written(tmp_path, data_root):
     proc, results = run_cli(command[1:] + tiny, tmp_path, data_root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "[ok]" in proc.stdout and len(list((results / "records").glob("*.json"))) == 1
+
+
+@pytest.mark.parametrize("gives_up", [RuntimeError("UncompletedJobError: Job not requeued because: timed-out too many times"),
+                                      SystemExit(1)])
+def test_a_launcher_that_gives_up_still_ends_with_the_summary(tmp_path, data_root, monkeypatch, capsys, gives_up):
+    """submitit raises when a job passes its time limit (and Hydra exits 1 after printing it): the sweep still
+    says where every planned cell stands, and exits non-zero."""
+    from harness import cli
+
+    monkeypatch.setenv("COMPBENCH_DATA_ROOT", str(data_root))
+    monkeypatch.setattr(sys, "argv", ["compbench", "-m", "task=sst2,mrpc", "model.init=random", "measure.latency=false",
+                                      "measure.energy=false", f"paths.results_dir={tmp_path / 'results'}", f"paths.cache_dir={tmp_path / 'cache'}"])
+
+    def launcher():
+        raise gives_up
+
+    monkeypatch.setattr(cli, "hydra_main", launcher)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 3  # no cell has a record: "not run" outranks the launcher's failure
+    assert out.splitlines()[0].startswith("compbench: sweep of 2 cells: 0 ok, 0 unsupported, 0 failed, 2 not run")
+    assert err.strip().splitlines()[-1].startswith("compbench: error: the launcher stopped the sweep: ")

@@ -82,11 +82,13 @@ class MemoryWatch:
         if self.exceeded_bytes is not None:
             return (f"exceeded its memory limit: {self.exceeded_bytes / GIB:.1f} GiB resident, limit {self.limit_bytes / GIB:.1f} GiB "
                     f"({self.limit_source}); compbench stopped it so the machine stays usable")
+        if exitcode == 128 + signal.SIGTERM or exitcode == -signal.SIGTERM:  # the cell turns SIGTERM into this exit
+            return "stopped by SIGTERM (scancel, a job's time limit, a shutdown or a kill)"
         if exitcode is None or exitcode >= 0:
             return f"exit code {exitcode}"
         name = _signal_name(-exitcode)
         if -exitcode != signal.SIGKILL:
-            return f"ended by {name}" + (" (a kill, or a job scheduler's time limit)" if -exitcode == signal.SIGTERM else "")
+            return f"ended by {name}"
         total = psutil.virtual_memory().total
         seen = f"its peak was {self.peak_bytes / GIB:.1f} GiB and the machine had {self.available_bytes / GIB:.1f} GiB available at the last check"
         if self.available_bytes < NEARLY_OUT_OF_MEMORY * total:
