@@ -59,7 +59,9 @@ def table1_numeric(df: pd.DataFrame, tasks=None, extra_tasks=(), published=False
 def _machine_table(ok: pd.DataFrame, fingerprint, name: str, columns: list[str], tasks, published) -> pd.DataFrame:
     """One machine's Table 1: its rows, baselines and seeds only. Holm runs over this table's methods
     (the family a reader of it compares), and the survey's rows sit beside this machine's measured ones."""
-    rows = [_row(group, ok, columns, tasks) for _, group in ok.groupby(["model", "label"], sort=False)]
+    # Each row looks up its model's baseline per task: grouped once here, not filtered out of every cell per row.
+    baselines = {key: cells for key, cells in ok[is_baseline(ok)].groupby(["model", "task"], sort=False)}
+    rows = [_row(group, baselines, columns, tasks) for _, group in ok.groupby(["model", "label"], sort=False)]
     table = pd.DataFrame(rows, columns=_all_columns(columns))
     if not table.empty:
         order = table["category"].map(category_rank)
@@ -111,8 +113,9 @@ def _speedup_evidence(cells: pd.DataFrame, column: str) -> dict:
     return evidence
 
 
-def _row(group: pd.DataFrame, ok: pd.DataFrame, columns: list[str], drop_tasks) -> dict:
-    """One configuration on one machine: `group` and `ok` (where its baselines are found) hold that machine's cells only."""
+def _row(group: pd.DataFrame, baselines: dict, columns: list[str], drop_tasks) -> dict:
+    """One configuration on one machine: `group` and `baselines` ((model, task) -> that machine's baseline
+    cells) hold that machine's cells only."""
     first = group.iloc[0]
     devices = [d for d in pd.concat([group.loc[group["device"].eq("cuda"), "gpu_name"],
                                      group.loc[group["device"].eq("cpu"), "cpu_model"]]).dropna().unique()]
@@ -132,17 +135,17 @@ def _row(group: pd.DataFrame, ok: pd.DataFrame, columns: list[str], drop_tasks) 
     }
     for device, column in (("cuda", "speedup_gpu"), ("cpu", "speedup_cpu")):
         row.update(_speedup_evidence(group[group["device"].eq(device)], column))
-    baselines = ok[is_baseline(ok) & ok["model"].eq(first["model"])]
     drops, drop_cis, drop_marks, averaged = [], [], set(), []
+    by_column = dict(tuple(group.groupby("column", sort=False)))
     for column in columns:
-        cell = _pick(group[group["column"].eq(column)])
+        cell = _pick(by_column.get(column, group.iloc[0:0]))
         marks = _marks(cell, column)
         row.update({column: np.nan, column + "_ci_lo": np.nan, column + "_ci_hi": np.nan, column + "_marks": marks,
                     column + "_sd": np.nan, column + "_n": np.nan})
         if cell is None or pd.isna(cell["score"]):
             continue
         row.update({column: cell["score"], column + "_ci_lo": cell["ci_lo"], column + "_ci_hi": cell["ci_hi"], column + "_n": 1})
-        seed_cells = _seed_cells(group[group["column"].eq(column)], cell)
+        seed_cells = _seed_cells(by_column[column], cell)
         seeds = seed_cells["score"].astype(float)
         paired = seed_cells["paired_drop"].astype(float)  # each seed's drop against its own baseline
         if len(seeds) > 1:  # the same configuration under several seeds: mean ± std over them, with n
@@ -160,7 +163,7 @@ def _row(group: pd.DataFrame, ok: pd.DataFrame, columns: list[str], drop_tasks) 
                         column + "_drop_resamples": cell.get("paired_resamples") if one else np.nan,
                         column + "_drop_p": cell["paired_p"] if one else np.nan,
                         column + "_drop_test": cell.get("paired_test") if one else None})
-        base = _pick(baselines[baselines["task"].eq(cell["task"])], prefer=cell)
+        base = _pick(baselines.get((first["model"], cell["task"]), group.iloc[0:0]), prefer=cell)
         if column in drop_tasks and base is not None and pd.notna(base["score"]) and not cell["random_init"]:
             # Each record's own paired drop (its baseline: same seed, same examples) where every seed has
             # one; a difference of two records' scores only for records without it.
@@ -238,6 +241,8 @@ def _pick(cells: pd.DataFrame, prefer=None):
     """The record to show: a real score first, then full eval, pretrained, exact task, then the same machine."""
     if cells.empty:
         return None
+    if len(cells) == 1:  # nothing to rank (most configurations on most tasks)
+        return cells.iloc[0]
     rank = pd.DataFrame({
         "no_score": cells["score"].isna(), "random": cells["random_init"], "subset": cells["subset"],
         "variant": cells["task"].ne(cells["column"]),
