@@ -50,12 +50,32 @@ def _load(path: str) -> dict:
 
 @functools.lru_cache(maxsize=256)
 def _load_cached(path: str, mtime_ns: int) -> dict:
-    # Every plot of a report redraws the same records: read each (version of a) file once.
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
     except (OSError, ValueError):
         return {}
+
+
+# Every plot of a report (one per axis) redraws the same points: what a point needs from its record
+# is kept per (version of a) file, for as many records as the report has; a cache smaller than that
+# re-read and re-scored every record on every axis (issue #29: 1,000 configurations).
+CACHED_RECORDS = 1 << 15
+
+
+def _batch1_timings(path: str) -> tuple:
+    """((p50_ms, raw timings) of each batch-1 fixed-length entry) of the record at `path`: all the
+    latency draws need, without holding every record's JSON."""
+    try:
+        return _timings_of_version(str(path), os.stat(path).st_mtime_ns)
+    except OSError:
+        return ()
+
+
+@functools.lru_cache(maxsize=CACHED_RECORDS)
+def _timings_of_version(path: str, mtime_ns: int) -> tuple:
+    entries = [e for e in ((_load(path).get("latency") or {}).get("fixed") or []) if isinstance(e, dict)]
+    return tuple((e.get("p50_ms"), tuple(e["values_ms"])) for e in entries if e.get("batch_size") == 1 and e.get("values_ms"))
 
 
 def _primary_statistic(record: dict, path: str, primary_metric: Optional[str]):
@@ -88,17 +108,16 @@ def _cached_statistic(path: str, primary_metric: Optional[str]):
         return None
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=CACHED_RECORDS)
 def _statistic_of_version(path: str, mtime_ns: int, primary_metric: Optional[str]):
     return _primary_statistic(_load(path), path, primary_metric)
 
 
-def _latency_draws(record: dict, p50: float, lo, hi, rounds: int, rng) -> np.ndarray:
-    entries = [e for e in ((record.get("latency") or {}).get("fixed") or []) if isinstance(e, dict)]
-    match = next((e for e in entries if e.get("batch_size") == 1 and e.get("p50_ms") == p50 and e.get("values_ms")), None)
+def _latency_draws(timings_by_p50: tuple, p50: float, lo, hi, rounds: int, rng) -> np.ndarray:
+    match = next((values for entry_p50, values in timings_by_p50 if entry_p50 == p50), None)
     if match is None:
         return _normal_draws(p50, lo, hi, rounds, rng)
-    timings = np.asarray(match["values_ms"], dtype=np.float64)
+    timings = np.asarray(match, dtype=np.float64)
     return np.median(timings[rng.integers(0, timings.size, size=(rounds, timings.size))], axis=1)
 
 
@@ -107,21 +126,21 @@ def point_probabilities(points: pd.DataFrame, cells: pd.DataFrame, axis: CostAxi
     """P(frontier) for each row of `points` (from pareto.task_points over `cells`)."""
     rng = np.random.default_rng(seed)
     chosen = _cells_of(points, cells, axis)
-    records = [_load(c["path"]) if c is not None else {} for c in chosen]
+    timings = [_batch1_timings(c["path"]) if c is not None else () for c in chosen]
     statistics = [_cached_statistic(c["path"], c["primary_metric"]) if c is not None else None for c in chosen]
     values = np.empty((rounds, len(points)))
     costs = np.empty((rounds, len(points)))
     paired = all(s is not None for s in statistics) and len({s[0] for s in statistics}) == 1
     if paired and statistics:
         index = rng.integers(0, len(statistics[0][0]), size=(rounds, len(statistics[0][0])))
-    for i, (point, record) in enumerate(zip(points.itertuples(index=False), records)):
+    for i, (point, point_timings) in enumerate(zip(points.itertuples(index=False), timings)):
         if paired and statistics:
             values[:, i] = statistics[i][1](index)
         else:
             values[:, i] = _normal_draws(point.value, point.value_lo, point.value_hi, rounds, rng)
         if axis.column == "latency_p50_ms":
             p50 = point.cost / axis.scale
-            costs[:, i] = axis.scale * _latency_draws(record, p50, point.cost_lo / axis.scale, point.cost_hi / axis.scale, rounds, rng)
+            costs[:, i] = axis.scale * _latency_draws(point_timings, p50, point.cost_lo / axis.scale, point.cost_hi / axis.scale, rounds, rng)
         else:
             costs[:, i] = point.cost
     return pd.Series(frontier_probability(costs, values) if len(points) else [], index=points.index, dtype=float)

@@ -81,24 +81,26 @@ def _over_seeds(cells: pd.DataFrame) -> pd.DataFrame:
     if cells.empty or "setting" not in cells or "seed" not in cells:
         return cells
     keyed = cells["setting"].notna()
-    kept = [cells[~keyed]]
-    for _, group in cells[keyed].groupby(CONFIGURATION, dropna=False, sort=False):
-        group = group.drop_duplicates("seed", keep="last")
-        if len(group) < 2:
-            kept.append(group)
-            continue
-        mean = group.iloc[[-1]].copy()
-        for column in ("drop", "score", "latency_p50_ms", "speedup"):
-            mean[column] = group[column].astype(float).mean()
-        # The seeds' latency and speedup CIs, joined: no joint samples over seeds in the flat frame.
-        for column, pick in (("latency_p50_ci_lo_ms", "min"), ("latency_p50_ci_hi_ms", "max"),
-                             ("speedup_lo", "min"), ("speedup_hi", "max")):
-            mean[column] = getattr(group[column].astype(float), pick)()
-        mean[["drop_lo", "drop_hi", "paired_p", "p_frontier"]] = np.nan
-        mean["n_seeds"] = len(group)
-        mean["seed_drops"] = [tuple(zip(group["seed"], group["drop"].astype(float)))]
-        kept.append(mean)
-    return pd.concat(kept).sort_index()
+    # Grouped in one pass (a loop over configurations took 12 s at 1,000 of them, issue #29).
+    seeds = cells[keyed].drop_duplicates(CONFIGURATION + ["seed"], keep="last")  # a re-run seed: its newest record
+    configuration = seeds.groupby(CONFIGURATION, dropna=False, sort=False)
+    several = configuration["seed"].transform("size").ge(2)
+    single, multi = seeds[~several], seeds[several].copy()
+    averaged = ("drop", "score", "latency_p50_ms", "speedup")
+    joined = (("latency_p50_ci_lo_ms", "min"), ("latency_p50_ci_hi_ms", "max"), ("speedup_lo", "min"), ("speedup_hi", "max"))
+    multi[[*averaged, *(column for column, _ in joined)]] = multi[[*averaged, *(column for column, _ in joined)]].astype(float)
+    grouped = multi.groupby(CONFIGURATION, dropna=False, sort=False)
+    group_ids = grouped.ngroup()
+    seed_drops: dict = {}  # each seed's own drop, kept before the drop column becomes their mean
+    for group_id, seed, drop in zip(group_ids, multi["seed"], multi["drop"]):
+        seed_drops.setdefault(group_id, []).append((seed, drop))
+    # The means, and the seeds' latency and speedup CIs joined: no joint samples over seeds in the flat frame.
+    statistics = {column: grouped[column].transform("mean") for column in averaged}
+    statistics |= {column: grouped[column].transform(pick) for column, pick in joined}
+    mean = multi.assign(**statistics, n_seeds=grouped["seed"].transform("size"), _group=group_ids).groupby("_group", sort=False).tail(1)
+    mean = mean.assign(seed_drops=[tuple(seed_drops[g]) for g in mean["_group"]]).drop(columns="_group")
+    mean[["drop_lo", "drop_hi", "paired_p", "p_frontier"]] = np.nan
+    return pd.concat([cells[~keyed], single, mean]).sort_index()
 
 
 # What ordered the qualifiers, said with every answer.

@@ -59,7 +59,10 @@ def table1_numeric(df: pd.DataFrame, tasks=None, extra_tasks=(), published=False
 def _machine_table(ok: pd.DataFrame, fingerprint, name: str, columns: list[str], tasks, published) -> pd.DataFrame:
     """One machine's Table 1: its rows, baselines and seeds only. Holm runs over this table's methods
     (the family a reader of it compares), and the survey's rows sit beside this machine's measured ones."""
-    # Each row looks up its model's baseline per task: grouped once here, not filtered out of every cell per row.
+    # Only the columns a row reads: a row of the full frame (hundreds of columns) costs milliseconds to
+    # take, thousands of times in a large table. Each row looks up its model's baseline per task:
+    # grouped once here, not filtered out of every cell per row.
+    ok = ok[[column for column in ROW_INPUTS if column in ok]]
     baselines = {key: cells for key, cells in ok[is_baseline(ok)].groupby(["model", "task"], sort=False)}
     rows = [_row(group, baselines, columns, tasks) for _, group in ok.groupby(["model", "label"], sort=False)]
     table = pd.DataFrame(rows, columns=_all_columns(columns))
@@ -72,6 +75,15 @@ def _machine_table(ok: pd.DataFrame, fingerprint, name: str, columns: list[str],
 
         table = interleave_published(table, columns, include_all=(published == "all"))
     return table.assign(machine=name, **{MACHINE_KEY: fingerprint})
+
+
+# Every column of the flat frame that _row and its helpers read (by name or with .get).
+ROW_INPUTS = ("category", "label", "method", "model", "runtime", "provenance", "device", "gpu_name", "cpu_model",
+              "size_pct_with_emb", "size_pct_without_emb", "size_sparse", "speedup", "speedup_ci_lo", "speedup_ci_hi",
+              "speedup_source", "speedup_statistic", "latency_verdict", "comparable_to_published", "train_steps",
+              "train_examples_seen", "train_wall_s", "column", "score", "ci_lo", "ci_hi", "seed", "setting", "task",
+              "hardware", "fingerprint", "subset", "paired_drop", "paired_ci_lo", "paired_ci_hi", "paired_ci_method",
+              "paired_resamples", "paired_p", "paired_test", "random_init", "train_subset", "baseline_at_chance", "created_at")
 
 
 def failed_cells(df: pd.DataFrame) -> pd.DataFrame:
@@ -243,17 +255,26 @@ def _pick(cells: pd.DataFrame, prefer=None):
         return None
     if len(cells) == 1:  # nothing to rank (most configurations on most tasks)
         return cells.iloc[0]
-    rank = pd.DataFrame({
-        "no_score": cells["score"].isna(), "random": cells["random_init"], "subset": cells["subset"],
-        "variant": cells["task"].ne(cells["column"]),
+    # Ranked with numpy over the few candidates (a DataFrame per call was half of a 1,000-row table's time).
+    # Each key sorts False before True before missing, as sort_values would.
+    keys = [_rank_key(cells["score"].isna()), _rank_key(cells["random_init"]), _rank_key(cells["subset"]),
+            _rank_key(cells["task"].ne(cells["column"]))]
+    if prefer is not None:
         # the same seed first: a method's record is paired with the baseline of its own seed
-        "other_seed": cells["seed"].astype(str).ne(str(prefer.get("seed"))) if prefer is not None and "seed" in cells else False,
-        "elsewhere": (cells["hardware"].ne(prefer["hardware"]) | cells["fingerprint"].ne(prefer["fingerprint"]))
-        if prefer is not None else False,
-        "age": cells["created_at"].fillna("").rank(ascending=False, method="first"),
-    }, index=cells.index)
-    best = rank.sort_values(list(rank.columns), kind="stable").index[0]
-    return cells.loc[best]
+        if "seed" in cells:
+            keys.append(_rank_key(cells["seed"].astype(str).ne(str(prefer.get("seed")))))
+        keys.append(_rank_key(cells["hardware"].ne(prefer["hardware"]) | cells["fingerprint"].ne(prefer["fingerprint"])))
+    created = cells["created_at"].fillna("").tolist()
+    newest_first = sorted(range(len(created)), key=created.__getitem__, reverse=True)  # stable: ties keep their order
+    age = np.empty(len(created), dtype=np.int64)
+    age[newest_first] = np.arange(len(created))
+    keys.append(age)
+    return cells.iloc[int(np.lexsort(keys[::-1])[0])]
+
+
+def _rank_key(flags: pd.Series) -> np.ndarray:
+    missing = flags.isna().to_numpy()
+    return np.where(missing, 2, flags.where(~missing, False).astype(bool).to_numpy().astype(np.int64))
 
 
 def _marks(cell, column: str) -> str:
