@@ -91,3 +91,22 @@ def test_average_points_need_every_task(records):
     assert used == ["mnli", "sst2", "squad_v1.1"]
     assert set(points.method) == {"baseline", "dynamic_int8"} and left_out == 2  # magnitude, layer_drop
     assert points.set_index("method").loc["dynamic_int8", "value"] == pytest.approx((83 + 91 + 87) / 3)
+
+
+def test_pareto_front_matches_the_pairwise_definition_with_ties_and_missing_values():
+    """The O(n log n) front equals the O(n^2) definition (no point at most as costly and at least as good, one strictly)."""
+    import numpy as np
+
+    from harness.report.pareto import pareto_front
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n = int(rng.integers(0, 40))
+        cost = rng.integers(0, 8, n).astype(float)  # few distinct values: many exact ties
+        value = rng.integers(0, 8, n).astype(float)
+        cost[rng.random(n) < 0.1] = np.nan
+        valid = np.isfinite(cost) & np.isfinite(value)
+        expected = np.array([valid[i] and not any(valid[j] and cost[j] <= cost[i] and value[j] >= value[i]
+                                                  and (cost[j] < cost[i] or value[j] > value[i]) for j in range(n))
+                             for i in range(n)], dtype=bool)
+        assert np.array_equal(pareto_front(cost, value), expected)

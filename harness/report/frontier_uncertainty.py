@@ -20,7 +20,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from harness.report.pareto import AXES, CostAxis, pareto_front, plot_groups, task_points
+from harness.report.pareto import AXES, CostAxis, pareto_front, plot_groups, point_labels, task_points
 
 ROUNDS = 400
 Z95 = 1.959963984540054
@@ -148,9 +148,12 @@ def point_probabilities(points: pd.DataFrame, cells: pd.DataFrame, axis: CostAxi
 
 def _cells_of(points: pd.DataFrame, cells: pd.DataFrame, axis: CostAxis) -> list:
     """For each point, the record task_points chose (same model, method, score and cost), or None."""
-    keyed = cells.assign(_row=np.arange(len(cells)), _cost=cells[axis.column].astype(float) * axis.scale)
-    merged = points[["model", "method", "value", "cost"]].reset_index().merge(
-        keyed[["model", "method", "score", "_cost", "_row"]], on=["model", "method"], how="left")
+    # Matched on the point's label too (task_points' own: label, or method, [model] when several): on
+    # method alone, a sweep of 1,000 configurations of one method merged into millions of candidate pairs.
+    keyed = cells.assign(_row=np.arange(len(cells)), _cost=cells[axis.column].astype(float) * axis.scale,
+                         label=point_labels(cells, cells["model"].nunique() > 1))
+    merged = points[["model", "method", "label", "value", "cost"]].reset_index().merge(
+        keyed[["model", "method", "label", "score", "_cost", "_row"]], on=["model", "method", "label"], how="left")
     same = np.isclose(merged["score"].astype(float), merged["value"].astype(float)) & np.isclose(merged["_cost"], merged["cost"].astype(float))
     first = merged[same].drop_duplicates("index").set_index("index")["_row"]
     return [cells.iloc[int(first[i])] if i in first.index else None for i in points.index]
