@@ -150,9 +150,12 @@ def limit_bytes(cell) -> int:
     return int(cell.memory_limit_gb * GIB) if cell.memory_limit_gb is not None else default_limit_bytes()
 
 
-def device_memory_bytes() -> int:
+def device_memory_bytes() -> Optional[int]:
+    """The GPU's memory, or None where this process cannot see one (a sweep planned on a login node)."""
     import torch
 
+    if not torch.cuda.is_available():
+        return None
     return int(torch.cuda.mem_get_info()[1])
 
 
@@ -166,7 +169,10 @@ def check_memory(cell, location: str, trains: bool) -> Optional[Estimate]:
         return None
     estimate = estimate_peak(cell, shape, trains)
     if cell.hardware.device == "cuda":
-        needed, limit = estimate.peak_bytes - int(PROCESS_BASE_GIB * GIB), int(DEFAULT_LIMIT_FRACTION * device_memory_bytes())
+        device_bytes = device_memory_bytes()
+        if device_bytes is None:
+            return estimate  # checked where the cell runs: its process then sees the GPU
+        needed, limit = estimate.peak_bytes - int(PROCESS_BASE_GIB * GIB), int(DEFAULT_LIMIT_FRACTION * device_bytes)
         source = f"{DEFAULT_LIMIT_FRACTION:.0%} of the GPU's memory"
     else:
         needed, limit = estimate.peak_bytes, limit_bytes(cell)

@@ -76,7 +76,8 @@ def test_unsupported_combination_is_one_line_alone_and_a_record_in_a_sweep(compo
 def test_pytorch_cells_keep_their_record_names_and_hashes(compose):
     cell = compose("method=baseline")
     fingerprints = {"glue/SST-2/dev.tsv": "abc"}
-    before_the_axis = {k: v for k, v in config_dict(cell).items() if k not in ("paths", "force", "isolate", "run_name", "runtime")}
+    # run flags (memory_limit_gb came later) and the default runtime are never hashed
+    before_the_axis = {k: v for k, v in config_dict(cell).items() if k not in ("paths", "force", "isolate", "run_name", "runtime", "memory_limit_gb")}
     del before_the_axis["task"]["finetune"]["precision"]  # added later, hashed only when not fp32
     assert config_hash(cell, fingerprints) == stable_hash({"config": before_the_axis, "data": fingerprints, "cache_version": CACHE_VERSION})
     path = record_path("r", cell_names(cell), config_hash(cell, fingerprints))
