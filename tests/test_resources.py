@@ -41,7 +41,7 @@ def test_distilbert_names_its_dimensions_its_own_way():
 def test_the_default_cell_fits_and_a_huge_batch_does_not(compose):
     cell = compose("method=dynamic_int8", "memory_limit_gb=16")
     estimate = check_memory(cell, _embedded_location(), trains=True)
-    assert 1 * GIB < estimate.peak_bytes < 4 * GIB  # MiniLM-L6 fine-tunes in ~1.5 GiB resident here
+    assert 1 * GIB < estimate.peak_bytes < 4 * GIB  # errs high: a magnitude cell with its fine-tune peaked at 1.2 GiB (/usr/bin/time -v)
     huge = compose("hardware.batch_sizes=[1,100000]", "memory_limit_gb=16")
     with pytest.raises(ConfigError) as refused:
         check_memory(huge, _embedded_location(), trains=True)
