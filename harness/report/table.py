@@ -64,7 +64,17 @@ def _machine_table(ok: pd.DataFrame, fingerprint, name: str, columns: list[str],
     # grouped once here, not filtered out of every cell per row.
     ok = ok[[column for column in ROW_INPUTS if column in ok]]
     baselines = {key: cells for key, cells in ok[is_baseline(ok)].groupby(["model", "task"], sort=False)}
-    rows = [_row(group, baselines, columns, tasks) for _, group in ok.groupby(["model", "label"], sort=False)]
+    chosen: dict = {}
+
+    def baseline_of(model, cell):
+        """The baseline _pick chooses for `cell`; it depends only on these keys, so each is picked once
+        however many configurations share it."""
+        key = (model, cell["task"], str(cell.get("seed")), cell["hardware"], cell["fingerprint"])
+        if key not in chosen:
+            chosen[key] = _pick(baselines.get((model, cell["task"]), ok.iloc[0:0]), prefer=cell)
+        return chosen[key]
+
+    rows = [_row(group, baseline_of, columns, tasks) for _, group in ok.groupby(["model", "label"], sort=False)]
     table = pd.DataFrame(rows, columns=_all_columns(columns))
     if not table.empty:
         order = table["category"].map(category_rank)
@@ -125,9 +135,9 @@ def _speedup_evidence(cells: pd.DataFrame, column: str) -> dict:
     return evidence
 
 
-def _row(group: pd.DataFrame, baselines: dict, columns: list[str], drop_tasks) -> dict:
-    """One configuration on one machine: `group` and `baselines` ((model, task) -> that machine's baseline
-    cells) hold that machine's cells only."""
+def _row(group: pd.DataFrame, baseline_of, columns: list[str], drop_tasks) -> dict:
+    """One configuration on one machine: `group` holds that machine's cells only, and `baseline_of(model,
+    cell)` picks that machine's baseline record for a cell."""
     first = group.iloc[0]
     devices = [d for d in pd.concat([group.loc[group["device"].eq("cuda"), "gpu_name"],
                                      group.loc[group["device"].eq("cpu"), "cpu_model"]]).dropna().unique()]
@@ -175,7 +185,7 @@ def _row(group: pd.DataFrame, baselines: dict, columns: list[str], drop_tasks) -
                         column + "_drop_resamples": cell.get("paired_resamples") if one else np.nan,
                         column + "_drop_p": cell["paired_p"] if one else np.nan,
                         column + "_drop_test": cell.get("paired_test") if one else None})
-        base = _pick(baselines.get((first["model"], cell["task"]), group.iloc[0:0]), prefer=cell)
+        base = baseline_of(first["model"], cell)
         if column in drop_tasks and base is not None and pd.notna(base["score"]) and not cell["random_init"]:
             # Each record's own paired drop (its baseline: same seed, same examples) where every seed has
             # one; a difference of two records' scores only for records without it.
