@@ -145,6 +145,13 @@ def default_limit_bytes() -> int:
     return int(DEFAULT_LIMIT_FRACTION * psutil.virtual_memory().available)
 
 
+def limit_source(memory_limit_gb: Optional[float], when: str) -> str:
+    """How a cell's limit was set, for the line that names it (`when`: "now", "when the cell started")."""
+    if memory_limit_gb is not None:
+        return "memory_limit_gb"
+    return f"{DEFAULT_LIMIT_FRACTION:.0%} of the memory available {when}; memory_limit_gb sets it"
+
+
 def limit_bytes(cell) -> int:
     """The memory a cell may use: memory_limit_gb, else DEFAULT_LIMIT_FRACTION of what is available now."""
     return int(cell.memory_limit_gb * GIB) if cell.memory_limit_gb is not None else default_limit_bytes()
@@ -176,8 +183,7 @@ def check_memory(cell, location: str, trains: bool) -> Optional[Estimate]:
         source = f"{DEFAULT_LIMIT_FRACTION:.0%} of the GPU's memory"
     else:
         needed, limit = estimate.peak_bytes, limit_bytes(cell)
-        source = "memory_limit_gb" if cell.memory_limit_gb is not None else \
-            f"{DEFAULT_LIMIT_FRACTION:.0%} of the memory available now; memory_limit_gb sets it"
+        source = limit_source(cell.memory_limit_gb, "now")
     if needed - estimate.working_bytes > limit:
         raise ConfigError("memory_limit_gb", f"the model alone needs about {math.ceil((needed - estimate.working_bytes) / GIB)} GiB "
                           f"(the process and {MODEL_COPIES} copies of its weights), more than the limit of {limit / GIB:.1f} GiB ({source})")

@@ -28,8 +28,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Optional
 
-from harness.resources import limit_bytes
-from harness.sweep.memory_watch import MemoryWatch, limit_source
+from harness.resources import limit_bytes, limit_source
+from harness.sweep.memory_watch import MemoryWatch
 
 SCRATCH_PREFIX = "compbench-cell-"
 STOP_GRACE_S = 10.0  # how long a stopped child may take to exit before it is killed
@@ -135,7 +135,7 @@ def run_isolated(executor: Callable, plan) -> tuple[Optional[dict], Optional[str
         process = context.Process(target=_child, args=(executor, plan.cell, plan.config_hash, plan.fingerprints, out_path, os.getpid()))
         with _standard_start_method():
             process.start()
-        with MemoryWatch(process.pid, limit_bytes(plan.cell), limit_source(plan.cell.memory_limit_gb)) as watch:
+        with MemoryWatch(process.pid, limit_bytes(plan.cell), limit_source(plan.cell.memory_limit_gb, "when the cell started")) as watch:
             try:
                 process.join()
             except KeyboardInterrupt:

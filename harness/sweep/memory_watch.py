@@ -101,12 +101,3 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
-
-
-def limit_source(memory_limit_gb: Optional[float]) -> str:
-    from harness.resources import DEFAULT_LIMIT_FRACTION
-
-    if memory_limit_gb is not None:
-        return "memory_limit_gb"
-    return f"{DEFAULT_LIMIT_FRACTION:.0%} of the memory available when the cell started; memory_limit_gb sets it"
-
