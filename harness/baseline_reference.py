@@ -3,7 +3,8 @@
 Methods may modify the model in place, so the runner scores the fine-tuned baseline first, on the
 cell's hardware and dtype (a copy is moved, the original stays on the CPU for the method). Every cell
 of a sweep shares the baseline, so its predictions are cached under a key of the weights, the task
-config, the eval data, the device/dtype and CACHE_VERSION: one evaluation per sweep, not per cell.
+config, the eval data, the device/dtype and CACHE_VERSION: one evaluation per sweep, not per cell;
+cells running side by side wait for the one that scores it (finetune.key_lock).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from harness.config import task_identity
-from harness.finetune import CACHE_VERSION, stable_hash
+from harness.finetune import CACHE_VERSION, key_lock, stable_hash
 from harness.predictions import SplitResult, metric_suffix, read_predictions, score_split, write_predictions
 
 
@@ -27,12 +28,20 @@ def reference_key(cell, training: dict, fingerprints: dict) -> str:
 
 def baseline_predictions(cell, model, loaded, task_data, training: dict) -> Optional[dict]:
     """{"key", "cache_hit", "splits": {name: SplitResult}}; None when accuracy is not measured."""
-    from harness.stages import to_device
-
     if loaded.random_init or not cell.measure.accuracy:
         return None
     key = reference_key(cell, training, task_data.fingerprints)
-    path = Path(cell.paths.cache_dir).expanduser() / "baseline_predictions" / f"{key}.jsonl.gz"
+    root = Path(cell.paths.cache_dir).expanduser() / "baseline_predictions"
+    path = root / f"{key}.jsonl.gz"
+    if path.is_file():  # written atomically: complete once it exists
+        return _cached_predictions(path, key, cell, model, loaded, task_data)
+    with key_lock(root, key, doing="scoring this baseline"):  # parallel cells of a sweep: one scores, the others read
+        return _cached_predictions(path, key, cell, model, loaded, task_data)
+
+
+def _cached_predictions(path: Path, key: str, cell, model, loaded, task_data) -> dict:
+    from harness.stages import to_device
+
     if path.is_file():
         stored = read_predictions(path)
         splits = {name: SplitResult(name, {}, split["scored"], split["ids"]) for name, split in stored.items()}

@@ -133,6 +133,8 @@ def compose_sweep_cell(overrides: list[str]):
             choices.append(override)
         elif key in GROUPS or "/" in key or override.package is not None:
             return compose_raw(overrides)
+        elif key == "hydra" or key.startswith("hydra."):
+            continue  # Hydra's own settings, not the cell's (compose_raw leaves them out too; preflight checks them)
         else:
             values.append(override)
     cfg = copy.deepcopy(_with_choices(tuple((c.key_or_group, c.input_line) for c in choices)))

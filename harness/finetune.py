@@ -131,10 +131,11 @@ def frozen_word_embeddings(model, freeze: bool):
 
 
 @contextlib.contextmanager
-def key_lock(root: Path, key: str):
-    """One fine-tune per key at a time, across processes and sweeps on this file system: a second
-    process that needs the same key waits here, then finds the first one's complete entry. (An
-    advisory flock on a lock file beside the entries; the kernel releases it when a holder dies.)"""
+def key_lock(root: Path, key: str, doing: str = "fine-tuning this baseline"):
+    """One build per cache key at a time (a fine-tune, the baseline's predictions), across processes
+    and sweeps on this file system: a second process that needs the same key waits here, then finds
+    the first one's complete entry. (An advisory flock on a lock file beside the entries; the kernel
+    releases it when a holder dies.)"""
     import fcntl
 
     root.mkdir(parents=True, exist_ok=True)
@@ -142,7 +143,7 @@ def key_lock(root: Path, key: str):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"compbench: another process is fine-tuning this baseline ({key[:12]}); waiting for it", flush=True)
+            print(f"compbench: another process is {doing} ({key[:12]}); waiting for it", flush=True)
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -153,6 +154,8 @@ def key_lock(root: Path, key: str):
 def cached_finetune(key: str, cache_dir: str, build, load):
     """Return (model, info). `build()` trains and returns a model; `load(dir)` reloads a cached one."""
     root = Path(cache_dir) / "finetuned"
+    if (root / key / "meta.json").is_file():  # complete (entries appear by rename): no lock needed to read
+        return _cached_finetune(root, key, build, load)
     with key_lock(root, key):
         return _cached_finetune(root, key, build, load)
 

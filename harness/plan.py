@@ -31,6 +31,7 @@ class PlannedCell:
     config_hash: str  # runner.config_hash: what makes this measurement different from another
     record_path: Path  # where the cell's record is (or will be) written
     unsupported_field: str = "method"  # the field a single-cell refusal names: method, or runtime
+    peak_bytes: Optional[int] = None  # harness.resources' estimate of the cell's peak memory (None: shape unknown)
 
     @property
     def label(self) -> str:
@@ -72,14 +73,16 @@ def plan_cell(cell: CellConfig, overrides=()) -> PlannedCell:
         check_data_root(cell.paths.data_root)
     fingerprints = check_task_data(cell.task, cell.paths.data_root, need_train=needs_train, explicit_local=explicit_local_files(overrides))
     location = resolve_location(cell.model)
+    estimate = None
     if unsupported is None and runtime_reason is None:  # bounded before anything runs (harness.resources)
-        check_memory(cell, location, trains=finetunes_baseline(cell) or method.needs == "training")
+        estimate = check_memory(cell, location, trains=finetunes_baseline(cell) or method.needs == "training")
     chash = config_hash(cell, fingerprints)
     unsupported = unsupported or runtime_reason
     timed = bool(cell.measure.latency or cell.measure.energy) and unsupported is None
     return PlannedCell(tuple(overrides), cell, fingerprints, needs_train, method.needs, unsupported, timed,
                        chash, record_path(cell.paths.results_dir, cell_names(cell), chash),
-                       unsupported_field="runtime" if runtime_reason else "method")
+                       unsupported_field="runtime" if runtime_reason else "method",
+                       peak_bytes=int(estimate.peak_bytes) if estimate else None)
 
 
 def check_data_root(data_root: str) -> None:

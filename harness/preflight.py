@@ -68,7 +68,7 @@ def refuse_unsupported(reason: str, field: str = "method") -> None:
 
 @dataclass
 class LauncherInfo:
-    name: str  # the hydra/launcher choice (basic when not overridden)
+    name: str  # the hydra/launcher choice (compbench when not overridden)
     target: str
     workers: int  # cells that may run at once on this machine (1: sequential or on other machines)
     exclusive: bool = False  # SLURM: each cell's job asks for a whole node (additional_parameters.exclusive)
@@ -79,7 +79,7 @@ def launcher_choice(overrides: list[str]) -> str:
         key, _, value = override.partition("=")
         if key.lstrip("+~") == "hydra/launcher":
             return value
-    return "basic"
+    return "compbench"
 
 
 def describe_launcher(overrides: list[str]) -> LauncherInfo:
@@ -118,7 +118,9 @@ def launcher_workers(target: str, launcher: dict) -> int:
 
     joblib: n_jobs (negative counts back from the core count, as joblib does); submitit's local
     executor starts every cell at once, so it shares the machine by cpus_per_task; SLURM and the
-    basic launcher: 1 (SLURM cells get their own allocation; `--exclusive` in conf/hydra/launcher/slurm.yaml).
+    basic and compbench launchers: 1 (compbench runs untimed cells side by side and gives each its core
+    block itself, harness.sweep.parallel; SLURM cells get their own allocation, `--exclusive` in
+    conf/hydra/launcher/slurm.yaml).
     """
     cores = usable_cores()
     if target.endswith("JoblibLauncher"):

@@ -145,16 +145,21 @@ def default_limit_bytes() -> int:
     return int(DEFAULT_LIMIT_FRACTION * psutil.virtual_memory().available)
 
 
-def limit_source(memory_limit_gb: Optional[float], when: str) -> str:
-    """How a cell's limit was set, for the line that names it (`when`: "now", "when the cell started")."""
+def limit_source(memory_limit_gb: Optional[float], when: str, sharing: int = 1) -> str:
+    """How a cell's limit was set, for the line that names it (`when`: "now", "when the cell started";
+    `sharing`: the cells a parallel sweep runs side by side, which split the default)."""
     if memory_limit_gb is not None:
         return "memory_limit_gb"
-    return f"{DEFAULT_LIMIT_FRACTION:.0%} of the memory available {when}; memory_limit_gb sets it"
+    shared = f", shared by {sharing} cells running side by side" if sharing > 1 else ""
+    return f"{DEFAULT_LIMIT_FRACTION:.0%} of the memory available {when}{shared}; memory_limit_gb sets it"
 
 
-def limit_bytes(cell) -> int:
-    """The memory a cell may use: memory_limit_gb, else DEFAULT_LIMIT_FRACTION of what is available now."""
-    return int(cell.memory_limit_gb * GIB) if cell.memory_limit_gb is not None else default_limit_bytes()
+def limit_bytes(cell, sharing: int = 1) -> int:
+    """The memory a cell may use: memory_limit_gb, else DEFAULT_LIMIT_FRACTION of what is available now,
+    split evenly between the `sharing` cells a parallel sweep runs at once (harness.sweep.parallel)."""
+    if cell.memory_limit_gb is not None:
+        return int(cell.memory_limit_gb * GIB)
+    return default_limit_bytes() // max(1, sharing)
 
 
 def device_memory_bytes() -> Optional[int]:

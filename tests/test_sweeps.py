@@ -462,9 +462,12 @@ def test_a_cell_that_finished_is_recorded_when_the_sweep_is_interrupted(tmp_path
     monkeypatch.setattr(tempfile, "tempdir", str(scratch_root(tmp_path)))
     join = multiprocessing.process.BaseProcess.join
 
+    interrupted = []
+
     def join_then_interrupt(self, timeout=None):
         join(self, timeout)
-        if timeout is None:  # the wait for the cell; the child has finished: Ctrl-C arrives now
+        if self.exitcode is not None and not interrupted:  # the child has finished: Ctrl-C arrives now, once
+            interrupted.append(True)
             raise KeyboardInterrupt
 
     monkeypatch.setattr(multiprocessing.process.BaseProcess, "join", join_then_interrupt)

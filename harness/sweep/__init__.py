@@ -4,6 +4,7 @@ atomic record, summary line. Each concern lives in its own module:
     resume     which cells are already done, on this machine
     leases     which cells run on this machine now; exclusive timing; core blocks per worker
     isolation  a fresh spawned process per cell; interrupts; scratch clean-up
+    parallel   the default launcher's order: untimed cells side by side, timed cells alone
     summary    the per-cell line, the end-of-sweep report and the exit codes
 
 Records are written to a temp file, fsynced and renamed, so a killed sweep leaves either the whole
@@ -26,8 +27,9 @@ from harness.sweep.summary import summary_line, sweep_report
 __all__ = ["FINAL_STATUSES", "run_and_record", "sweep_report", "write_record"]
 
 
-def run_and_record(plan) -> Path:
-    """Run one planned cell unless it is already done here, and write its record."""
+def run_and_record(plan, side_by_side: int = 1) -> Path:
+    """Run one planned cell unless it is already done here, and write its record. `side_by_side`: the
+    cells this process runs at once (harness.sweep.parallel), which share the cores and the memory."""
     path = plan.record_path
     done, rerun_reason = resume_decision(path, plan.cell.force)
     if done:
@@ -35,13 +37,13 @@ def run_and_record(plan) -> Path:
         return path
     if rerun_reason:
         print(f"[rerun] {plan.label}: {rerun_reason}", flush=True)
-    lease = MachineLease.acquire(plan)
+    lease = MachineLease.acquire(plan, slots=side_by_side)
     if isinstance(lease, str):
         print(f"[refused] {plan.label}: {lease}", file=sys.stderr, flush=True)
         return path
     with lease:
         try:
-            record = _run(plan)
+            record = _run(plan, side_by_side)
         except BaseException as interrupt:
             if isinstance(interrupt, CellInterrupted) and interrupt.record is not None:
                 _write(plan, interrupt.record, lease)  # it finished before the interrupt: keep the measurement
@@ -58,10 +60,10 @@ def write_record(path, record: dict) -> Path:
     return write_json_atomic(path, record)
 
 
-def _run(plan) -> dict:
+def _run(plan, side_by_side: int) -> dict:
     if not plan.cell.isolate:
         return execute(plan.cell, plan.config_hash, plan.fingerprints)
-    record, death = run_isolated(execute, plan)
+    record, death = run_isolated(execute, plan, sharing=side_by_side)
     return record if record is not None else failed_record(plan.cell, plan.config_hash, plan.fingerprints, death)
 
 

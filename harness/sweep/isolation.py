@@ -25,6 +25,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -33,6 +34,10 @@ from harness.sweep.memory_watch import MemoryWatch
 
 SCRATCH_PREFIX = "compbench-cell-"
 STOP_GRACE_S = 10.0  # how long a stopped child may take to exit before it is killed
+JOIN_POLL_S = 0.2  # how often a waiting parent looks at STOP_REQUESTED
+# Set by a parallel sweep (harness.sweep.parallel) when Ctrl-C or SIGTERM reached its main thread:
+# the signal interrupts only that thread, so the threads waiting on other cells stop theirs on this.
+STOP_REQUESTED = threading.Event()
 
 
 class CellInterrupted(KeyboardInterrupt):
@@ -125,8 +130,17 @@ def _stop(process) -> None:
         process.join()
 
 
-def run_isolated(executor: Callable, plan) -> tuple[Optional[dict], Optional[str]]:
-    """(the child's record, None), or (None, why the child died without one)."""
+def _join(process) -> None:
+    """Wait for the child; KeyboardInterrupt when the sweep was asked to stop (from any thread)."""
+    while process.is_alive():
+        process.join(JOIN_POLL_S)
+        if STOP_REQUESTED.is_set():
+            raise KeyboardInterrupt
+
+
+def run_isolated(executor: Callable, plan, sharing: int = 1) -> tuple[Optional[dict], Optional[str]]:
+    """(the child's record, None), or (None, why the child died without one). `sharing`: the cells
+    running side by side, which split the default memory limit (harness.resources.limit_bytes)."""
     remove_stale_scratch()
     scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
     try:
@@ -135,9 +149,10 @@ def run_isolated(executor: Callable, plan) -> tuple[Optional[dict], Optional[str
         process = context.Process(target=_child, args=(executor, plan.cell, plan.config_hash, plan.fingerprints, out_path, os.getpid()))
         with _standard_start_method():
             process.start()
-        with MemoryWatch(process.pid, limit_bytes(plan.cell), limit_source(plan.cell.memory_limit_gb, "when the cell started")) as watch:
+        limit = limit_bytes(plan.cell, sharing)
+        with MemoryWatch(process.pid, limit, limit_source(plan.cell.memory_limit_gb, "when the cell started", sharing)) as watch:
             try:
-                process.join()
+                _join(process)
             except KeyboardInterrupt:
                 _stop(process)
                 raise CellInterrupted(_read(out_path)) from None

@@ -12,8 +12,8 @@ exclusively: it refuses to start while any other cell runs, and no cell starts w
 (`environment.concurrent_cells`, sampled at start, every second, and at the end), and a latency
 section measured in company carries a note saying so.
 
-Threads per worker. A parallel local launcher with N workers (joblib n_jobs, or submitit's local
-executor by cpus_per_task) gives each running cell its own block of floor(cores / N) cores via CPU
+Threads per worker. A parallel local launcher with N workers (the default launcher's side-by-side
+cells, joblib n_jobs, or submitit's local executor by cpus_per_task) gives each running cell its own block of floor(cores / N) cores via CPU
 affinity (its lease's slot); with `hardware.num_threads=null` the cell then uses that many threads.
 """
 
@@ -110,8 +110,9 @@ class MachineLease:
         self.cores = None  # the core block this cell was pinned to
 
     @classmethod
-    def acquire(cls, plan):
-        """A lease for the planned cell, or the reason (a string) why it may not start now."""
+    def acquire(cls, plan, slots: Optional[int] = None):
+        """A lease for the planned cell, or the reason (a string) why it may not start now. `slots`: the
+        cells this process runs at once (harness.sweep.parallel); else the Hydra launcher's workers."""
         import fcntl
         import psutil
 
@@ -119,7 +120,7 @@ class MachineLease:
         directory = lease_dir()
         make_lease_dir(directory)
         exclusive = plan.timed and not cell.allow_concurrent_latency
-        slots = current_launcher_workers()
+        slots = slots or current_launcher_workers()
         with open(directory / ".lock", "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             others = live_leases(directory)
@@ -167,7 +168,8 @@ class MachineLease:
             self._sample()
 
     def _pin(self) -> None:
-        """With N workers on this machine, this cell (and its spawned child) gets core block `slot`."""
+        """With N workers on this machine, this cell (and its spawned child) gets core block `slot`.
+        (Linux: the calling thread's affinity, which a child spawned from that thread inherits.)"""
         if self.slots <= 1 or not hasattr(os, "sched_setaffinity"):
             return
         self._affinity = sorted(os.sched_getaffinity(0))
