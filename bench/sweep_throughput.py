@@ -62,11 +62,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sweep", choices=sorted(SWEEPS), default="accuracy")
     parser.add_argument("--launchers", default="basic,compbench", help="comma-separated hydra/launcher choices, the first is the reference")
+    parser.add_argument("--keep", type=Path, help="keep each launcher's results and cache under this directory")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="compbench-throughput-") as tmp:
+        workdir = args.keep or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         for launcher in args.launchers.split(","):
-            rows.append(run(SWEEPS[args.sweep], launcher, Path(tmp)))
+            rows.append(run(SWEEPS[args.sweep], launcher, workdir))
             print(f"# {rows[-1]}", flush=True)
     reference = rows[0]["wall_s"]
     print(f"\n`{args.sweep}` sweep: {' '.join(SWEEPS[args.sweep])}\n")

@@ -67,7 +67,7 @@ examples:
 Documentation: README.md and docs/guides/running.md.
 """
 DRY_RUN_FLAG = "--dry-run"
-PLANNED: dict = {}  # overrides tuple -> PlannedCell, for the cells Hydra runs in this process
+PLANNED: dict = {}  # job_key(overrides) -> PlannedCell, for the cells Hydra runs in this process
 SIGTERM_RECEIVED = False  # the sweep was stopped by SIGTERM rather than Ctrl-C (exit 143, not 130)
 DEFERRED_KEYS: dict = {}  # override as Hydra got it -> as the user wrote it (compose.defer_swept_group_keys)
 
@@ -78,8 +78,20 @@ def validate(argv: list[str]) -> list:
 
     plans = plan_sweep(argv)
     PLANNED.clear()
-    PLANNED.update({plan.overrides: plan for plan in plans})
+    PLANNED.update({job_key(plan.overrides): plan for plan in plans})
     return plans
+
+
+def job_key(overrides) -> tuple:
+    """A cell's overrides as a Hydra job sees them (hydra.overrides.task): the user's spelling of a
+    deferred key (DEFERRED_KEYS), and without Hydra's own settings (hydra/launcher=..., hydra.*), which
+    Hydra keeps apart from the task's. Planned cells and running jobs meet on this key."""
+    return tuple(DEFERRED_KEYS.get(o, o) for o in overrides if not o.lstrip("+~").startswith("hydra"))
+
+
+def planned(overrides):
+    """The cell planned before Hydra started for a job with these overrides, or None."""
+    return PLANNED.get(job_key(overrides))
 
 
 def dry_run(plans: list) -> None:
@@ -179,8 +191,8 @@ def hydra_main(cfg: DictConfig) -> None:
     from harness.plan import plan_cell
     from harness.sweep import run_and_record
 
-    overrides = tuple(DEFERRED_KEYS.get(o, o) for o in HydraConfig.get().overrides.task)
-    plan = PLANNED.get(overrides)
+    overrides = job_key(HydraConfig.get().overrides.task)
+    plan = planned(overrides)
     if plan is None:  # a launcher that runs cells in another process (joblib, submitit): plan it here
         plan = plan_cell(to_cell_config(cfg), overrides)
     run_and_record(plan)

@@ -124,9 +124,12 @@ def test_cells_at_once_score_the_baseline_once(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------------- the real CLI
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="side by side needs two usable cores")
-def test_default_sweep_runs_untimed_cells_side_by_side_and_timed_cells_alone(tmp_path):
+@pytest.mark.parametrize("named", [[], ["hydra/launcher=compbench"]], ids=["default", "named"])
+def test_default_sweep_runs_untimed_cells_side_by_side_and_timed_cells_alone(tmp_path, named):
+    """Also with the launcher named on the command line: Hydra keeps its own overrides out of a job's,
+    and the planned cells must still be found (they were not, and every cell ran alone)."""
     data = make_data(tmp_path / "data")
-    cells = ["-m", "task=sst2,rte", "seed=1,2", "model.init=random", "measure.energy=false", "measure.latency=false,true"]
+    cells = ["-m", *named, "task=sst2,rte", "seed=1,2", "model.init=random", "measure.energy=false", "measure.latency=false,true"]
     proc = compbench(cells, tmp_path, data, sleep=1.0)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert summary(proc) == "compbench: sweep of 8 cells: 8 ok, 0 unsupported, 0 failed, 0 not run (0 recorded by earlier runs)"

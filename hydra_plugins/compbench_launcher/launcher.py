@@ -37,7 +37,9 @@ class CompbenchLauncher(BasicLauncher):
         from harness.sweep import run_and_record
         from harness.sweep.parallel import plan_steps, run_side_by_side, worker_count
 
-        plans = [_planned(overrides) for overrides in job_overrides]
+        from harness.cli import planned
+
+        plans = [planned(overrides) for overrides in job_overrides]
         workers = worker_count(self.workers, [plan for plan in plans if plan is not None])
         returns: dict[int, JobReturn] = {}
         for step in plan_steps(plans):
@@ -48,13 +50,6 @@ class CompbenchLauncher(BasicLauncher):
             for index in step.jobs:
                 returns[index] = super().launch([job_overrides[index]], initial_job_idx + index)[0]
         return [returns[index] for index in range(len(job_overrides))]
-
-
-def _planned(overrides: Sequence[str]):
-    """The cell harness.cli planned for these overrides before Hydra started, or None."""
-    from harness import cli
-
-    return cli.PLANNED.get(tuple(cli.DEFERRED_KEYS.get(o, o) for o in overrides))
 
 
 def _job_return(overrides: Sequence[str], outcome: tuple) -> JobReturn:
