@@ -69,7 +69,6 @@ Documentation: README.md and docs/guides/running.md.
 DRY_RUN_FLAG = "--dry-run"
 PLANNED: dict = {}  # job_key(overrides) -> PlannedCell, for the cells Hydra runs in this process
 SIGTERM_RECEIVED = False  # the sweep was stopped by SIGTERM rather than Ctrl-C (exit 143, not 130)
-DEFERRED_KEYS: dict = {}  # override as Hydra got it -> as the user wrote it (compose.defer_swept_group_keys)
 
 
 def validate(argv: list[str]) -> list:
@@ -83,10 +82,11 @@ def validate(argv: list[str]) -> list:
 
 
 def job_key(overrides) -> tuple:
-    """A cell's overrides as a Hydra job sees them (hydra.overrides.task): the user's spelling of a
-    deferred key (DEFERRED_KEYS), and without Hydra's own settings (hydra/launcher=..., hydra.*), which
-    Hydra keeps apart from the task's. Planned cells and running jobs meet on this key."""
-    return tuple(DEFERRED_KEYS.get(o, o) for o in overrides if not o.lstrip("+~").startswith("hydra"))
+    """A cell's overrides as planned and as a Hydra job sees them (hydra.overrides.task) meet here:
+    without Hydra's own settings (hydra/launcher=..., hydra.*), which Hydra keeps apart from the task's,
+    and without the `++` that compose.defer_swept_group_keys adds for Hydra. (Both sides are Hydra's
+    serialisation of the user's values, `1e-4` as `0.0001`: mapping the user's spelling back missed.)"""
+    return tuple(o[2:] if o.startswith("++") else o for o in overrides if not o.lstrip("+~").startswith("hydra"))
 
 
 def planned(overrides):
@@ -140,10 +140,8 @@ def main() -> None:
         if dry:
             dry_run(plans)
             sys.exit(0)
-    hydra_argv, deferred = defer_swept_group_keys(argv)  # the cells planned above, as Hydra can sweep them
+    hydra_argv, _ = defer_swept_group_keys(argv)  # the cells planned above, as Hydra can sweep them
     sys.argv = [sys.argv[0], *hydra_argv]
-    DEFERRED_KEYS.clear()
-    DEFERRED_KEYS.update(deferred)
     started = time.time()
     interrupted = False
     signal.signal(signal.SIGTERM, _interrupt_on_sigterm)

@@ -10,6 +10,7 @@ directory: their record holds the resolved config.
 # no `from __future__ import annotations`: Hydra execs plugin modules outside sys.modules, where
 # dataclasses cannot resolve string annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -34,12 +35,15 @@ class CompbenchLauncher(BasicLauncher):
         self.workers = workers
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from harness import cli
         from harness.sweep import run_and_record
         from harness.sweep.parallel import plan_steps, run_side_by_side, worker_count
 
-        from harness.cli import planned
-
-        plans = [planned(overrides) for overrides in job_overrides]
+        plans = [cli.planned(overrides) for overrides in job_overrides]
+        if cli.PLANNED and None in plans:  # a planned sweep whose job Hydra spells otherwise: say so, never guess
+            unmatched = sum(plan is None for plan in plans)
+            print(f"compbench: warning: {unmatched} job(s) were not matched to a planned cell; they run one at a time "
+                  "and are planned again", file=sys.stderr, flush=True)
         workers = worker_count(self.workers, [plan for plan in plans if plan is not None])
         returns: dict[int, JobReturn] = {}
         for step in plan_steps(plans):
