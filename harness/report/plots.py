@@ -113,11 +113,18 @@ def _stem(task: str, axis: CostAxis, suffix: str) -> str:
     return "_".join(p for p in ("pareto", task, axis.key, suffix) if p)
 
 
+# Above this many points a plot's markers and error bars go into its SVG as one embedded image (text,
+# axes, frontier and labels stay vector): thousands of them as SVG elements took ~1 s a plot to write
+# and made files of megabytes that browsers draw slowly. The PNG is the same either way.
+RASTER_POINTS = 300
+SVG_IMAGE_DPI = 130  # the embedded image's resolution, as the PNG's
+
+
 def _save(fig: Figure, stem: Path) -> list[Path]:
     paths = [stem.parent / (stem.name + ".png"), stem.parent / (stem.name + ".svg")]  # task names hold dots
     with matplotlib.rc_context({"svg.hashsalt": "compbench"}):  # stable SVG ids: reports diff cleanly
         fig.savefig(paths[0], dpi=130)
-        fig.savefig(paths[1], metadata={"Date": None})
+        fig.savefig(paths[1], metadata={"Date": None}, dpi=SVG_IMAGE_DPI)
     return paths
 
 
@@ -145,18 +152,22 @@ def plot_frontier(points: pd.DataFrame, xlabel: str, ylabel: str, title: str) ->
         ax.plot(curve["cost"], curve["value"], linestyle="--", linewidth=1.0, color=family_colour(curve["category"].iloc[0]),
                 alpha=0.8, zorder=1.5)
     xerr, yerr = _errors(points, "cost"), _errors(points, "value")
+    dense = len(points) > RASTER_POINTS
     for colour, front in sorted({(c, bool(f)) for c, f in zip(colours, on_front)}):  # one call per look, not per point
         rows = np.array([c == colour and bool(f) == front for c, f in zip(colours, on_front)])
-        ax.errorbar(cost[rows], value[rows], xerr=xerr[:, rows], yerr=yerr[:, rows], fmt="o", color=colour, ecolor=colour,
-                    elinewidth=0.7, capsize=2, markersize=7 if front else 5.5, alpha=1.0 if front else 0.65,
-                    markeredgecolor=FRONTIER if front else colour, markeredgewidth=1.2 if front else 0.5, zorder=3 if front else 2)
+        bars = ax.errorbar(cost[rows], value[rows], xerr=xerr[:, rows], yerr=yerr[:, rows], fmt="o", color=colour, ecolor=colour,
+                           elinewidth=0.7, capsize=2, markersize=7 if front else 5.5, alpha=1.0 if front else 0.65,
+                           markeredgecolor=FRONTIER if front else colour, markeredgewidth=1.2 if front else 0.5, zorder=3 if front else 2)
+        for artist in bars.get_children():
+            artist.set_rasterized(dense)
     disturbed = _column(points, "disturbed", False).astype(bool).to_numpy()
     subset = _column(points, "subset", False).astype(bool).to_numpy()
     if disturbed.any():
-        ax.scatter(cost[disturbed], value[disturbed], s=170, facecolors="none", edgecolors=DISTURBED, linewidths=1.4, zorder=3.5)
+        ax.scatter(cost[disturbed], value[disturbed], s=170, facecolors="none", edgecolors=DISTURBED, linewidths=1.4, zorder=3.5,
+                   rasterized=dense)
     if subset.any():
         ax.scatter(cost[subset], value[subset], s=150, marker="s", facecolors="none", edgecolors="#555555",
-                   linestyles="--", linewidths=0.9, zorder=3.5)
+                   linestyles="--", linewidths=0.9, zorder=3.5, rasterized=dense)
     positive = cost[np.isfinite(cost) & (cost > 0)]
     if positive.size and positive.max() / positive.min() > 10:  # more than one order of magnitude
         ax.set_xscale("log")

@@ -63,6 +63,9 @@ def _machine_table(ok: pd.DataFrame, fingerprint, name: str, columns: list[str],
     # take, thousands of times in a large table. Each row looks up its model's baseline per task:
     # grouped once here, not filtered out of every cell per row.
     ok = ok[[column for column in ROW_INPUTS if column in ok]]
+    # Plain Python objects in the text columns: a row reads single values thousands of times, and each
+    # read from pandas' Arrow-backed strings is a pyarrow call.
+    ok = ok.astype({column: object for column in ok.columns if pd.api.types.is_string_dtype(ok[column].dtype)})
     baselines = {key: cells for key, cells in ok[is_baseline(ok)].groupby(["model", "task"], sort=False)}
     chosen: dict = {}
 
@@ -254,11 +257,35 @@ def _seed_cells(cells: pd.DataFrame, cell) -> pd.DataFrame:
     """`cell`'s configuration (same setting, task, machine and eval subset) under each of its seeds."""
     if "setting" not in cells or pd.isna(cell.get("setting")):
         return cell.to_frame().T
-    same = cells["score"].notna().to_numpy().copy()
-    for key in ("setting", "task", "hardware", "fingerprint", "subset"):  # numpy on a few rows: ~6x faster than pandas' eq
-        values = cells[key].to_numpy(dtype=object, na_value=None)
-        same &= np.array([value is not None and value == cell[key] for value in values], dtype=bool)
-    return cells[same].drop_duplicates("seed", keep="last")
+    # Plain Python over a few rows: pandas' per-call overhead was most of a 1,000-row table's time.
+    columns = {key: cells[key].tolist() for key in ("setting", "task", "hardware", "fingerprint", "subset", "seed")}
+    scored = cells["score"].notna().tolist()
+    same = [i for i in range(len(cells)) if scored[i] and all(
+        not _missing(columns[key][i]) and columns[key][i] == cell[key] for key in ("setting", "task", "hardware", "fingerprint", "subset"))]
+    kept, seen = [], set()
+    for i in reversed(same):  # the last record of each seed, as drop_duplicates(keep="last")
+        seed = _MISSING if _missing(columns["seed"][i]) else columns["seed"][i]
+        if seed not in seen:
+            seen.add(seed)
+            kept.append(i)
+    return cells.iloc[sorted(kept)]
+
+
+_MISSING = object()  # one key for every missing seed (NaN, None, NA), as pandas groups them
+
+
+def _missing(value) -> bool:
+    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value)
+
+
+def _flag(value) -> int:
+    """A ranking key: False before True before missing."""
+    return 2 if value is None or _missing(value) else int(bool(value))
+
+
+def _differs(a, b):
+    """a != b, or None (missing) where either is missing, as pandas' string comparison gives NA."""
+    return None if _missing(a) or _missing(b) else a != b
 
 
 def _pick(cells: pd.DataFrame, prefer=None):
@@ -267,26 +294,35 @@ def _pick(cells: pd.DataFrame, prefer=None):
         return None
     if len(cells) == 1:  # nothing to rank (most configurations on most tasks)
         return cells.iloc[0]
-    # Ranked with numpy over the few candidates (a DataFrame per call was half of a 1,000-row table's time).
-    # Each key sorts False before True before missing, as sort_values would.
-    keys = [_rank_key(cells["score"].isna()), _rank_key(cells["random_init"]), _rank_key(cells["subset"]),
-            _rank_key(cells["task"].ne(cells["column"]))]
+    # Ranked in plain Python over the few candidates (DataFrame and Series calls per candidate were
+    # most of a 1,000-row table's time). Each key sorts False before True before missing, as
+    # sort_values would; ties go to the newest record, then to the first.
+    n = len(cells)
+    values = {key: cells[key].tolist() for key in ("score", "random_init", "subset", "task", "column", "created_at")}
+    keys = [[int(_missing(v)) for v in values["score"]], [_flag(v) for v in values["random_init"]],
+            [_flag(v) for v in values["subset"]], [_flag(_differs(t, c)) for t, c in zip(values["task"], values["column"])]]
     if prefer is not None:
         # the same seed first: a method's record is paired with the baseline of its own seed
         if "seed" in cells:
-            keys.append(_rank_key(cells["seed"].astype(str).ne(str(prefer.get("seed")))))
-        keys.append(_rank_key(cells["hardware"].ne(prefer["hardware"]) | cells["fingerprint"].ne(prefer["fingerprint"])))
-    created = cells["created_at"].fillna("").tolist()
-    newest_first = sorted(range(len(created)), key=created.__getitem__, reverse=True)  # stable: ties keep their order
-    age = np.empty(len(created), dtype=np.int64)
-    age[newest_first] = np.arange(len(created))
+            wanted = str(prefer.get("seed"))
+            keys.append([int(str(seed) != wanted) for seed in cells["seed"].astype(str).tolist()])
+        machine = [_either(_differs(h, prefer["hardware"]), _differs(f, prefer["fingerprint"]))
+                   for h, f in zip(cells["hardware"].tolist(), cells["fingerprint"].tolist())]
+        keys.append([_flag(flag) for flag in machine])
+    created = ["" if _missing(v) else v for v in values["created_at"]]
+    newest_first = sorted(range(n), key=created.__getitem__, reverse=True)  # stable: ties keep their order
+    age = [0] * n
+    for rank, i in enumerate(newest_first):
+        age[i] = rank
     keys.append(age)
-    return cells.iloc[int(np.lexsort(keys[::-1])[0])]
+    return cells.iloc[min(range(n), key=lambda i: tuple(key[i] for key in keys))]
 
 
-def _rank_key(flags: pd.Series) -> np.ndarray:
-    missing = flags.isna().to_numpy()
-    return np.where(missing, 2, flags.where(~missing, False).astype(bool).to_numpy().astype(np.int64))
+def _either(a, b):
+    """a | b with missing as pandas' three-valued logic has it: True wins, else missing, else False."""
+    if a is True or b is True:
+        return True
+    return None if a is None or b is None else bool(a or b)
 
 
 def _marks(cell, column: str) -> str:
