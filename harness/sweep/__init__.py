@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Optional
 
 from harness.predictions import land_with_record
 from harness.record import write_json_atomic
@@ -27,9 +28,10 @@ from harness.sweep.summary import summary_line, sweep_report
 __all__ = ["FINAL_STATUSES", "run_and_record", "sweep_report", "write_record"]
 
 
-def run_and_record(plan, side_by_side: int = 1) -> Path:
+def run_and_record(plan, side_by_side: Optional[int] = None) -> Path:
     """Run one planned cell unless it is already done here, and write its record. `side_by_side`: the
-    cells this process runs at once (harness.sweep.parallel), which share the cores and the memory."""
+    cells this process runs at once (harness.sweep.parallel), which share the cores and the memory;
+    None: as the Hydra launcher says (joblib and submitit workers each run one, leases.current_launcher_workers)."""
     path = plan.record_path
     done, rerun_reason = resume_decision(path, plan.cell.force)
     if done:
@@ -60,10 +62,10 @@ def write_record(path, record: dict) -> Path:
     return write_json_atomic(path, record)
 
 
-def _run(plan, side_by_side: int) -> dict:
+def _run(plan, side_by_side: Optional[int]) -> dict:
     if not plan.cell.isolate:
         return execute(plan.cell, plan.config_hash, plan.fingerprints)
-    record, death = run_isolated(execute, plan, sharing=side_by_side)
+    record, death = run_isolated(execute, plan, sharing=side_by_side or 1)
     return record if record is not None else failed_record(plan.cell, plan.config_hash, plan.fingerprints, death)
 
 
