@@ -45,6 +45,8 @@ settings (key=value; a misspelled key is refused with the closest real one):
   run_name=NAME              records go to results/NAME/records/ (or paths.results_dir=DIR)
   seed=N  force=true         the seed;  re-run a cell whose successful record exists
   memory_limit_gb=G          what a cell may use (default: 90 % of the memory available); past it the cell fails alone
+  hydra.launcher.workers=N   -m: untimed cells run side by side (default auto: the cores and the memory),
+                             timed cells one at a time after them; 1 runs every cell in turn
   hydra/launcher=joblib_local|slurm|slurm_local   run a -m sweep's cells in parallel or on a cluster
 
 options:
