@@ -4,7 +4,7 @@ Methods may modify the model in place, so the runner scores the fine-tuned basel
 cell's hardware and dtype (a copy is moved, the original stays on the CPU for the method). Every cell
 of a sweep shares the baseline, so its predictions are cached under a key of the weights, the task
 config, the eval data, the device/dtype and CACHE_VERSION: one evaluation per sweep, not per cell;
-cells running side by side wait for the one that scores it (finetune.key_lock).
+cells running side by side wait for the one that scores it (finetune.once_per_key).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from harness.config import task_identity
-from harness.finetune import CACHE_VERSION, key_lock, stable_hash
+from harness.finetune import CACHE_VERSION, once_per_key, stable_hash
 from harness.predictions import SplitResult, metric_suffix, read_predictions, score_split, write_predictions
 
 
@@ -32,11 +32,10 @@ def baseline_predictions(cell, model, loaded, task_data, training: dict) -> Opti
         return None
     key = reference_key(cell, training, task_data.fingerprints)
     root = Path(cell.paths.cache_dir).expanduser() / "baseline_predictions"
-    path = root / f"{key}.jsonl.gz"
-    if path.is_file():  # written atomically: complete once it exists
-        return _cached_predictions(path, key, cell, model, loaded, task_data)
-    with key_lock(root, key, doing="scoring this baseline"):  # parallel cells of a sweep: one scores, the others read
-        return _cached_predictions(path, key, cell, model, loaded, task_data)
+    path = root / f"{key}.jsonl.gz"  # written atomically: complete once it exists
+    # cells running at once: one scores, the others wait for it and read
+    return once_per_key(root, key, path, lambda: _cached_predictions(path, key, cell, model, loaded, task_data),
+                        doing="scoring this baseline")
 
 
 def _cached_predictions(path: Path, key: str, cell, model, loaded, task_data) -> dict:

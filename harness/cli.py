@@ -191,10 +191,10 @@ def hydra_main(cfg: DictConfig) -> None:
     from harness.plan import plan_cell
     from harness.sweep import run_and_record
 
-    overrides = job_key(HydraConfig.get().overrides.task)
+    overrides = HydraConfig.get().overrides.task
     plan = planned(overrides)
     if plan is None:  # a launcher that runs cells in another process (joblib, submitit): plan it here
-        plan = plan_cell(to_cell_config(cfg), overrides)
+        plan = plan_cell(to_cell_config(cfg), job_key(overrides))
     run_and_record(plan)
 
 

@@ -151,13 +151,20 @@ def key_lock(root: Path, key: str, doing: str = "fine-tuning this baseline"):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def once_per_key(root: Path, key: str, complete: Path, produce, doing: str = "fine-tuning this baseline"):
+    """`produce()` (which reads the cache entry, or builds it) under the key's lock, unless `complete`
+    already exists: entries appear whole (by rename), so reading one needs no lock, and cells that
+    only read never wait on one another."""
+    if complete.is_file():
+        return produce()
+    with key_lock(root, key, doing):
+        return produce()
+
+
 def cached_finetune(key: str, cache_dir: str, build, load):
     """Return (model, info). `build()` trains and returns a model; `load(dir)` reloads a cached one."""
     root = Path(cache_dir) / "finetuned"
-    if (root / key / "meta.json").is_file():  # complete (entries appear by rename): no lock needed to read
-        return _cached_finetune(root, key, build, load)
-    with key_lock(root, key):
-        return _cached_finetune(root, key, build, load)
+    return once_per_key(root, key, root / key / "meta.json", lambda: _cached_finetune(root, key, build, load))
 
 
 def _cached_finetune(root: Path, key: str, build, load):

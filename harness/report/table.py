@@ -272,15 +272,12 @@ def _seed_cells(cells: pd.DataFrame, cell) -> pd.DataFrame:
 
 
 _MISSING = object()  # one key for every missing seed (NaN, None, NA), as pandas groups them
-
-
-def _missing(value) -> bool:
-    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value)
+_missing = pd.isna  # on the single values a row reads
 
 
 def _flag(value) -> int:
     """A ranking key: False before True before missing."""
-    return 2 if value is None or _missing(value) else int(bool(value))
+    return 2 if _missing(value) else int(bool(value))
 
 
 def _differs(a, b):
@@ -319,10 +316,10 @@ def _pick(cells: pd.DataFrame, prefer=None):
 
 
 def _either(a, b):
-    """a | b with missing as pandas' three-valued logic has it: True wins, else missing, else False."""
-    if a is True or b is True:
+    """a | b with missing (None) as pandas' three-valued logic has it: True wins, else missing, else False."""
+    if any(flag is not None and bool(flag) for flag in (a, b)):
         return True
-    return None if a is None or b is None else bool(a or b)
+    return None if a is None or b is None else False
 
 
 def _marks(cell, column: str) -> str:

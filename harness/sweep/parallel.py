@@ -9,7 +9,7 @@ else runs. So a sweep runs in three steps:
    predictions: same model, task, seed, device, dtype and data), side by side. Each builds what its
    group shares, once: the fine-tune (harness.finetune) and the baseline's predictions
    (harness.baseline_reference), cached under a key; any other process needing that key waits for it
-   and then reads it (finetune.key_lock);
+   and then reads it (finetune.once_per_key);
 2. the other untimed cells, side by side, reading those caches;
 3. the timed cells, one at a time, on a machine no other cell of this sweep is using.
 
