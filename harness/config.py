@@ -235,10 +235,19 @@ class MeasureConfig:
     contention_retries: int = 2
     max_other_cores: float = 0.25
     max_steal_fraction: float = 0.05
+    # A latency pass that stays "unstable" (harness.measure.stability: its canary or its block pairs
+    # say it was not steady) after those re-measurements: the isolated cell runs again in a fresh
+    # process up to this many times; every try's figures stay in the record (latency.fresh_process_tries).
+    fresh_process_retries: int = 2
+    # Fresh processes that time each interleaved speedup (harness.sweep.fresh_processes): with K > 1
+    # the record's speedups get `pooled` (median over processes, CI over processes and block pairs).
+    latency_processes: int = 1
 
     def __post_init__(self):
         check(self.bootstrap >= 0, "measure.bootstrap", f"must be >= 0 (0 disables CIs), got {self.bootstrap}")
         check(0 <= self.contention_retries <= 10, "measure.contention_retries", f"must be in [0, 10], got {self.contention_retries}")
+        check(0 <= self.fresh_process_retries <= 5, "measure.fresh_process_retries", f"must be in [0, 5], got {self.fresh_process_retries}")
+        check(1 <= self.latency_processes <= 20, "measure.latency_processes", f"must be in [1, 20], got {self.latency_processes}")
         check(self.max_other_cores >= 0, "measure.max_other_cores", f"must be >= 0, got {self.max_other_cores}")
         check(0 <= self.max_steal_fraction <= 1, "measure.max_steal_fraction", f"must be in [0, 1], got {self.max_steal_fraction}")
 

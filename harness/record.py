@@ -59,7 +59,19 @@ class LatencyStats(TypedDict, total=False):
     inputs: "LatencyInputs"  # which eval inputs the pass timed; absent in records before issue 27
     interleaved: bool  # timed in alternating blocks with the reference (harness.measure.interleaved)
     speedup: Optional[dict]  # harness.measure.interleaved.Speedup, with the reference's raw per-call times; None without a reference
-    contention: dict  # harness.measure.contention.ContentionSummary of the kept pass
+    contention: dict  # harness.measure.contention.ContentionSummary of the kept pass ("unstable": see stability)
+    # harness.measure.stability.StabilityReport of the kept pass: canary and block-pair figures;
+    # interleaved passes only, absent in records before issue 30
+    stability: dict
+
+
+class FreshProcessTry(TypedDict):
+    """One fresh process's latency pass, when the cell ran again because its latency stayed unstable."""
+
+    verdict: str  # that try's latency verdict ("unstable", "clean", ...)
+    speedups: dict  # {entry label: interleaved speedup} of that try
+    p50_ms: dict  # {entry label: the method's p50} of that try
+    reasons: list  # the stability reasons of that try's entries (empty when it was steady)
 
 
 class LatencyInputs(TypedDict):
@@ -83,6 +95,9 @@ class LatencySection(TypedDict, total=False):
     runtime: str  # the runtime that ran the timed artifact
     notes: list  # why a figure is missing or suspect
     contention: dict  # the worst verdict over every pass, passes, how many were re-measured
+    # [FreshProcessTry], oldest first, the kept one last: present only when the cell's latency was
+    # unstable and it ran again in fresh processes (measure.fresh_process_retries; issue 30)
+    fresh_process_tries: list
     input_dependent_compute: bool  # the method declared input-dependent compute (Method.input_dependent_compute)
     speedup_statistic: str  # "mean" when it did (speedups are ratios of mean latencies), else "p50"
 

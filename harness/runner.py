@@ -58,6 +58,11 @@ def times_against_reference(cell: CellConfig, method) -> bool:
     return cell.measure.latency and cell.measure.interleaved_speedup and not is_reference
 
 
+# Measurement settings added after records existed, with the default that reproduces those records'
+# behaviour (issue 30: fresh-process re-runs and pooling): hashed only when changed.
+MEASURE_ADDED_AT_DEFAULT = {"fresh_process_retries": 2, "latency_processes": 1}
+
+
 def config_hash(cell: CellConfig, fingerprints: dict) -> str:
     """What makes a measurement different. Paths and run flags do not; data contents and
     CACHE_VERSION do. The project's git commit is recorded but deliberately not hashed, so a
@@ -71,6 +76,9 @@ def config_hash(cell: CellConfig, fingerprints: dict) -> str:
         semantic["method"]["resolved_steps"] = [dataclasses.asdict(step) for step in resolved_steps]  # default re-measures
     if cell.runtime.name == DEFAULT_RUNTIME:
         semantic.pop("runtime")
+    for key, default in MEASURE_ADDED_AT_DEFAULT.items():  # added later: at its default, old records keep their hash
+        if semantic["measure"].get(key) == default:
+            semantic["measure"].pop(key)
     return stable_hash({"config": semantic, "data": fingerprints, "cache_version": CACHE_VERSION})
 
 

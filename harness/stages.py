@@ -263,13 +263,17 @@ def latency(cell: CellConfig, model, tokenizer, task_data, reference=None, input
     gets a speedup. Every pass times a seeded sample of the eval split (latency_sample), built
     before the timed region. `input_dependent_compute` (the method's declaration,
     methods.base.Method): the speedup is the ratio of mean latencies instead of p50s."""
+    from harness.measure import stability
     from harness.measure.contention import until_clean, worst
 
     hw = cell.hardware
     run, mode = prepare_run(model, hw)
-    run_reference = None
+    run_reference = canary = calibration_file = None
     if reference is not None:
         run_reference, _ = measure.prepare_model(reference, dataclasses.replace(hw, compile="eager"))
+        if hw.device == "cpu":  # a CUDA pass is judged by its block pairs alone
+            canary = stability.Canary()
+            calibration_file = stability.calibration_path(cell.paths.cache_dir, _threads(cell))
     seq_len = cell.task.max_seq_length
     statistic = "mean" if input_dependent_compute else "p50"
     split = _eval_split(task_data)
@@ -285,9 +289,12 @@ def latency(cell: CellConfig, model, tokenizer, task_data, reference=None, input
                 if run_reference is None:
                     return measure.measure_latency(with_inputs(run, batches), batches, hw, batch_size, length, label=label, n_bootstrap=cell.measure.bootstrap), None
                 return measure.measure_interleaved(with_inputs(run, batches), run_reference, batches, hw, batch_size, length, label=label,
-                                                   n_bootstrap=cell.measure.bootstrap, statistic=statistic)
+                                                   n_bootstrap=cell.measure.bootstrap, statistic=statistic, canary=canary,
+                                                   calibration=stability.read_calibration(calibration_file))
 
-            (entry, speedup), contention = until_clean(once, _threads(cell), cell.measure)
+            (entry, speedup), contention = until_clean(once, _threads(cell), cell.measure, stability_of=lambda r: r[0].get("stability"))
+            if contention["verdict"] == "clean" and entry.get("stability", {}).get("canary"):
+                stability.remember(calibration_file, entry["stability"]["canary"])  # a steady pass calibrates the canary
             entry["speedup"] = speedup
             entry["contention"] = contention
             entry["inputs"] = sampled_inputs(batch_rows, entry["count"], cell.seed, split.name, len(split.features))
@@ -301,6 +308,9 @@ def latency(cell: CellConfig, model, tokenizer, task_data, reference=None, input
     if result["contention"]["verdict"] == "contended":
         result["notes"].append("contended: other processes used the CPU during at least one timed pass even after "
                                f"{cell.measure.contention_retries} re-measurements (see each entry's contention figures)")
+    elif result["contention"]["verdict"] == "unstable":
+        result["notes"].append("unstable: at least one timed pass was not steady (canary or block pairs) even after "
+                               f"{cell.measure.contention_retries} re-measurements (see each entry's stability figures)")
     if run_reference is None:
         result["notes"].append("speedup: not timed interleaved (this cell is the reference, or measure.interleaved_speedup=false)")
     return result

@@ -2,6 +2,7 @@
 input is compared by its mean latency (issue 27: early exit on SST-2 read 5.10x over the first four
 sentences, three of which exit after layer 1; the mean over the same calls gave 3.0x)."""
 
+import tempfile
 from types import SimpleNamespace
 
 import numpy as np
@@ -114,7 +115,8 @@ def clock(monkeypatch):
 def toy_cell(batch_sizes=(1,)):
     hardware = HardwareConfig(batch_sizes=list(batch_sizes), warmup=1, min_iterations=5, min_duration_s=0.0, max_duration_s=10_000.0)
     return SimpleNamespace(hardware=hardware, task=SimpleNamespace(max_seq_length=16), runtime=SimpleNamespace(name="pytorch"),
-                           measure=MeasureConfig(bootstrap=50, contention_retries=0), seed=3)
+                           measure=MeasureConfig(bootstrap=50, contention_retries=0), seed=3,
+                           paths=SimpleNamespace(cache_dir=tempfile.mkdtemp(prefix="compbench-test-cache-")))
 
 
 def timed(clock, tokenizer, cheap_first: bool, input_dependent: bool = True, batch_sizes=(1,)) -> dict:

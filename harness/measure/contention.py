@@ -162,8 +162,9 @@ class ContentionMonitor:
 
 
 def worst(verdicts: list[str]) -> str:
-    """The verdict of a set of passes: contended if any was, unknown if any could not be judged."""
-    for verdict in ("contended", "unknown"):
+    """The verdict of a set of passes: contended if any was, then unstable (harness.measure.stability),
+    then unknown if any could not be judged."""
+    for verdict in ("contended", "unstable", "unknown"):
         if verdict in verdicts:
             return verdict
     return "clean" if verdicts else "unknown"
@@ -173,22 +174,34 @@ RETRY_PAUSE_S = 2.0  # let a passing disturbance end before the next try
 
 
 class ContentionSummary(TypedDict):
-    verdict: str  # the kept pass's verdict: "clean", "contended" (every try was) or "unknown"
+    # the kept pass's verdict: "clean"; "contended" or "unstable" (every try was); "unknown".
+    # "unstable": other processes were quiet but the pass itself was not steady (its entry's
+    # "stability", harness.measure.stability); absent before issue 30.
+    verdict: str
     attempts: int  # passes made: 1 + re-measurements
     passes: list  # list[ContentionReport], one per attempt, the kept one last
+    unstable_attempts: list  # list[list[str]]: the stability reasons of each attempt judged unstable
 
 
-def until_clean(measure_once, threads: int, settings) -> tuple:
+def until_clean(measure_once, threads: int, settings, stability_of=None) -> tuple:
     """Run `measure_once()` under a ContentionMonitor, re-running it while the verdict is
-    "contended" (up to settings.contention_retries more times). Returns (result, summary) of the
-    last attempt; a pass that stays disturbed is kept and says so, never silently."""
+    "contended" or, with `stability_of(result)` giving the pass's StabilityReport, "unstable" (up to
+    settings.contention_retries more times). Returns (result, summary) of the last attempt; a pass
+    that stays disturbed is kept and says so, never silently."""
     reports: list = []
+    unstable: list = []
     for attempt in range(1 + settings.contention_retries):
         if attempt:
             time.sleep(RETRY_PAUSE_S)
         with ContentionMonitor(threads, settings.max_other_cores, settings.max_steal_fraction) as monitor:
             result = measure_once()
         reports.append(monitor.report)
-        if monitor.report["verdict"] != "contended":
+        stability = stability_of(result) if stability_of else None
+        verdict = monitor.report["verdict"]
+        if verdict == "clean" and stability and stability["verdict"] == "unstable":
+            verdict = "unstable"
+        if stability and stability["verdict"] == "unstable":
+            unstable.append(stability["reasons"])
+        if verdict not in ("contended", "unstable"):
             break
-    return result, ContentionSummary(verdict=reports[-1]["verdict"], attempts=len(reports), passes=reports)
+    return result, ContentionSummary(verdict=verdict, attempts=len(reports), passes=reports, unstable_attempts=unstable)

@@ -117,6 +117,16 @@ def machine_fingerprint(cpu_model: str, logical_cores: int, flags: set, gpu: Opt
     return _short_hash("|".join(parts))
 
 
+def cpu_fingerprint() -> str:
+    """machine_fingerprint without the GPU (never initialises CUDA): keys what only the CPU decides,
+    such as the latency canary's calibration (harness.measure.stability)."""
+    import torch
+
+    cpu = cpuinfo()
+    model = cpu.get("model name") or platform.processor() or platform.machine()
+    return machine_fingerprint(model, psutil.cpu_count(logical=True), set(cpu.get("flags", "").split()), None, torch.__version__)
+
+
 def slurm_allocation() -> Optional[dict]:
     """The SLURM job this process runs in (harness.record.SlurmAllocation), or None outside one: which
     node measured the cell, in which allocation, and how many of the node's CPUs it held."""

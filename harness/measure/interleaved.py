@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from harness.measure.latency import _gc_paused, compiled_frames, latency_entry, warm_up
+from harness.measure.stability import Canary, StabilityLimits, judge
 
 Batch = dict
 BLOCK_TARGET_S = 0.2  # one block lasts about this long: short against drift, long against switching cost
@@ -105,12 +106,17 @@ def measure_interleaved(
     label: str,
     n_bootstrap: int = 1000,
     statistic: str = "p50",
+    canary: Optional[Canary] = None,
+    calibration: Optional[list] = None,
+    limits: StabilityLimits = StabilityLimits(),
 ) -> tuple[dict, Speedup]:
     """Time the method and the reference alternately; return (the method's latency entry, speedup).
 
     Stops once each side has max(hardware.min_iterations, len(batches)) calls and the run has
     lasted 2 x hardware.min_duration_s, or at 2 x hardware.max_duration_s regardless.
-    `statistic` ("p50" | "mean"): what the speedup and its CI are a ratio of.
+    `statistic` ("p50" | "mean"): what the speedup and its CI are a ratio of. `canary`: timed at
+    the end of every block; the entry's "stability" judges the pass (harness.measure.stability)
+    against `calibration`, this machine's remembered canary times.
     """
     if statistic not in STATISTICS:
         raise ValueError(f"unknown speedup statistic {statistic!r} (one of {', '.join(STATISTICS)})")
@@ -121,6 +127,7 @@ def measure_interleaved(
         block = _block_calls(run_method, run_reference, batches, cuda)
         frames_before = compiled_frames()
         pairs: list[tuple[list[float], list[float]]] = []
+        canary_blocks: list = []  # per pair: (canary after the method's block, after the reference's)
         stopped_by = None
         with _gc_paused():
             start = time.perf_counter()
@@ -128,13 +135,14 @@ def measure_interleaved(
                 # ABBA: method first in even pairs, reference first in odd ones, so a linear
                 # drift within a pair favours neither.
                 index = len(pairs) * block
-                if len(pairs) % 2 == 0:
-                    method = _time_block(run_method, batches, index, block, cuda)
-                    reference = _time_block(run_reference, batches, index, block, cuda)
-                else:
-                    reference = _time_block(run_reference, batches, index, block, cuda)
-                    method = _time_block(run_method, batches, index, block, cuda)
-                pairs.append((method, reference))
+                sides = {}
+                for side in (("method", "reference") if len(pairs) % 2 == 0 else ("reference", "method")):
+                    run = run_method if side == "method" else run_reference
+                    sides[side] = _time_block(run, batches, index, block, cuda)
+                    sides[side + "_canary"] = canary.time_block() if canary else None
+                pairs.append((sides["method"], sides["reference"]))
+                if canary:
+                    canary_blocks.append((sides["method_canary"], sides["reference_canary"]))
                 elapsed = time.perf_counter() - start
                 calls = len(pairs) * block
                 # every batch timed at least once on each side (see latency._stop_reason)
@@ -148,6 +156,7 @@ def measure_interleaved(
     entry = latency_entry(method_values, hardware, batch_size, seq_len, label, warmup_calls, elapsed, stopped_by,
                           frames_before, frames_after, n_bootstrap)
     entry["interleaved"] = True
+    entry["stability"] = judge(pairs, canary_blocks or None, calibration or [], limits, STATISTICS[statistic])
     reference_p50, reference_mean = float(np.median(reference_values)), float(np.mean(reference_values))
     ratios = {"p50": reference_p50 / entry["p50_ms"], "mean": reference_mean / entry["mean_ms"]}
     speedup = Speedup(

@@ -122,13 +122,13 @@ def _training_budget(budget: Optional[dict]) -> dict:
 
 
 def is_disturbed(latency: Optional[dict]) -> bool:
-    """A timed pass the harness judged disturbed: a "contended" contention verdict (on the latency
+    """A timed pass the harness judged disturbed: a "contended" or "unstable" verdict (on the latency
     section or any of its passes), or a note that the machine was shared."""
     latency = latency if isinstance(latency, dict) else {}
     entries = [latency] + [e for key in ("fixed", "real_length") for e in latency.get(key) or [] if isinstance(e, dict)]
     for entry in entries:
         contention = entry.get("contention")
-        if isinstance(contention, dict) and str(contention.get("verdict", "")).lower() == "contended":
+        if isinstance(contention, dict) and str(contention.get("verdict", "")).lower() in ("contended", "unstable"):
             return True
     notes = " ".join(str(n) for n in latency.get("notes") or []).lower()
     return "shared machine" in notes or "contended" in notes
@@ -201,6 +201,8 @@ def _latency(latency: Optional[dict], seq_len: Optional[int], mode: Optional[str
     with_tp = [e for e in fixed if _number(e.get("throughput_per_s")) is not None]
     widest = max(with_tp, key=lambda e: e.get("batch_size") or 0) if with_tp else {}
     speedup = best.get("speedup") if isinstance(best.get("speedup"), dict) else {}
+    if isinstance(speedup.get("pooled"), dict):  # timed in several fresh processes: the pooled figure (issue 30)
+        speedup = {**speedup, **{k: speedup["pooled"][k] for k in ("value", "ci95")}}
     speedup_ci = speedup.get("ci95") if isinstance(speedup.get("ci95"), (list, tuple)) and len(speedup["ci95"]) == 2 else [None, None]
     contention = (latency or {}).get("contention") if isinstance((latency or {}).get("contention"), dict) else {}
     # The timed speedup says which statistic it used; without one, the method's declaration (a
@@ -221,7 +223,7 @@ def _latency(latency: Optional[dict], seq_len: Optional[int], mode: Optional[str
         # reference mean / method mean, recorded whichever the statistic (absent before issue 27)
         "speedup_interleaved_mean": _number(speedup.get("value_mean")),
         "latency_mean_ms": _number(best.get("mean_ms")),
-        # "clean" | "contended" | "unknown" over every timed pass; None for records before verdicts.
+        # "clean" | "contended" | "unstable" | "unknown" over every timed pass; None for records before verdicts.
         "latency_verdict": contention.get("verdict"),
     }
 

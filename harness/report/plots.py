@@ -207,7 +207,7 @@ def _legend_handles(categories: pd.Series, frontier: bool, disturbed: bool, subs
         handles.append(Line2D([], [], color="#777777", linestyle="--", label="sweep of one parameter"))
     if disturbed:
         handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor=DISTURBED,
-                              markersize=11, label="disturbed timing (contended)"))
+                              markersize=11, label="disturbed timing (contended or unstable)"))
     if subset:
         handles.append(Line2D([], [], marker="s", linestyle="", markerfacecolor="none", markeredgecolor="#555555",
                               markersize=10, label="evaluated on a subset"))

@@ -117,6 +117,7 @@ def _all_columns(columns: list[str]) -> list[str]:
 
 MARK_CROSS_CELL = "ᶜ"  # speedup from two cells timed apart (no interleaved measurement in the record)
 MARK_CONTENDED = "ᵏ"  # a timed pass stayed contended after its re-measurements
+MARK_UNSTABLE = "ᵘ"  # a timed pass stayed unsteady (canary or block pairs) after its re-measurements and fresh processes
 MARK_MEAN = "ᵐ"  # speedup is a ratio of mean latencies: the method's compute depends on the input (issue 27)
 
 
@@ -132,6 +133,8 @@ def _speedup_evidence(cells: pd.DataFrame, column: str) -> dict:
         marks += MARK_CROSS_CELL
     if "latency_verdict" in timed and timed["latency_verdict"].eq("contended").any():
         marks += MARK_CONTENDED
+    if "latency_verdict" in timed and timed["latency_verdict"].eq("unstable").any():
+        marks += MARK_UNSTABLE
     if "speedup_statistic" in timed and timed["speedup_statistic"].eq("mean").any():
         marks += MARK_MEAN
     evidence[column + "_flags"] = marks

@@ -4,6 +4,7 @@ atomic record, summary line. Each concern lives in its own module:
     resume     which cells are already done, on this machine
     leases     which cells run on this machine now; exclusive timing; core blocks per worker
     isolation  a fresh spawned process per cell; interrupts; scratch clean-up
+    fresh_processes  a cell whose latency stays unstable runs again; a speedup pooled over processes
     parallel   the default launcher's order: untimed cells side by side, timed cells alone
     summary    the per-cell line, the end-of-sweep report and the exit codes
 
@@ -13,6 +14,7 @@ record or none (plus, at worst, a dot-named `.tmp` file that no reader opens).
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Optional
@@ -20,6 +22,7 @@ from typing import Optional
 from harness.predictions import land_with_record
 from harness.record import write_json_atomic
 from harness.runner import execute, failed_record
+from harness.sweep.fresh_processes import run_timed
 from harness.sweep.isolation import CellInterrupted, run_isolated
 from harness.sweep.leases import MachineLease
 from harness.sweep.resume import FINAL_STATUSES, resume_decision
@@ -65,8 +68,12 @@ def write_record(path, record: dict) -> Path:
 def _run(plan, side_by_side: Optional[int]) -> dict:
     if not plan.cell.isolate:
         return execute(plan.cell, plan.config_hash, plan.fingerprints)
-    record, death = run_isolated(execute, plan, sharing=side_by_side or 1)
-    return record if record is not None else failed_record(plan.cell, plan.config_hash, plan.fingerprints, death)
+
+    def run_once(cell) -> dict:
+        record, death = run_isolated(execute, dataclasses.replace(plan, cell=cell), sharing=side_by_side or 1)
+        return record if record is not None else failed_record(cell, plan.config_hash, plan.fingerprints, death)
+
+    return run_timed(run_once, plan.cell, plan.label)
 
 
 def _write(plan, record: dict, lease: MachineLease) -> None:

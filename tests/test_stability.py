@@ -1,0 +1,244 @@
+"""The stability verdict (issue 30): a slowdown of some blocks only, invisible to the contention
+monitor, is caught by the block pairs or the canary, re-measured, run again in a fresh process and
+marked in the report."""
+
+import dataclasses
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from harness.measure import contention, interleaved, stability
+from harness.measure.contention import until_clean
+from harness.measure.interleaved import measure_interleaved
+from harness.measure.stability import StabilityLimits, judge
+
+HW = SimpleNamespace(device="cpu", compile="eager", warmup=2, min_iterations=20, min_duration_s=1.0, max_duration_s=10.0)
+BATCHES = [{"x": torch.zeros(1)}]
+
+
+class VirtualClock:
+    """A clock the callables advance, so a loaded CI machine cannot decide these tests. `slow`:
+    the method's calls inside these block-pair indices cost `factor` times more (the injection)."""
+
+    def __init__(self, slow=(), factor=2.0):
+        self.now, self.slow, self.factor = 0.0, set(slow), factor
+        self.pair = 0
+
+    def perf_counter(self):
+        return self.now
+
+    def model(self, ms, injectable=False):
+        def run(batch):
+            slowed = injectable and self.pair in self.slow
+            self.now += ms / 1e3 * (self.factor if slowed else 1.0)
+        return run
+
+
+class FakeCanary:
+    """A canary whose blocks report fixed times; `slow`: the blocks (in timing order) that run slow."""
+
+    def __init__(self, clock: VirtualClock, fp32=0.6, int8=0.25, slow=(), factor=2.0):
+        self.clock, self.fp32, self.int8, self.slow, self.factor = clock, fp32, int8, set(slow), factor
+        self.blocks = 0
+
+    def time_block(self):
+        factor = self.factor if self.blocks in self.slow else 1.0
+        self.blocks += 1
+        if self.blocks % 2 == 0:
+            self.clock.pair += 1  # two blocks (method's and reference's) per pair
+        return self.fp32 * factor, self.int8 * factor
+
+
+def _run(monkeypatch, slow_method_pairs=(), canary_slow_blocks=(), calibration=None, canary_factor=2.0, canary_fp32=0.6):
+    clock = VirtualClock(slow=slow_method_pairs)
+    monkeypatch.setattr(interleaved, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    canary = FakeCanary(clock, fp32=canary_fp32, slow=canary_slow_blocks, factor=canary_factor)
+    entry, speedup = measure_interleaved(clock.model(10, injectable=True), clock.model(15), BATCHES, HW, 1, None,
+                                         label="virtual", n_bootstrap=0, canary=canary, calibration=calibration)
+    return entry, speedup
+
+
+def test_an_undisturbed_pass_is_steady(monkeypatch):
+    entry, speedup = _run(monkeypatch)
+    report = entry["stability"]
+    assert report["verdict"] == "steady" and report["reasons"] == []
+    assert speedup["value"] == pytest.approx(1.5)
+    assert len(report["pair_ratios"]) == speedup["block_pairs"] >= 5
+    assert report["canary"]["fp32_ms"] == pytest.approx(0.6) and report["canary"]["calibration_passes"] == 0
+
+
+def test_a_slowdown_of_the_method_blocks_alone_is_caught(monkeypatch):
+    """The issue's case: the method's blocks slow down in part of the pass, the reference's and the
+    canary do not, and no other process ran (the contention monitor would say clean)."""
+    entry, speedup = _run(monkeypatch, slow_method_pairs=range(2, 4))  # two pairs in the middle of six
+    report = entry["stability"]
+    assert report["verdict"] == "unstable"
+    assert report["pair_ratios"] == pytest.approx([1.5, 1.5, 0.75, 0.75, 1.5, 1.5]) and report["pair_outliers"] == 2
+    assert "2 of 6 block pairs gave a speedup more than 10% from the pass's median 1.500" in report["reasons"][0]
+
+
+def test_a_step_in_the_method_blocks_is_caught(monkeypatch):
+    """From the middle of the pass on, the method runs twice as slow: the halves disagree."""
+    entry, _ = _run(monkeypatch, slow_method_pairs=range(3, 100))
+    report = entry["stability"]
+    assert report["verdict"] == "unstable" and report["half_speedups"] == pytest.approx([1.5, 0.75])
+    assert any("first half gave 1.500x and its second half 0.750x" in r for r in report["reasons"])
+
+
+def test_one_odd_pair_is_tolerated(monkeypatch):
+    entry, _ = _run(monkeypatch, slow_method_pairs=[4])
+    assert entry["stability"]["verdict"] == "steady" and entry["stability"]["pair_outliers"] == 1
+
+
+def test_a_canary_step_in_time_is_caught(monkeypatch):
+    """Something slowed the whole machine for a while: the canary's blocks say so."""
+    entry, _ = _run(monkeypatch, canary_slow_blocks=range(4, 10))
+    report = entry["stability"]
+    assert report["verdict"] == "unstable" and report["canary"]["slow_blocks"] == 6
+    assert "the canary ran more than 1.25x its pass median in 6 of" in report["reasons"][0]
+
+
+def test_a_canary_below_the_machines_calibration_is_caught(monkeypatch):
+    """A process whose every block is slow (placement, frequency) agrees with itself; only the
+    machine's calibrated canary time shows it."""
+    entry, _ = _run(monkeypatch, canary_fp32=0.9, calibration=[[0.6, 0.25]] * 5)
+    report = entry["stability"]
+    assert report["verdict"] == "unstable"
+    assert report["canary"]["calibrated_fp32_ms"] == pytest.approx(0.6)
+    assert "fp32 canary took 0.900 ms, 1.50x this machine's calibrated 0.600 ms" in report["reasons"][0]
+    # Too few calibrated passes: not judged against them.
+    entry, _ = _run(monkeypatch, canary_fp32=0.9, calibration=[[0.6, 0.25]] * 2)
+    assert entry["stability"]["verdict"] == "steady"
+
+
+def test_judge_uses_the_speedups_statistic():
+    pairs = [([1.0, 1.0, 9.0], [2.0, 2.0, 2.0])] * 4
+    assert judge(pairs, None, [], StabilityLimits(), np.median)["pair_ratios"][0] == pytest.approx(2.0)
+    assert judge(pairs, None, [], StabilityLimits(), np.mean)["pair_ratios"][0] == pytest.approx(6 / 11, abs=1e-3)
+
+
+def test_calibration_remembers_steady_passes(tmp_path):
+    path = tmp_path / "canary" / "machine-t2.json"
+    assert stability.read_calibration(path) == []
+    for k in range(stability.CALIBRATION_KEEP + 3):
+        stability.remember(path, {"fp32_ms": 0.6 + k, "int8_ms": 0.25})
+    passes = stability.read_calibration(path)
+    assert len(passes) == stability.CALIBRATION_KEEP and passes[-1][0] == pytest.approx(0.6 + stability.CALIBRATION_KEEP + 2)
+    path.write_text("not json")
+    assert stability.read_calibration(path) == []
+
+
+def test_the_real_canary_times_both_kernels():
+    fp32, int8 = stability.Canary().time_block()
+    assert fp32 > 0 and int8 > 0
+
+
+def fake_monitor():
+    class Clean:
+        def __init__(self, *args):
+            self.report = None
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.report = {"verdict": "clean"}
+
+    return Clean
+
+
+def test_until_clean_remeasures_an_unstable_pass(monkeypatch):
+    monkeypatch.setattr(contention, "ContentionMonitor", fake_monitor())
+    monkeypatch.setattr(contention, "RETRY_PAUSE_S", 0.0)
+    verdicts = iter(["unstable", "steady"])
+    settings = SimpleNamespace(contention_retries=2, max_other_cores=0.25, max_steal_fraction=0.05)
+    result, summary = until_clean(lambda: {"verdict": next(verdicts), "reasons": ["moved"]}, 1, settings, stability_of=lambda r: r)
+    assert summary["verdict"] == "clean" and summary["attempts"] == 2 and summary["unstable_attempts"] == [["moved"]]
+    stays = lambda: {"verdict": "unstable", "reasons": ["moved"]}  # noqa: E731
+    _, summary = until_clean(stays, 1, settings, stability_of=lambda r: r)
+    assert summary["verdict"] == "unstable" and summary["attempts"] == 3
+
+
+def _record(verdict: str, speedup: float) -> dict:
+    entry = {"label": "fixed bs=1 n=128", "p50_ms": 10.0, "speedup": {"value": speedup},
+             "stability": {"reasons": ["moved"] if verdict == "unstable" else []}}
+    return {"status": "ok", "latency": {"fixed": [entry], "real_length": [], "contention": {"verdict": verdict}}}
+
+
+@pytest.mark.parametrize("verdicts, runs, kept", [
+    (["unstable", "clean"], 2, "clean"),
+    (["unstable", "unstable", "unstable", "clean"], 3, "unstable"),  # bounded: 1 + fresh_process_retries
+    (["clean"], 1, "clean"),
+])
+def test_an_unstable_cell_runs_again_in_a_fresh_process(verdicts, runs, kept):
+    from harness.sweep.fresh_processes import run_timed
+
+    calls = []
+
+    def run_once(cell):
+        calls.append(cell)
+        return _record(verdicts[len(calls) - 1], 1.5 + len(calls) / 10)
+
+    cell = SimpleNamespace(measure=SimpleNamespace(fresh_process_retries=2, latency_processes=1))
+    record = run_timed(run_once, cell, "cell")
+    assert len(calls) == runs and record["latency"]["contention"]["verdict"] == kept
+    tries = record["latency"].get("fresh_process_tries")
+    if runs == 1:
+        assert tries is None
+    else:
+        assert [t["verdict"] for t in tries] == verdicts[:runs]
+        assert tries[0]["speedups"] == {"fixed bs=1 n=128": pytest.approx(1.6)} and tries[0]["reasons"] == ["moved"]
+
+
+def _interleaved_record(method_ms: float, pairs: int = 6, block: int = 4) -> dict:
+    entry = {"label": "fixed bs=1 n=128", "p50_ms": method_ms, "values_ms": [method_ms] * pairs * block,
+             "speedup": {"value": 15.0 / method_ms, "block_calls": block, "reference_values_ms": [15.0] * pairs * block},
+             "stability": {"reasons": []}}
+    return {"status": "ok", "latency": {"fixed": [entry], "real_length": [], "contention": {"verdict": "clean"},
+                                        "speedup_statistic": "p50"}}
+
+
+def test_a_speedup_pooled_over_fresh_processes_carries_their_spread():
+    """Three processes, each steady inside (every block pair agrees), that disagree with each other:
+    the pooled CI spans them, where each one's own CI would be a point."""
+    from harness.sweep import fresh_processes
+
+    records = iter([_interleaved_record(10.0), _interleaved_record(12.5), _interleaved_record(10.2)])
+    seen = []
+
+    def run_once(cell):
+        seen.append(cell)
+        return next(records)
+
+    @dataclasses.dataclass
+    class Measure:
+        fresh_process_retries: int = 0
+        latency_processes: int = 3
+        bootstrap: int = 400
+        accuracy: bool = True
+        memory: bool = True
+        energy: bool = True
+        flops: bool = True
+
+    @dataclasses.dataclass
+    class Cell:
+        measure: Measure
+
+    cell = Cell(Measure())
+    record = fresh_processes.run_timed(run_once, cell, "cell")
+    pooled = record["latency"]["fixed"][0]["speedup"]["pooled"]
+    assert pooled["processes"] == 3 and pooled["value"] == pytest.approx(15.0 / 10.2)
+    assert pooled["ci95"][0] == pytest.approx(1.2) and pooled["ci95"][1] == pytest.approx(1.5)
+    assert pooled["cv_pct"] > 5
+    # the extra processes measure latency only, once each
+    assert seen[0] is cell and not seen[1].measure.accuracy and seen[1].measure.latency_processes == 1 and len(seen) == 3
+    assert [p["speedups"]["fixed bs=1 n=128"] for p in record["latency"]["processes"]] == pytest.approx([1.5, 1.2, 15 / 10.2])
+
+
+def test_the_report_marks_an_unstable_speedup():
+    from harness.report.flatten import is_disturbed
+
+    assert is_disturbed({"fixed": [{"contention": {"verdict": "unstable"}}]})
+    assert not is_disturbed({"fixed": [{"contention": {"verdict": "clean"}}]})
