@@ -13,9 +13,11 @@ and inside each process several times over, keeping every block's median:
 Variants change one thing at a time (`--variants`): default; `requantize` (each in-process repeat
 quantizes afresh, so the packed weights land elsewhere); `threads1`; `passive` (OMP_WAIT_POLICY);
 `bind` (OMP_PROC_BIND=close, OMP_PLACES=cores); `thp` (glibc malloc on transparent huge pages).
-Two more run the harness's own pass and print its verdicts: `harness` (quiet machine) and `burst`
+Three more run the harness's own pass and print its verdicts: `harness` (quiet machine), `burst`
 (beside a process that spins 0.6 s of every 4 s: 15 % of a core, below what the contention
-monitor calls contended).
+monitor calls contended) and `hidden` (from half-way through each pass, a thread of the timed
+process itself multiplies matrices: load the monitor cannot attribute to anyone else, as a host
+neighbour on the sibling hyperthread would be).
 
     python bench/latency_mechanism.py --processes 5 --repeats 3 --seconds 6 --variants default,requantize
 """
@@ -28,6 +30,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -42,6 +45,7 @@ VARIANT_ENV = {
     "bind": {"OMP_PROC_BIND": "close", "OMP_PLACES": "cores"},
     "thp": {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"},
     "burst": {},
+    "hidden": {},
 }
 BURST_ON_S, BURST_PERIOD_S = 0.6, 4.0  # the neighbour's duty cycle: 15 %, below the contention monitor's 0.25 cores
 
@@ -79,6 +83,17 @@ def _block(run, batches, calls: int) -> list:
     return values
 
 
+def _hidden_load(stop, delay_s: float) -> None:
+    """numpy matrix products (they release the GIL) in a thread of the timed process: its CPU time
+    counts as the process's own, so the contention monitor sees no other process."""
+    if stop.wait(delay_s):
+        return
+    a = np.random.default_rng(0).standard_normal((384, 384))
+    while not stop.is_set():
+        a = a @ a
+        a /= np.abs(a).max()
+
+
 def harness_worker(args) -> None:
     """The same comparison through the harness's own pass (measure_interleaved with its canary,
     under the contention monitor): what the record would say."""
@@ -106,9 +121,13 @@ def harness_worker(args) -> None:
     calibration = read_calibration(calibration_path("~/.cache/compbench", torch.get_num_threads()))
     run = lambda model: (lambda batch: model(**batch))  # noqa: E731
     for repeat in range(args.repeats):
+        stop = threading.Event()
+        if args.hidden:  # from half-way through the pass, a thread of this very process competes for the cores
+            threading.Thread(target=_hidden_load, args=(stop, args.seconds / 2), daemon=True).start()
         with ContentionMonitor(torch.get_num_threads()) as monitor:
             entry, speedup = measure_interleaved(run(method), run(reference), batches, hardware, args.batch_size, 128,
                                                  label="mechanism", n_bootstrap=0, canary=canary, calibration=calibration)
+        stop.set()
         print(json.dumps({"repeat": repeat, "speedup": speedup["value"], "method_ms": entry["p50_ms"],
                           "contention": monitor.report["verdict"], "other_cores": monitor.report["other_cores"],
                           "stability": entry["stability"]}), flush=True)
@@ -187,7 +206,7 @@ def harness_table(args) -> None:
                 neighbour.start()
             try:
                 command = [sys.executable, __file__, "--worker", "--harness", "--repeats", str(args.repeats), "--seconds",
-                           str(args.seconds), "--batch-size", str(args.batch_size)]
+                           str(args.seconds), "--batch-size", str(args.batch_size)] + (["--hidden"] if variant == "hidden" else [])
                 lines = subprocess.run(command, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=True,
                                        capture_output=True, text=True).stdout.splitlines()
             finally:
@@ -211,10 +230,11 @@ def main() -> None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--requantize", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--harness", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--hidden", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return harness_worker(args) if args.harness else worker(args)
-    if any(v in ("burst", "harness") for v in args.variants.split(",")):
+    if any(v in ("burst", "harness", "hidden") for v in args.variants.split(",")):
         return harness_table(args)
     out = open(args.out, "w") if args.out else None
     print(f"| variant | process | speedup per in-process repeat | method p50 ms | canary int8 / fp32 ms | widest block-ratio spread |")

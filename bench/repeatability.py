@@ -54,7 +54,8 @@ def repeat(method: list[str], overrides: list[str], runs: int, results: Path) ->
         record = max((results / "records").glob("*.json"), key=lambda p: p.stat().st_mtime)
         record = json.loads(record.read_text())
         records.append(record)
-        tries = len(record["latency"].get("fresh_process_tries") or [None])
+        # fresh processes behind the record: pooled ones (measure.latency_processes) and re-runs of an unstable one
+        tries = len(record["latency"].get("processes") or [None]) - 1 + len(record["latency"].get("fresh_process_tries") or [None])
         for entry in record["latency"]["fixed"]:
             row = table.setdefault(entry["batch_size"], {"p50": [], "speedup": [], "pooled": [], "verdicts": [], "tries": []})
             row["p50"].append(entry["p50_ms"])
