@@ -257,3 +257,62 @@ def test_the_report_reads_the_statistic_and_marks_mean_speedups():
                           {**keys, "category": "Dynamic Inference", "latency_p50_ms": 2.0, "latency_mean_ms": 5.0, "speedup_statistic": "mean"},
                           {**keys, "category": "Quantization", "latency_p50_ms": 2.0, "latency_mean_ms": 5.0, "speedup_statistic": "p50"}])
     assert add_speedups(frame)["speedup"].tolist() == [1.0, 2.0, 5.0]
+
+
+class SteppingToy(torch.nn.Module):
+    """Costs `before_ms` for its first `calls_before_step` calls, then `after_ms`: a method whose blocks
+    slow down mid-pass while nothing else on the machine changes."""
+
+    def __init__(self, clock, before_ms, after_ms=None, calls_before_step=None):
+        super().__init__()
+        self.clock, self.before_ms, self.after_ms, self.step, self.calls = clock, before_ms, after_ms, calls_before_step, 0
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+        self.calls += 1
+        slow = self.step is not None and self.calls > self.step
+        self.clock.now += (self.after_ms if slow else self.before_ms) / 1e3
+        return input_ids
+
+
+class SteadyCanary:
+    def time_block(self):
+        return 0.6, 0.25
+
+
+class QuietMachine:
+    """The contention monitor finding nothing, whatever else runs beside the test suite."""
+
+    def __init__(self, *args):
+        self.report = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.report = {"verdict": "clean"}
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_a_method_that_slows_mid_pass_is_unstable_then_re_measured(clock, tokenizer, monkeypatch, retries):
+    """Issue 30 end to end: the method's blocks slow down half-way through the pass (the reference's
+    do not, no other process ran): the entry is `unstable` with its figures; a re-measurement that is
+    steady replaces it and the summary keeps the unstable attempt's reasons."""
+    from harness.measure import contention, stability
+
+    monkeypatch.setattr(contention, "ContentionMonitor", QuietMachine)
+    monkeypatch.setattr(contention, "RETRY_PAUSE_S", 0.0)
+    monkeypatch.setattr(stability, "Canary", SteadyCanary)
+    cell = toy_cell()
+    cell.measure = MeasureConfig(bootstrap=50, contention_retries=retries, real_length_latency=False)
+    result = stages.latency(cell, SteppingToy(clock, 10.0, 20.0, calls_before_step=140), tokenizer, eval_task(cheap_first=True),
+                            reference=SteppingToy(clock, 15.0))
+    entry = result["fixed"][0]
+    if retries == 0:
+        assert entry["contention"]["verdict"] == result["contention"]["verdict"] == "unstable"
+        assert entry["stability"]["half_speedups"][0] == pytest.approx(1.5, rel=0.01)
+        assert any("first half gave 1.500x" in r for r in entry["stability"]["reasons"])
+        assert any(note.startswith("unstable:") for note in result["notes"])
+    else:  # the second attempt runs slow from start to end: steady, and its figure is kept
+        assert entry["contention"]["verdict"] == "clean" and entry["contention"]["attempts"] == 2
+        assert len(entry["contention"]["unstable_attempts"]) == 1
+        assert entry["speedup"]["value"] == pytest.approx(0.75) and entry["stability"]["verdict"] == "steady"

@@ -25,6 +25,7 @@ import torch
 
 from harness.measure.latency import _gc_paused, compiled_frames, latency_entry, warm_up
 from harness.measure.stability import Canary, StabilityLimits, judge
+from harness.measure.stats import SPEEDUP_STATISTICS, ratio_ci  # noqa: F401 - ratio_ci: part of this module's API
 
 Batch = dict
 BLOCK_TARGET_S = 0.2  # one block lasts about this long: short against drift, long against switching cost
@@ -32,9 +33,7 @@ MAX_BLOCK_CALLS = 32
 REFERENCE = "the fine-tuned fp32 baseline in PyTorch eager on the same device, inputs and threads"
 
 
-# The statistic a speedup is the ratio of: p50 for a method whose cost does not depend on its
-# input, mean (cost per example over the sample) for one whose cost does.
-STATISTICS = {"p50": np.median, "mean": np.mean}
+STATISTICS = SPEEDUP_STATISTICS  # the statistic a speedup is the ratio of: "p50" or "mean"
 
 
 class Speedup(TypedDict):
@@ -79,21 +78,6 @@ def _time_block(run: Callable[[Batch], Any], batches: list[Batch], start: int, c
 def _block_calls(run_method, run_reference, batches, cuda: bool) -> int:
     probe = max(np.median(_time_block(run_method, batches, 0, 3, cuda)), np.median(_time_block(run_reference, batches, 0, 3, cuda)))
     return int(min(MAX_BLOCK_CALLS, max(1, BLOCK_TARGET_S * 1e3 // max(probe, 1e-3))))
-
-
-def ratio_ci(pairs: list[tuple[list[float], list[float]]], n_resamples: int, seed: int = 0, statistic: str = "p50") -> list:
-    """Percentile-bootstrap 95% CI of statistic(reference)/statistic(method) over block pairs
-    (`statistic`: a key of STATISTICS)."""
-    summary = STATISTICS[statistic]
-    rng = np.random.default_rng(seed)
-    method = [np.asarray(m) for m, _ in pairs]
-    reference = [np.asarray(r) for _, r in pairs]
-    estimates = np.empty(n_resamples)
-    for k in range(n_resamples):
-        pick = rng.integers(0, len(pairs), size=len(pairs))
-        estimates[k] = summary(np.concatenate([reference[i] for i in pick])) / summary(np.concatenate([method[i] for i in pick]))
-    low, high = np.percentile(estimates, [2.5, 97.5])
-    return [float(low), float(high)]
 
 
 def measure_interleaved(

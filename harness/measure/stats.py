@@ -167,3 +167,35 @@ def mean_std(values: Sequence[float]) -> tuple[Optional[float], Optional[float]]
         return None, None
     std = float(data.std(ddof=1)) if data.size > 1 else None
     return float(data.mean()), std
+
+
+# What an interleaved speedup is a ratio of (harness.measure.interleaved): p50 for a method whose cost
+# does not depend on its input, mean (cost per example over the sample) for one whose cost does.
+SPEEDUP_STATISTICS = {"p50": np.median, "mean": np.mean}
+
+
+def bootstrap_ratios(pairs: list, n_resamples: int, rng, statistic: str = "p50") -> np.ndarray:
+    """`n_resamples` bootstrap estimates of statistic(reference)/statistic(method), block pairs resampled."""
+    summary = SPEEDUP_STATISTICS[statistic]
+    method = [np.asarray(m) for m, _ in pairs]
+    reference = [np.asarray(r) for _, r in pairs]
+    estimates = np.empty(n_resamples)
+    for k in range(n_resamples):
+        pick = rng.integers(0, len(pairs), size=len(pairs))
+        estimates[k] = summary(np.concatenate([reference[i] for i in pick])) / summary(np.concatenate([method[i] for i in pick]))
+    return estimates
+
+
+def ratio_ci(pairs: list[tuple[list[float], list[float]]], n_resamples: int, seed: int = 0, statistic: str = "p50") -> list:
+    """Percentile-bootstrap 95% CI of statistic(reference)/statistic(method) over block pairs
+    (`statistic`: a key of SPEEDUP_STATISTICS)."""
+    low, high = np.percentile(bootstrap_ratios(pairs, n_resamples, np.random.default_rng(seed), statistic), [2.5, 97.5])
+    return [float(low), float(high)]
+
+
+def block_pairs(entry: dict) -> list:
+    """(method calls, reference calls) per block pair of a recorded interleaved entry, from its raw values."""
+    speedup = entry["speedup"]
+    block = int(speedup["block_calls"])
+    method, reference = entry["values_ms"], speedup["reference_values_ms"]
+    return [(method[i:i + block], reference[i:i + block]) for i in range(0, min(len(method), len(reference)), block)]

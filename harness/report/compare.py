@@ -6,9 +6,17 @@ and the git commit are not in it). For each matched cell:
     files: McNemar for accuracy, paired bootstrap otherwise) when both files exist, else the plain
     difference with no test;
   * latency change: p50 ratio B / A at batch 1, with a 95 % bootstrap CI from both runs' raw timings;
+  * speedup change, when both records timed the method interleaved with its baseline: speedup B / A,
+    each run's block pairs resampled. It cancels what drifts between processes and runs (the
+    absolute p50 of one cell moves by up to 4.5 % between fresh processes on an idle machine:
+    BENCHMARKS.md, "Speedup repeatability on every machine kind"), so it decides the latency flag;
+  * whether either run's timing was disturbed (a `contended` or `unstable` verdict): then no
+    latency regression is judged, and the line says why;
   * what changed in the environment (package versions, CPU, GPU, commit).
 A regression is flagged when B is significantly worse after Holm correction over the matched cells
-(accuracy), or when the whole latency-ratio CI lies above 1 + `latency_tolerance`.
+(accuracy), or, for latency, when the whole speedup-change CI lies below 1 - `latency_tolerance` (or,
+for a cell without interleaved speedups such as the baseline, the whole latency-ratio CI above
+1 + `latency_tolerance`), and neither run's timing was disturbed.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from harness.comparison import compare_split, holm_adjust
+from harness.measure.stats import block_pairs, bootstrap_ratios
 from harness.report.load import load_records
 from harness.report.paired import paired_test_label, points_scale
 
@@ -33,11 +42,36 @@ def _load(path: str) -> dict:
         return json.load(handle)
 
 
-def _batch1_timings(record: dict, seq_len) -> Optional[np.ndarray]:
+DISTURBED = ("contended", "unstable")
+
+
+def _batch1_entry(record: dict, seq_len) -> Optional[dict]:
     entries = [e for e in ((record.get("latency") or {}).get("fixed") or []) if isinstance(e, dict)]
     entries = [e for e in entries if e.get("batch_size") == 1 and e.get("values_ms")]
     entries.sort(key=lambda e: e.get("seq_len") != seq_len)
-    return np.asarray(entries[0]["values_ms"], dtype=np.float64) if entries else None
+    return entries[0] if entries else None
+
+
+def _verdict(entry: Optional[dict]) -> Optional[str]:
+    return ((entry or {}).get("contention") or {}).get("verdict")
+
+
+def speedup_change(entry_a: dict, entry_b: dict, seed: int = 0) -> Optional[dict]:
+    """speedup(B) / speedup(A) of two interleaved entries, with a percentile-bootstrap 95 % CI (each
+    run's block pairs resampled independently); None unless both hold their raw block pairs."""
+    try:
+        pairs_a, pairs_b = block_pairs(entry_a), block_pairs(entry_b)
+    except (KeyError, TypeError, ValueError):
+        return None
+    statistic_a = entry_a["speedup"].get("statistic") or "p50"
+    statistic_b = entry_b["speedup"].get("statistic") or "p50"
+    if not pairs_a or not pairs_b or statistic_a != statistic_b:
+        return None
+    rng = np.random.default_rng(seed)
+    changes = bootstrap_ratios(pairs_b, ROUNDS, rng, statistic_b) / bootstrap_ratios(pairs_a, ROUNDS, rng, statistic_a)
+    low, high = np.percentile(changes, [2.5, 97.5])
+    a, b = float(entry_a["speedup"]["value"]), float(entry_b["speedup"]["value"])
+    return {"a": a, "b": b, "change": b / a, "ci": [float(low), float(high)]}
 
 
 def latency_ratio(a: np.ndarray, b: np.ndarray, seed: int = 0) -> dict:
@@ -105,16 +139,23 @@ def compare_results(paths_a: list[str], paths_b: list[str], latency_tolerance: f
                "score_a": cell["score_a"], "score_b": cell["score_b"], "accuracy_change": cell["score_b"] - cell["score_a"],
                "accuracy_ci_lo": np.nan, "accuracy_ci_hi": np.nan, "accuracy_p": np.nan, "accuracy_test": None,
                "same_prediction": np.nan, "p50_ms_a": cell["latency_p50_ms_a"], "p50_ms_b": cell["latency_p50_ms_b"],
-               "latency_ratio": np.nan, "latency_ratio_ci_lo": np.nan, "latency_ratio_ci_hi": np.nan}
+               "latency_ratio": np.nan, "latency_ratio_ci_lo": np.nan, "latency_ratio_ci_hi": np.nan,
+               "speedup_a": np.nan, "speedup_b": np.nan, "speedup_change": np.nan, "speedup_change_ci_lo": np.nan,
+               "speedup_change_ci_hi": np.nan, "verdict_a": None, "verdict_b": None}
         paired = accuracy_change(record_a, cell["path_a"], record_b, cell["path_b"], cell["primary_metric_a"])
         if paired:
             row.update(accuracy_change=paired["change"], accuracy_ci_lo=paired["ci_lo"], accuracy_ci_hi=paired["ci_hi"],
                        accuracy_p=paired["p"], accuracy_test=paired["test"], same_prediction=paired["same_prediction"])
-        timings_a = _batch1_timings(record_a, cell["seq_len_a"])
-        timings_b = _batch1_timings(record_b, cell["seq_len_b"])
-        if timings_a is not None and timings_b is not None:
-            ratio = latency_ratio(timings_a, timings_b)
-            row.update(latency_ratio=ratio["ratio"], latency_ratio_ci_lo=ratio["ci"][0], latency_ratio_ci_hi=ratio["ci"][1])
+        entry_a, entry_b = _batch1_entry(record_a, cell["seq_len_a"]), _batch1_entry(record_b, cell["seq_len_b"])
+        if entry_a is not None and entry_b is not None:
+            ratio = latency_ratio(np.asarray(entry_a["values_ms"], dtype=np.float64), np.asarray(entry_b["values_ms"], dtype=np.float64))
+            row.update(latency_ratio=ratio["ratio"], latency_ratio_ci_lo=ratio["ci"][0], latency_ratio_ci_hi=ratio["ci"][1],
+                       verdict_a=_verdict(entry_a), verdict_b=_verdict(entry_b))
+            if entry_a.get("speedup") and entry_b.get("speedup"):
+                change = speedup_change(entry_a, entry_b)
+                if change:
+                    row.update(speedup_a=change["a"], speedup_b=change["b"], speedup_change=change["change"],
+                               speedup_change_ci_lo=change["ci"][0], speedup_change_ci_hi=change["ci"][1])
         for change in environment_changes(record_a.get("environment"), record_b.get("environment")):
             environment.setdefault(change, set()).add(cell["hardware_a"])
         rows.append(row)
@@ -124,7 +165,10 @@ def compare_results(paths_a: list[str], paths_b: list[str], latency_tolerance: f
         return table, lines, problems_a + problems_b
     table["accuracy_p_holm"] = holm_adjust(table["accuracy_p"].to_numpy(float))
     table["accuracy_regression"] = (table["accuracy_p_holm"] < 0.05) & (table["accuracy_change"] < 0)
-    table["latency_regression"] = table["latency_ratio_ci_lo"] > 1.0 + latency_tolerance
+    disturbed = table["verdict_a"].isin(DISTURBED) | table["verdict_b"].isin(DISTURBED)
+    by_speedup = table["speedup_change"].notna()
+    table["latency_regression"] = ~disturbed & np.where(by_speedup, table["speedup_change_ci_hi"] < 1.0 - latency_tolerance,
+                                                       table["latency_ratio_ci_lo"] > 1.0 + latency_tolerance)
     for _, row in table.iterrows():
         accuracy = f"{row['accuracy_change']:+.2f} pt"
         if np.isfinite(row["accuracy_ci_lo"]):
@@ -135,6 +179,12 @@ def compare_results(paths_a: list[str], paths_b: list[str], latency_tolerance: f
             accuracy += " (unpaired: prediction files missing)"
         latency = (f"latency ×{row['latency_ratio']:.3f} [{row['latency_ratio_ci_lo']:.3f}, {row['latency_ratio_ci_hi']:.3f}]"
                    if np.isfinite(row["latency_ratio"]) else "latency not comparable (no raw timings)")
+        if np.isfinite(row["speedup_change"]):
+            latency += (f"; speedup {row['speedup_a']:.3f}× → {row['speedup_b']:.3f}× (×{row['speedup_change']:.3f} "
+                        f"[{row['speedup_change_ci_lo']:.3f}, {row['speedup_change_ci_hi']:.3f}])")
+        disturbed_sides = [f"{side}: {row['verdict_' + side.lower()]}" for side in ("A", "B") if row["verdict_" + side.lower()] in DISTURBED]
+        if disturbed_sides:
+            latency += f"; latency not judged (timing disturbed, {', '.join(disturbed_sides)})"
         flags = [f for f, on in (("ACCURACY REGRESSION", row["accuracy_regression"]), ("LATENCY REGRESSION", row["latency_regression"])) if on]
         lines.append(f"- {row['task']} / {row['model']} / {row['method']} / {row['hardware']}: accuracy {accuracy}; {latency}"
                      + (f"  **{', '.join(flags)}**" if flags else ""))

@@ -17,7 +17,7 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
 _LATEX_UNICODE = {"–": "--", "−": "$-$", "±": r"$\pm$", "×": r"$\times$", "‡": r"\ddag{}", "†": r"\dag{}",
                   "ˢ": r"\textsuperscript{s}", "ʳ": r"\textsuperscript{r}", "ᵈ": r"\textsuperscript{d}",
                   "ⁿ": r"\textsuperscript{n}", "ᵗ": r"\textsuperscript{t}", "ᵐ": r"\textsuperscript{m}",
-                  "ᶜ": r"\textsuperscript{c}", "ᵏ": r"\textsuperscript{k}", "Δ": r"$\Delta$", "·": r"$\cdot$",
+                  "ᶜ": r"\textsuperscript{c}", "ᵏ": r"\textsuperscript{k}", "ᵘ": r"\textsuperscript{u}", "Δ": r"$\Delta$", "·": r"$\cdot$",
                   "ᶻ": r"\textsuperscript{z}", "≥": r"$\geq$", "≤": r"$\leq$", "α": r"$\alpha$", "β": r"$\beta$"}
 
 

@@ -20,7 +20,9 @@ from typing import Callable
 
 import numpy as np
 
-from harness.measure.interleaved import STATISTICS
+# numpy only: this module runs in the sweep's parent, which never imports torch (an interrupt while
+# torch imports would print a traceback; tests/test_sweeps.py)
+from harness.measure.stats import SPEEDUP_STATISTICS, block_pairs
 
 POOLED_DESIGN = ("median over fresh processes of each one's interleaved speedup; CI: percentile bootstrap that "
                  "resamples processes, then block pairs inside each")
@@ -69,22 +71,14 @@ def latency_only(cell):
     return dataclasses.replace(cell, measure=measure)
 
 
-def _pairs(entry: dict) -> list:
-    """(method calls, reference calls) per block pair of an interleaved entry, from its raw values."""
-    speedup = entry["speedup"]
-    block = int(speedup["block_calls"])
-    method, reference = entry["values_ms"], speedup["reference_values_ms"]
-    return [(method[i:i + block], reference[i:i + block]) for i in range(0, min(len(method), len(reference)), block)]
-
-
 def pooled_speedup(entries: list, statistic: str, n_bootstrap: int, seed: int = 0) -> dict:
     """harness.record.PooledSpeedup of one setting timed in several processes (`entries`: one
     interleaved latency entry per process, the cell's own first)."""
-    summary = STATISTICS[statistic]
+    summary = SPEEDUP_STATISTICS[statistic]
     values = [float(e["speedup"]["value"]) for e in entries]
     ci = None
     if n_bootstrap > 0 and len(entries) > 1:
-        processes = [_pairs(e) for e in entries]
+        processes = [block_pairs(e) for e in entries]
         rng = np.random.default_rng(seed)
         estimates = np.empty(n_bootstrap)
         for k in range(n_bootstrap):
