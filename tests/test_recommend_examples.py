@@ -56,3 +56,14 @@ def test_the_guides_example_answers_are_what_the_command_prints(capsys, monkeypa
     for arguments, expected in examples:
         assert report_main(arguments) == 0
         assert capsys.readouterr().out.rstrip("\n") == expected, " ".join(arguments)
+
+
+def test_an_answer_whose_timing_was_disturbed_says_so():
+    """Issue 30: the recommended method's speedup came from a pass that stayed unstable: the answer
+    still ranks by it (it is the measurement there is) but tells the user to re-measure first."""
+    records, _ = load_records([str(DEMO)])
+    winner = records["label"].eq("dynamic_int8 (be=torch_ao,cmp=false)")
+    records.loc[winner, "latency_verdict"] = "unstable"
+    _, lines = recommend(records, Budget(max_drop=1.5), ("sst2",))
+    best = next(line for line in lines if "dynamic_int8" in line and "speedup" in line)
+    assert "(timing unstable: re-measure on an idle machine before acting on it)" in best

@@ -97,6 +97,9 @@ def _over_seeds(cells: pd.DataFrame) -> pd.DataFrame:
     # The means, and the seeds' latency and speedup CIs joined: no joint samples over seeds in the flat frame.
     statistics = {column: grouped[column].transform("mean") for column in averaged}
     statistics |= {column: grouped[column].transform(pick) for column, pick in joined}
+    if "latency_verdict" in multi:  # the worst seed's timing verdict: one disturbed seed disturbs the mean
+        worst = multi["latency_verdict"].map({"contended": 2, "unstable": 1}).fillna(0).groupby(group_ids).transform("max")
+        statistics["latency_verdict"] = np.where(worst.eq(2), "contended", np.where(worst.eq(1), "unstable", multi["latency_verdict"]))
     mean = multi.assign(**statistics, n_seeds=grouped["seed"].transform("size"), _group=group_ids).groupby("_group", sort=False).tail(1)
     mean = mean.assign(seed_drops=[tuple(seed_drops[g]) for g in mean["_group"]]).drop(columns="_group")
     mean[["drop_lo", "drop_hi", "paired_p", "p_frontier"]] = np.nan
@@ -180,6 +183,9 @@ def _evidence(cell) -> str:
     speed = (f"speedup {cell['speedup']:.2f}× [{cell['speedup_lo']:.2f}, {cell['speedup_hi']:.2f}]"
              if np.isfinite(cell.get("speedup", np.nan)) and np.isfinite(cell["speedup_lo"]) else
              f"speedup {cell['speedup']:.2f}×" if np.isfinite(cell.get("speedup", np.nan)) else "no speedup (no baseline timed)")
+    verdict = cell.get("latency_verdict")
+    if verdict in ("contended", "unstable"):  # the figure stands, marked: acting on it needs a steady re-measurement
+        speed += f" (timing {verdict}: re-measure on an idle machine before acting on it)"
     size = f"size {cell['size_pct_with_emb']:.1f} %" if np.isfinite(cell["size_pct_with_emb"]) else "size not measured"
     frontier = f"P(frontier) {cell['p_frontier']:.2f}" if np.isfinite(cell.get("p_frontier", np.nan)) else "P(frontier) –"
     return "; ".join([drop, latency, speed, size, frontier])
