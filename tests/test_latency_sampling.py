@@ -14,6 +14,7 @@ from harness import stages
 from harness.config import HardwareConfig, MeasureConfig, TaskConfig
 from harness.measure import interleaved, latency as latency_module
 from harness.measure.interleaved import measure_interleaved, ratio_ci
+from timing_fakes import fake_monitor
 from harness.tasks.types import EvalSplit, TaskData, token_dataset
 
 CLS, SEP = 101, 102
@@ -279,19 +280,6 @@ class SteadyCanary:
         return 0.6, 0.25
 
 
-class QuietMachine:
-    """The contention monitor finding nothing, whatever else runs beside the test suite."""
-
-    def __init__(self, *args):
-        self.report = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.report = {"verdict": "clean"}
-
-
 @pytest.mark.parametrize("retries", [0, 1])
 def test_a_method_that_slows_mid_pass_is_unstable_then_re_measured(clock, tokenizer, monkeypatch, retries):
     """Issue 30 end to end: the method's blocks slow down half-way through the pass (the reference's
@@ -299,7 +287,7 @@ def test_a_method_that_slows_mid_pass_is_unstable_then_re_measured(clock, tokeni
     steady replaces it and the summary keeps the unstable attempt's reasons."""
     from harness.measure import contention, stability
 
-    monkeypatch.setattr(contention, "ContentionMonitor", QuietMachine)
+    monkeypatch.setattr(contention, "ContentionMonitor", fake_monitor())
     monkeypatch.setattr(contention, "RETRY_PAUSE_S", 0.0)
     monkeypatch.setattr(stability, "Canary", SteadyCanary)
     cell = toy_cell()

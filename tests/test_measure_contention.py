@@ -10,6 +10,7 @@ import torch
 from harness.measure import contention
 from harness.measure.contention import ContentionMonitor, until_clean, worst
 from harness.measure.interleaved import measure_interleaved, ratio_ci
+from timing_fakes import fake_monitor
 from harness.measure.latency import compiled_frames, measure_latency
 
 SETTINGS = SimpleNamespace(contention_retries=2, max_other_cores=0.25, max_steal_fraction=0.05)
@@ -60,23 +61,6 @@ def test_verdict_thresholds_on_constructed_counters(monkeypatch):
     # Steal of 10 % of machine time -> contended even with no other process.
     report = monitor._judge(1.0, 1.0, (101.0, 1.2, 402.0))
     assert report["verdict"] == "contended" and "stole" in report["reasons"][0]
-
-
-def fake_monitor(verdicts):
-    """A ContentionMonitor stand-in whose successive passes get the given verdicts."""
-    verdicts = iter(verdicts)
-
-    class FakeMonitor:
-        def __init__(self, *args):
-            self.report = None
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.report = {"verdict": next(verdicts)}
-
-    return FakeMonitor
 
 
 def test_until_clean_remeasures_and_keeps_the_clean_pass(monkeypatch):

@@ -13,6 +13,7 @@ from harness.measure import contention, interleaved, stability
 from harness.measure.contention import until_clean
 from harness.measure.interleaved import measure_interleaved
 from harness.measure.stability import StabilityLimits, judge
+from timing_fakes import fake_monitor
 
 HW = SimpleNamespace(device="cpu", compile="eager", warmup=2, min_iterations=20, min_duration_s=1.0, max_duration_s=10.0)
 BATCHES = [{"x": torch.zeros(1)}]
@@ -133,20 +134,6 @@ def test_calibration_remembers_steady_passes(tmp_path):
 def test_the_real_canary_times_both_kernels():
     fp32, int8 = stability.Canary().time_block()
     assert fp32 > 0 and int8 > 0
-
-
-def fake_monitor():
-    class Clean:
-        def __init__(self, *args):
-            self.report = None
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.report = {"verdict": "clean"}
-
-    return Clean
 
 
 def test_until_clean_remeasures_an_unstable_pass(monkeypatch):
