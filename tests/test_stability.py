@@ -229,3 +229,15 @@ def test_the_report_marks_an_unstable_speedup():
 
     assert is_disturbed({"fixed": [{"contention": {"verdict": "unstable"}}]})
     assert not is_disturbed({"fixed": [{"contention": {"verdict": "clean"}}]})
+
+
+def test_the_cells_line_says_its_timing_stayed_unstable(tmp_path):
+    from harness.sweep.summary import summary_line
+
+    record = _record("unstable", 1.5)
+    record["latency"]["fixed"][0]["batch_size"] = 1
+    record.update(cell={"method": "dynamic_int8", "model": "minilm_l6", "task": "sst2", "hardware": "cpu", "runtime": "pytorch"},
+                  config={"task": {"primary_metric": "accuracy"}}, metrics={"accuracy": 0.9}, timings={"latency": 3.0})
+    assert "timing unstable (see latency.notes)" in summary_line(record, tmp_path / "r.json")
+    record["latency"]["contention"]["verdict"] = "clean"
+    assert "timing" not in summary_line(record, tmp_path / "r.json")

@@ -43,6 +43,9 @@ def summary_line(record: dict, path: Path) -> str:
     fixed = (record.get("latency") or {}).get("fixed") or []
     if fixed:
         parts.append(f"p50 bs={fixed[0]['batch_size']} {fixed[0]['p50_ms']:.2f} ms")
+    verdict = ((record.get("latency") or {}).get("contention") or {}).get("verdict")
+    if verdict in ("contended", "unstable"):  # said where the user looks first, not only in the record
+        parts.append(f"timing {verdict} (see latency.notes)")
     parts.append(f"{sum(record.get('timings', {}).values()):.0f} s")
     if (record.get("environment") or {}).get("concurrent_cells", 1) > 1:
         parts.append(f"shared with {record['environment']['concurrent_cells'] - 1} other cell(s)")
