@@ -60,8 +60,8 @@ class LatencyStats(TypedDict, total=False):
     interleaved: bool  # timed in alternating blocks with the reference (harness.measure.interleaved)
     speedup: Optional[dict]  # harness.measure.interleaved.Speedup, with the reference's raw per-call times; None without a reference
     contention: dict  # harness.measure.contention.ContentionSummary of the kept pass ("unstable": see stability)
-    # harness.measure.stability.StabilityReport of the kept pass: canary and block-pair figures;
-    # interleaved passes only, absent in records before issue 30
+    # harness.measure.stability.StabilityReport of the kept pass: canary and block-pair figures (a
+    # pass timed alone: its canary only); CPU passes and CUDA interleaved ones; absent before issue 30
     stability: dict
 
 

@@ -271,9 +271,9 @@ def latency(cell: CellConfig, model, tokenizer, task_data, reference=None, input
     run_reference = canary = calibration_file = None
     if reference is not None:
         run_reference, _ = measure.prepare_model(reference, dataclasses.replace(hw, compile="eager"))
-        if hw.device == "cpu":  # a CUDA pass is judged by its block pairs alone
-            canary = stability.Canary()
-            calibration_file = stability.calibration_path(cell.paths.cache_dir, _threads(cell))
+    if hw.device == "cpu":  # a CUDA pass is judged by its block pairs alone (none when timed alone)
+        canary = stability.Canary()
+        calibration_file = stability.calibration_path(cell.paths.cache_dir, _threads(cell))
     seq_len = cell.task.max_seq_length
     statistic = "mean" if input_dependent_compute else "p50"
     split = _eval_split(task_data)
@@ -287,7 +287,9 @@ def latency(cell: CellConfig, model, tokenizer, task_data, reference=None, input
         for setting, batches, length, label in settings:
             def once():
                 if run_reference is None:
-                    return measure.measure_latency(with_inputs(run, batches), batches, hw, batch_size, length, label=label, n_bootstrap=cell.measure.bootstrap), None
+                    return measure.measure_latency(with_inputs(run, batches), batches, hw, batch_size, length, label=label,
+                                                   n_bootstrap=cell.measure.bootstrap, canary=canary,
+                                                   calibration=stability.read_calibration(calibration_file)), None
                 return measure.measure_interleaved(with_inputs(run, batches), run_reference, batches, hw, batch_size, length, label=label,
                                                    n_bootstrap=cell.measure.bootstrap, statistic=statistic, canary=canary,
                                                    calibration=stability.read_calibration(calibration_file))

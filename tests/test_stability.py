@@ -241,3 +241,26 @@ def test_the_cells_line_says_its_timing_stayed_unstable(tmp_path):
     assert "timing unstable (see latency.notes)" in summary_line(record, tmp_path / "r.json")
     record["latency"]["contention"]["verdict"] = "clean"
     assert "timing" not in summary_line(record, tmp_path / "r.json")
+
+
+def test_a_pass_timed_alone_is_judged_by_its_canary(monkeypatch):
+    """The baseline's own cell has no reference beside it: its canary alone judges the pass."""
+    from harness.measure import latency as latency_module
+    from harness.measure.latency import measure_latency
+
+    hardware = SimpleNamespace(**{**vars(HW), "min_duration_s": 2.0})
+
+    def timed(**canary_options):
+        clock = VirtualClock()
+        monkeypatch.setattr(latency_module, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+        return measure_latency(clock.model(10), BATCHES, hardware, 1, None, label="alone", progress=False, n_bootstrap=0,
+                               canary=FakeCanary(clock, **{k: v for k, v in canary_options.items() if k != "calibration"}),
+                               calibration=canary_options.get("calibration"))
+
+    steady = timed()["stability"]
+    assert steady["verdict"] == "steady" and steady["canary"]["blocks"] >= 9 and steady["pair_ratios"] == []
+    assert steady["canary"]["reference_blocks_ms"] is None
+    stepped = timed(slow=range(2, 5))["stability"]
+    assert stepped["verdict"] == "unstable" and stepped["canary"]["slow_blocks"] == 3
+    slow_process = timed(fp32=0.9, calibration=[[0.6, 0.25]] * 5)["stability"]
+    assert slow_process["verdict"] == "unstable" and "1.50x this machine's calibrated" in slow_process["reasons"][0]

@@ -132,6 +132,8 @@ def measure_latency(
     label: str,
     progress: bool = True,
     n_bootstrap: int = 1000,
+    canary=None,
+    calibration: Optional[list] = None,
 ) -> dict:
     """Time `run(batch)` cycling through `batches` (already on the device) in order: call i times
     batches[i % len(batches)].
@@ -139,6 +141,8 @@ def measure_latency(
     Stops once count >= max(hardware.min_iterations, len(batches)) AND elapsed >=
     hardware.min_duration_s, or at hardware.max_duration_s regardless: every batch is timed at
     least once unless the time cap cuts the pass short. `n_bootstrap=0` skips the p50 CI.
+    `canary` (CPU; harness.measure.stability.Canary): timed every CANARY_EVERY_S between calls, and
+    the entry's "stability" judges the pass by it against `calibration`.
     """
     if not batches:
         raise ValueError("measure_latency needs at least one batch")
@@ -147,13 +151,22 @@ def measure_latency(
         warmup_calls = warm_up(run, batches, hardware.warmup, hardware.compile)
         if cuda:
             torch.cuda.synchronize()
-        loop = _cuda_event_loop if cuda else _perf_counter_loop
         frames_before = compiled_frames()
+        canary_blocks: list = []
         with _gc_paused():
-            values_ms, elapsed_s, stopped_by = loop(run, batches, hardware, desc=f"latency {label}", progress=progress)
+            if cuda:
+                values_ms, elapsed_s, stopped_by = _cuda_event_loop(run, batches, hardware, desc=f"latency {label}", progress=progress)
+            else:
+                values_ms, elapsed_s, stopped_by = _perf_counter_loop(run, batches, hardware, desc=f"latency {label}", progress=progress,
+                                                                      canary=canary, canary_blocks=canary_blocks)
         frames_after = compiled_frames()
-    return latency_entry(values_ms, hardware, batch_size, seq_len, label, warmup_calls, elapsed_s, stopped_by,
-                         frames_before, frames_after, n_bootstrap)
+    entry = latency_entry(values_ms, hardware, batch_size, seq_len, label, warmup_calls, elapsed_s, stopped_by,
+                          frames_before, frames_after, n_bootstrap)
+    if canary_blocks:
+        from harness.measure.stability import judge_alone
+
+        entry["stability"] = judge_alone(canary_blocks, calibration or [])
+    return entry
 
 
 def latency_entry(values_ms, hardware, batch_size, seq_len, label, warmup_calls, elapsed_s, stopped_by,
@@ -220,12 +233,15 @@ def _stop_reason(count: int, elapsed: float, hardware, n_batches: int = 1) -> Op
     return None
 
 
-def _perf_counter_loop(run, batches, hardware, desc: str, progress: bool) -> tuple[list[float], float, str]:
+CANARY_EVERY_S = 0.2  # a pass timed alone times its canary this often (the interleaved pass: after every block)
+
+
+def _perf_counter_loop(run, batches, hardware, desc: str, progress: bool, canary=None, canary_blocks=None) -> tuple[list[float], float, str]:
     values: list[float] = []
     n_batches = len(batches)
     clock = time.perf_counter
     with progress_bar(desc=desc, unit="call", leave=False, enabled=progress) as bar:
-        start = clock()
+        start = last_canary = clock()
         while True:
             batch = batches[len(values) % n_batches]
             t0 = clock()
@@ -236,6 +252,9 @@ def _perf_counter_loop(run, batches, hardware, desc: str, progress: bool) -> tup
             stop = _stop_reason(len(values), t1 - start, hardware, n_batches)
             if stop:
                 return values, t1 - start, stop
+            if canary is not None and t1 - last_canary >= CANARY_EVERY_S:
+                canary_blocks.append(canary.time_block())  # between calls, outside any call's timing
+                last_canary = clock()
 
 
 def _cuda_event_loop(run, batches, hardware, desc: str, progress: bool) -> tuple[list[float], float, str]:

@@ -1,4 +1,4 @@
-"""Was an interleaved pass steady? The stability verdict, from a canary and from the blocks.
+"""Was a timed pass steady? The stability verdict, from a canary and from the blocks.
 
 The contention verdict (contention.py) sees other processes and the hypervisor's steal. It cannot
 see a neighbour on the host's sibling thread of our vCPU, a frequency drop, or a disturbance too
@@ -21,7 +21,8 @@ short to move a whole pass's average (issue 30: five fresh processes, every pass
   depends on its input (early exit, compared by means) times different inputs in each pair and
   each half, so only the canary judges its passes.
 
-A pass failing either is `unstable`, with the figures; harness.measure.contention.until_clean
+A pass timed alone (the baseline's own cell, no reference beside it) has no block pairs: its canary,
+timed every 0.2 s between calls, judges it alone. A pass failing either is `unstable`, with the figures; harness.measure.contention.until_clean
 re-measures it, and harness.sweep re-runs the cell in a fresh process when it stays so.
 """
 
@@ -63,8 +64,9 @@ class CanaryFigures(TypedDict):
     calibration_passes: int  # steady passes behind the calibration
     slowest_block_ratio: float  # slowest block's canary (fp32 + int8) / the pass's median
     slow_blocks: int  # blocks whose canary ran more than max_canary_slowdown x the pass's median
-    method_blocks_ms: float  # canary median in the method's blocks (fp32 + int8)
-    reference_blocks_ms: float  # canary median in the reference's blocks (fp32 + int8)
+    blocks: int  # canary blocks timed
+    method_blocks_ms: float  # canary median in the method's blocks (fp32 + int8); a pass timed alone: all its blocks
+    reference_blocks_ms: Optional[float]  # canary median in the reference's blocks (fp32 + int8); None when timed alone
 
 
 class StabilityReport(TypedDict):
@@ -137,7 +139,7 @@ def remember(path: Optional[Path], canary: dict) -> None:
 
 
 def _canary_figures(method_blocks: list, reference_blocks: list, calibration: list, limits: StabilityLimits) -> CanaryFigures:
-    blocks = np.asarray(method_blocks + reference_blocks)  # rows: (fp32, int8)
+    blocks = np.asarray(method_blocks + reference_blocks)  # rows: (fp32, int8); no reference blocks in a pass timed alone
     medians = np.median(blocks, axis=0)
     per_block = blocks.sum(axis=1)
     calibrated = np.median(np.asarray(calibration), axis=0) if len(calibration) >= CALIBRATION_MIN else None
@@ -149,8 +151,9 @@ def _canary_figures(method_blocks: list, reference_blocks: list, calibration: li
         calibration_passes=len(calibration),
         slowest_block_ratio=round(float(per_block.max() / np.median(per_block)), 3),
         slow_blocks=int((per_block > limits.max_canary_slowdown * np.median(per_block)).sum()),
+        blocks=len(blocks),
         method_blocks_ms=round(float(np.median(np.asarray(method_blocks).sum(axis=1))), 4),
-        reference_blocks_ms=round(float(np.median(np.asarray(reference_blocks).sum(axis=1))), 4),
+        reference_blocks_ms=round(float(np.median(np.asarray(reference_blocks).sum(axis=1))), 4) if reference_blocks else None,
     )
 
 
@@ -166,6 +169,28 @@ def _half_speedups(pairs: list, statistic) -> Optional[list]:
         method = np.concatenate([np.asarray(m, dtype=float) for m, _ in part])
         halves.append(round(float(statistic(reference) / statistic(method)), 4))
     return halves
+
+
+def _canary_reasons(canary: CanaryFigures, limits: StabilityLimits) -> list:
+    reasons = []
+    for kind in ("fp32", "int8"):
+        calibrated = canary[f"calibrated_{kind}_ms"]
+        if calibrated and canary[f"{kind}_ms"] > limits.max_canary_slowdown * calibrated:
+            reasons.append(f"the {kind} canary took {canary[f'{kind}_ms']:.3f} ms, {canary[f'{kind}_ms'] / calibrated:.2f}x "
+                           f"this machine's calibrated {calibrated:.3f} ms (limit {limits.max_canary_slowdown:g}x)")
+    slow, blocks = canary["slow_blocks"], canary["blocks"]
+    if slow > max(1, int(limits.max_pair_outliers * blocks)):
+        reasons.append(f"the canary ran more than {limits.max_canary_slowdown:g}x its pass median in {slow} of {blocks} blocks "
+                       f"(slowest {canary['slowest_block_ratio']:.2f}x)")
+    return reasons
+
+
+def judge_alone(canary_blocks: list, calibration: list, limits: StabilityLimits = StabilityLimits()) -> StabilityReport:
+    """The verdict of a pass timed alone (no reference beside it: the baseline's own cell): its canary only."""
+    canary = _canary_figures(list(canary_blocks), [], calibration, limits)
+    reasons = _canary_reasons(canary, limits)
+    return StabilityReport(verdict="unstable" if reasons else "steady", half_speedups=None, reasons=reasons, pair_ratios=[],
+                           pair_outliers=0, canary=canary, limits=limits.__dict__.copy())
 
 
 def judge(pairs: list, canary_blocks: Optional[list], calibration: list, limits: StabilityLimits = StabilityLimits(),
@@ -191,14 +216,6 @@ def judge(pairs: list, canary_blocks: Optional[list], calibration: list, limits:
     canary = None
     if canary_blocks:
         canary = _canary_figures([m for m, _ in canary_blocks], [r for _, r in canary_blocks], calibration, limits)
-        for kind in ("fp32", "int8"):
-            calibrated = canary[f"calibrated_{kind}_ms"]
-            if calibrated and canary[f"{kind}_ms"] > limits.max_canary_slowdown * calibrated:
-                reasons.append(f"the {kind} canary took {canary[f'{kind}_ms']:.3f} ms, {canary[f'{kind}_ms'] / calibrated:.2f}x "
-                               f"this machine's calibrated {calibrated:.3f} ms (limit {limits.max_canary_slowdown:g}x)")
-        slow, blocks = canary["slow_blocks"], 2 * len(canary_blocks)
-        if slow > max(1, int(limits.max_pair_outliers * blocks)):
-            reasons.append(f"the canary ran more than {limits.max_canary_slowdown:g}x its pass median in {slow} of {blocks} blocks "
-                           f"(slowest {canary['slowest_block_ratio']:.2f}x)")
+        reasons += _canary_reasons(canary, limits)
     return StabilityReport(verdict="unstable" if reasons else "steady", half_speedups=halves, reasons=reasons, pair_ratios=[round(float(r), 4) for r in ratios],
                            pair_outliers=outliers, canary=canary, limits=limits.__dict__.copy())
