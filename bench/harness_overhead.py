@@ -1,10 +1,12 @@
 """How much does measure_latency add on top of a bare timing loop, and how repeatable is it?
 
-    python bench/harness_overhead.py [--repeats 5] [--min-duration 2.0] [--threads N] [--progress]
+    python bench/harness_overhead.py [--repeats 5] [--min-duration 2.0] [--threads N] [--progress] [--canary]
 
 Uses the embedded MiniLM-L6 (batch 1, seq 128, eager, fp32). Each repeat runs the harness
 and a bare `for` loop over the same model and inputs, alternating which goes first so
-slow drift (thermal, frequency) does not favour either. Prints Markdown tables.
+slow drift (thermal, frequency) does not favour either. Prints Markdown tables. With --canary
+the harness times its stability canary every 0.2 s as a cell does (harness.measure.stability), and
+the tables give what one canary block costs and its share of the pass.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def main() -> None:
     parser.add_argument("--min-duration", type=float, default=2.0, help="seconds per harness measurement")
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all allowed cores)")
     parser.add_argument("--progress", action="store_true", help="show the harness tqdm bar (as the runner may)")
+    parser.add_argument("--canary", action="store_true", help="time the stability canary inside the harness's passes")
     args = parser.parse_args()
 
     hardware = HardwareConfig(num_threads=args.threads, warmup=10, min_iterations=20, min_duration_s=args.min_duration)
@@ -81,11 +84,16 @@ def main() -> None:
     one_call_ms = min(bare_loop_ms(model, inputs, 5))
     bare_iterations = max(hardware.min_iterations, math.ceil(args.min_duration * 1e3 / one_call_ms))
 
+    canary = None
+    if args.canary:
+        from harness.measure.stability import Canary
+
+        canary = Canary()
     load_before = os.getloadavg()[0]
     rows = []
     for repeat in range(args.repeats):
         def harness_p50():
-            r = measure_latency(run, [inputs], hardware, BATCH, SEQ, "overhead", progress=args.progress, n_bootstrap=0)
+            r = measure_latency(run, [inputs], hardware, BATCH, SEQ, "overhead", progress=args.progress, n_bootstrap=0, canary=canary)
             return r["p50_ms"], r["count"]
 
         def bare_p50():
@@ -127,6 +135,17 @@ def main() -> None:
     print(f"| timer floor (no-op run, p50 of {floor['count']} calls) | {floor['p50_ms'] * 1e3:.2f} us |")
     print(f"| harness loop cost per call (no-op run, wall / calls) | {floor['duration_s'] / floor['count'] * 1e6:.2f} us |")
     print(f"| tqdm bar | {'on' if args.progress else 'off'} |")
+    if canary is not None:
+        from harness.measure.latency import CANARY_EVERY_S
+
+        costs = []
+        for _ in range(50):
+            t0 = time.perf_counter()
+            canary.time_block()
+            costs.append((time.perf_counter() - t0) * 1e3)
+        block_ms = statistics.median(costs)
+        print(f"| canary: one block (fp32 + int8, 3 calls each), median of 50 | {block_ms:.2f} ms |")
+        print(f"| canary: share of a pass (one block every {CANARY_EVERY_S:g} s) | {100 * block_ms / (CANARY_EVERY_S * 1e3 + block_ms):.2f} % |")
 
 
 if __name__ == "__main__":
