@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional, TypedDict
 import numpy as np
 import torch
 
-from harness.measure.latency import _gc_paused, compiled_frames, latency_entry, warm_up
+from harness.measure.latency import _gc_paused, batch_shape, compiled_frames, latency_entry, warm_up
 from harness.measure.stability import Canary, StabilityLimits, judge
 from harness.measure.stats import SPEEDUP_STATISTICS, ratio_ci  # noqa: F401 - ratio_ci: part of this module's API
 
@@ -140,7 +140,8 @@ def measure_interleaved(
     entry = latency_entry(method_values, hardware, batch_size, seq_len, label, warmup_calls, elapsed, stopped_by,
                           frames_before, frames_after, n_bootstrap)
     entry["interleaved"] = True
-    entry["stability"] = judge(pairs, canary_blocks or None, calibration or [], limits, STATISTICS[statistic])
+    uniform = len({batch_shape(b) for b in batches}) == 1  # fixed length: every batch costs the same
+    entry["stability"] = judge(pairs, canary_blocks or None, calibration or [], limits, STATISTICS[statistic], uniform)
     reference_p50, reference_mean = float(np.median(reference_values)), float(np.mean(reference_values))
     ratios = {"p50": reference_p50 / entry["p50_ms"], "mean": reference_mean / entry["mean_ms"]}
     speedup = Speedup(

@@ -17,9 +17,10 @@ short to move a whole pass's average (issue 30: five fresh processes, every pass
   theirs, whether or not the canary felt it. A step is either more than `max_pair_outliers` of
   the pairs further than `max_pair_deviation` from the median ratio, or a pass whose first and
   second halves give speedups more than `max_half_difference` apart. A lone odd pair (a burst
-  that hit one side of one pair) moves neither the median nor the verdict. A method whose compute
-  depends on its input (early exit, compared by means) times different inputs in each pair and
-  each half, so only the canary judges its passes.
+  that hit one side of one pair) moves neither the median nor the verdict. A pass over batches of
+  different lengths (real-length latency), or of a method whose compute depends on its input (early
+  exit, compared by means), times inputs of different cost in each pair and each half, so only the
+  canary judges it.
 
 A pass timed alone (the baseline's own cell, no reference beside it) has no block pairs: its canary,
 timed every 0.2 s between calls, judges it alone. A pass failing either is `unstable`, with the figures; harness.measure.contention.until_clean
@@ -194,18 +195,20 @@ def judge_alone(canary_blocks: list, calibration: list, limits: StabilityLimits 
 
 
 def judge(pairs: list, canary_blocks: Optional[list], calibration: list, limits: StabilityLimits = StabilityLimits(),
-          statistic=np.median) -> StabilityReport:
+          statistic=np.median, uniform_inputs: bool = True) -> StabilityReport:
     """The verdict of one interleaved pass. `pairs`: [(method ms list, reference ms list)] per block
     pair in time order; `statistic`: the speedup's (np.median, or np.mean for input-dependent compute); `canary_blocks`: [((fp32, int8) after the method block, (fp32, int8) after
-    the reference block)] per pair, or None; `calibration`: read_calibration()'s list."""
+    the reference block)] per pair, or None; `calibration`: read_calibration()'s list;
+    `uniform_inputs`: every batch costs the same (one shape), so pairs and halves may be compared."""
     ratios = np.array([statistic(r) / statistic(m) for m, r in pairs])
     deviation = np.abs(ratios / np.median(ratios) - 1)
     outliers = int((deviation > limits.max_pair_deviation).sum())
     reasons = []
     allowed = max(1, int(limits.max_pair_outliers * len(pairs)))
-    # A method whose cost depends on its input (compared by means) times different inputs in each
-    # pair and each half, so their ratios differ by design: only the canary judges it.
-    by_blocks = statistic is not np.mean
+    # Batches of different lengths (the real-length pass), or a method whose cost depends on its
+    # input (compared by means), give each pair and each half other inputs of other costs: their
+    # ratios differ by design (int8's speedup grows with length), so only the canary judges them.
+    by_blocks = uniform_inputs and statistic is not np.mean
     if outliers > allowed and by_blocks:
         reasons.append(f"{outliers} of {len(pairs)} block pairs gave a speedup more than {limits.max_pair_deviation:.0%} "
                        f"from the pass's median {np.median(ratios):.3f} (range {ratios.min():.3f} to {ratios.max():.3f})")
