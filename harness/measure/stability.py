@@ -10,7 +10,7 @@ short to move a whole pass's average (issue 30: five fresh processes, every pass
   method's and the reference's). Its median over the pass must stay within `max_canary_slowdown`
   of this machine's calibrated time (the median of its recent steady passes, kept per machine
   fingerprint and thread count under the cache directory), and no more than `max_pair_outliers` of
-  its blocks may run `max_canary_slowdown` slower than the pass's own median: that is a step in time.
+  its blocks may run `max_canary_step` slower than the pass's own median: that is a step in time.
 - **the block pairs**: the speedup is a ratio of two medians, and each (method block, reference
   block) pair, adjacent in time, gives its own ratio. On an undisturbed machine they agree within
   a few percent (BENCHMARKS.md, "Speedup stability"); a slowdown of some method blocks only moves
@@ -51,7 +51,10 @@ CALIBRATION_MIN = 3  # passes needed before the canary's throughput is judged ag
 
 @dataclass(frozen=True)
 class StabilityLimits:
-    max_canary_slowdown: float = 1.25  # canary median (pass) / calibrated, and block / pass median
+    # canary median over the pass / calibrated: steady passes on machine C spread up to 1.19x (int8's
+    # 0.3 ms calls) around their median; a process whose int8 kernels run twice as slow is 2x
+    max_canary_slowdown: float = 1.35
+    max_canary_step: float = 1.25  # one block's canary / the pass's median canary
     max_pair_deviation: float = 0.10  # a block pair's ratio this far from the median ratio is an outlier
     max_pair_outliers: float = 0.25  # share of outlier pairs tolerated (at least one pair always is)
     max_half_difference: float = 0.05  # the speedups of the pass's first and second halves may differ this much
@@ -64,7 +67,7 @@ class CanaryFigures(TypedDict):
     calibrated_int8_ms: Optional[float]
     calibration_passes: int  # steady passes behind the calibration
     slowest_block_ratio: float  # slowest block's canary (fp32 + int8) / the pass's median
-    slow_blocks: int  # blocks whose canary ran more than max_canary_slowdown x the pass's median
+    slow_blocks: int  # blocks whose canary ran more than max_canary_step x the pass's median
     blocks: int  # canary blocks timed
     method_blocks_ms: float  # canary median in the method's blocks (fp32 + int8); a pass timed alone: all its blocks
     reference_blocks_ms: Optional[float]  # canary median in the reference's blocks (fp32 + int8); None when timed alone
@@ -151,7 +154,7 @@ def _canary_figures(method_blocks: list, reference_blocks: list, calibration: li
         calibrated_int8_ms=None if calibrated is None else round(float(calibrated[1]), 4),
         calibration_passes=len(calibration),
         slowest_block_ratio=round(float(per_block.max() / np.median(per_block)), 3),
-        slow_blocks=int((per_block > limits.max_canary_slowdown * np.median(per_block)).sum()),
+        slow_blocks=int((per_block > limits.max_canary_step * np.median(per_block)).sum()),
         blocks=len(blocks),
         method_blocks_ms=round(float(np.median(np.asarray(method_blocks).sum(axis=1))), 4),
         reference_blocks_ms=round(float(np.median(np.asarray(reference_blocks).sum(axis=1))), 4) if reference_blocks else None,
@@ -181,7 +184,7 @@ def _canary_reasons(canary: CanaryFigures, limits: StabilityLimits) -> list:
                            f"this machine's calibrated {calibrated:.3f} ms (limit {limits.max_canary_slowdown:g}x)")
     slow, blocks = canary["slow_blocks"], canary["blocks"]
     if slow > max(1, int(limits.max_pair_outliers * blocks)):
-        reasons.append(f"the canary ran more than {limits.max_canary_slowdown:g}x its pass median in {slow} of {blocks} blocks "
+        reasons.append(f"the canary ran more than {limits.max_canary_step:g}x its pass median in {slow} of {blocks} blocks "
                        f"(slowest {canary['slowest_block_ratio']:.2f}x)")
     return reasons
 
