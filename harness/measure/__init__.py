@@ -5,7 +5,7 @@
 - energy.py: NVML, RAPL and codecarbon energy sources, EnergyMeter, measure_energy
 - flops.py: dense forward FLOPs via hooks
 - contention.py: what else the machine did during a timed pass (the contention verdict)
-- stability.py: whether an interleaved pass was steady (canary and block pairs: the stability verdict)
+- stability.py: whether a timed pass was steady (canary and block pairs: the stability verdict)
 - interleaved.py: method and baseline timed in alternating blocks: speedup with a CI
 - size.py: parameter and byte counts from the state dict
 - stats.py: summaries and bootstrap CIs (numpy only)

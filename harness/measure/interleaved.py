@@ -33,9 +33,6 @@ MAX_BLOCK_CALLS = 32
 REFERENCE = "the fine-tuned fp32 baseline in PyTorch eager on the same device, inputs and threads"
 
 
-STATISTICS = SPEEDUP_STATISTICS  # the statistic a speedup is the ratio of: "p50" or "mean"
-
-
 class Speedup(TypedDict):
     value: float  # reference <statistic> / method <statistic> (> 1: the method is faster)
     statistic: str  # "p50" | "mean": what `value` and `ci95` are ratios of; absent in older records (p50)
@@ -102,8 +99,8 @@ def measure_interleaved(
     the end of every block; the entry's "stability" judges the pass (harness.measure.stability)
     against `calibration`, this machine's remembered canary times.
     """
-    if statistic not in STATISTICS:
-        raise ValueError(f"unknown speedup statistic {statistic!r} (one of {', '.join(STATISTICS)})")
+    if statistic not in SPEEDUP_STATISTICS:
+        raise ValueError(f"unknown speedup statistic {statistic!r} (one of {', '.join(SPEEDUP_STATISTICS)})")
     cuda = hardware.device == "cuda"
     with torch.inference_mode():
         warmup_calls = warm_up(run_method, batches, hardware.warmup, hardware.compile)
@@ -140,8 +137,10 @@ def measure_interleaved(
     entry = latency_entry(method_values, hardware, batch_size, seq_len, label, warmup_calls, elapsed, stopped_by,
                           frames_before, frames_after, n_bootstrap)
     entry["interleaved"] = True
-    uniform = len({batch_shape(b) for b in batches}) == 1  # fixed length: every batch costs the same
-    entry["stability"] = judge(pairs, canary_blocks or None, calibration or [], limits, STATISTICS[statistic], uniform)
+    # Pairs and halves compare like with like only when every input costs the same: one shape (fixed
+    # length) and a method whose cost does not depend on its input (the p50 statistic).
+    uniform = statistic == "p50" and len({batch_shape(b) for b in batches}) == 1
+    entry["stability"] = judge(pairs, canary_blocks or None, calibration or [], limits, SPEEDUP_STATISTICS[statistic], uniform)
     reference_p50, reference_mean = float(np.median(reference_values)), float(np.mean(reference_values))
     ratios = {"p50": reference_p50 / entry["p50_ms"], "mean": reference_mean / entry["mean_ms"]}
     speedup = Speedup(
