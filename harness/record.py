@@ -74,6 +74,18 @@ class FreshProcessTry(TypedDict):
     reasons: list  # the stability reasons of that try's entries (empty when it was steady)
 
 
+class PooledSpeedup(TypedDict):
+    """One speedup timed in several fresh processes (measure.latency_processes; issue 30)."""
+
+    value: float  # median of the processes' speedups: the figure reports use
+    ci95: Optional[list]  # [low, high]: bootstrap over processes, then block pairs inside each; None with bootstrap=0
+    per_process: list  # each process's interleaved speedup, the cell's own first
+    processes: int  # how many processes timed it
+    cv_pct: Optional[float]  # coefficient of variation of per_process, in %
+    statistic: str  # "p50" | "mean", as the processes' speedups
+    design: str  # how the figure and its CI were obtained
+
+
 class LatencyInputs(TypedDict):
     """The inputs of one timed pass (harness.stages.latency_sample): a seeded random sample of the eval
     split, so the latency of an input-dependent method is its cost over the split, not over its first rows."""
@@ -98,6 +110,9 @@ class LatencySection(TypedDict, total=False):
     # [FreshProcessTry], oldest first, the kept one last: present only when the cell's latency was
     # unstable and it ran again in fresh processes (measure.fresh_process_retries; issue 30)
     fresh_process_tries: list
+    # [FreshProcessTry] of every process that timed the cell, its own first: present only with
+    # measure.latency_processes > 1 (each speedup's `pooled` holds the figure)
+    processes: list
     input_dependent_compute: bool  # the method declared input-dependent compute (Method.input_dependent_compute)
     speedup_statistic: str  # "mean" when it did (speedups are ratios of mean latencies), else "p50"
 

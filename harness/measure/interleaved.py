@@ -18,7 +18,7 @@ The other ratio is recorded too.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Optional, TypedDict
+from typing import Any, Callable, NotRequired, Optional, TypedDict
 
 import numpy as np
 import torch
@@ -49,6 +49,9 @@ class Speedup(TypedDict):
     block_calls: int  # calls per block
     reference: str  # what the reference model is
     design: str  # how the two were timed
+    # harness.record.PooledSpeedup: present only with measure.latency_processes > 1 (added by
+    # harness.sweep.fresh_processes in the sweep's process; reports prefer it to `value`)
+    pooled: NotRequired[dict]
 
 
 def _time_block(run: Callable[[Batch], Any], batches: list[Batch], start: int, count: int, cuda: bool) -> list[float]:

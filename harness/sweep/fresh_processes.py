@@ -22,7 +22,7 @@ import numpy as np
 
 # numpy only: this module runs in the sweep's parent, which never imports torch (an interrupt while
 # torch imports would print a traceback; tests/test_sweeps.py)
-from harness.measure.stats import SPEEDUP_STATISTICS, block_pairs
+from harness.measure.stats import block_pairs, bootstrap_ratios
 
 POOLED_DESIGN = ("median over fresh processes of each one's interleaved speedup; CI: percentile bootstrap that "
                  "resamples processes, then block pairs inside each")
@@ -74,22 +74,15 @@ def latency_only(cell):
 def pooled_speedup(entries: list, statistic: str, n_bootstrap: int, seed: int = 0) -> dict:
     """harness.record.PooledSpeedup of one setting timed in several processes (`entries`: one
     interleaved latency entry per process, the cell's own first)."""
-    summary = SPEEDUP_STATISTICS[statistic]
     values = [float(e["speedup"]["value"]) for e in entries]
     ci = None
     if n_bootstrap > 0 and len(entries) > 1:
         processes = [block_pairs(e) for e in entries]
         rng = np.random.default_rng(seed)
         estimates = np.empty(n_bootstrap)
-        for k in range(n_bootstrap):
-            ratios = []
-            for p in rng.integers(0, len(processes), size=len(processes)):
-                pairs = processes[p]
-                pick = rng.integers(0, len(pairs), size=len(pairs))
-                reference = np.concatenate([pairs[i][1] for i in pick])
-                method = np.concatenate([pairs[i][0] for i in pick])
-                ratios.append(summary(reference) / summary(method))
-            estimates[k] = np.median(ratios)
+        for k in range(n_bootstrap):  # processes resampled, then one resample of block pairs inside each
+            picked = rng.integers(0, len(processes), size=len(processes))
+            estimates[k] = np.median([bootstrap_ratios(processes[p], 1, rng, statistic)[0] for p in picked])
         ci = [float(v) for v in np.percentile(estimates, [2.5, 97.5])]
     spread = 100 * float(np.std(values, ddof=1) / np.mean(values)) if len(values) > 1 else None
     return {"value": float(np.median(values)), "ci95": ci, "per_process": values, "processes": len(values),
