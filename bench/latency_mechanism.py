@@ -13,11 +13,12 @@ and inside each process several times over, keeping every block's median:
 Variants change one thing at a time (`--variants`): default; `requantize` (each in-process repeat
 quantizes afresh, so the packed weights land elsewhere); `threads1`; `passive` (OMP_WAIT_POLICY);
 `bind` (OMP_PROC_BIND=close, OMP_PLACES=cores); `thp` (glibc malloc on transparent huge pages).
-Three more run the harness's own pass and print its verdicts: `harness` (quiet machine), `burst`
+Four more run the harness's own pass and print its verdicts: `harness` (quiet machine), `burst`
 (beside a process that spins 0.6 s of every 4 s: 15 % of a core, below what the contention
-monitor calls contended) and `hidden` (from half-way through each pass, a thread of the timed
+monitor calls contended), `hidden` (from half-way through each pass, a thread of the timed
 process itself multiplies matrices: load the monitor cannot attribute to anyone else, as a host
-neighbour on the sibling hyperthread would be).
+neighbour on the sibling hyperthread would be) and `hidden_whole` (the same thread for the whole
+process: a slow process rather than a step in time, which only the canary's calibration can see).
 
     python bench/latency_mechanism.py --processes 5 --repeats 3 --seconds 6 --variants default,requantize
 """
@@ -46,7 +47,9 @@ VARIANT_ENV = {
     "thp": {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"},
     "burst": {},
     "hidden": {},
+    "hidden_whole": {},
 }
+HIDDEN_FROM = {"hidden": 0.5, "hidden_whole": 0.0}  # when the hidden load starts, as a fraction of the pass
 BURST_ON_S, BURST_PERIOD_S = 0.6, 4.0  # the neighbour's duty cycle: 15 %, below the contention monitor's 0.25 cores
 
 
@@ -122,8 +125,8 @@ def harness_worker(args) -> None:
     run = lambda model: (lambda batch: model(**batch))  # noqa: E731
     for repeat in range(args.repeats):
         stop = threading.Event()
-        if args.hidden:  # from half-way through the pass, a thread of this very process competes for the cores
-            threading.Thread(target=_hidden_load, args=(stop, args.seconds / 2), daemon=True).start()
+        if args.hidden is not None:  # from this fraction of the pass on, a thread of this very process competes for the cores
+            threading.Thread(target=_hidden_load, args=(stop, args.seconds * args.hidden), daemon=True).start()
         with ContentionMonitor(torch.get_num_threads()) as monitor:
             entry, speedup = measure_interleaved(run(method), run(reference), batches, hardware, args.batch_size, 128,
                                                  label="mechanism", n_bootstrap=0, canary=canary, calibration=calibration)
@@ -206,7 +209,9 @@ def harness_table(args) -> None:
                 neighbour.start()
             try:
                 command = [sys.executable, __file__, "--worker", "--harness", "--repeats", str(args.repeats), "--seconds",
-                           str(args.seconds), "--batch-size", str(args.batch_size)] + (["--hidden"] if variant == "hidden" else [])
+                           str(args.seconds), "--batch-size", str(args.batch_size)]
+                if variant in HIDDEN_FROM:
+                    command += ["--hidden", str(HIDDEN_FROM[variant])]
                 lines = subprocess.run(command, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=True,
                                        capture_output=True, text=True).stdout.splitlines()
             finally:
@@ -230,11 +235,11 @@ def main() -> None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--requantize", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--harness", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--hidden", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--hidden", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return harness_worker(args) if args.harness else worker(args)
-    if any(v in ("burst", "harness", "hidden") for v in args.variants.split(",")):
+    if any(v in ("burst", "harness", *HIDDEN_FROM) for v in args.variants.split(",")):
         return harness_table(args)
     out = open(args.out, "w") if args.out else None
     print(f"| variant | process | speedup per in-process repeat | method p50 ms | canary int8 / fp32 ms | widest block-ratio spread |")

@@ -113,6 +113,12 @@ def execute(cell, cell_hash: str, fingerprints: dict) -> dict:
     return result
 
 
+def hold_until_released(cell, cell_hash: str, fingerprints: dict) -> dict:
+    """An executor that only waits for the file COMPBENCH_FAKE_UNTIL: a cell that is still running."""
+    _hold(os.environ.get("COMPBENCH_FAKE_UNTIL"))
+    return {}
+
+
 def _slurm_job() -> str:
     """The id that scancel takes for this job alone: an array's first task has the array's own id as
     SLURM_JOB_ID, so `scancel <SLURM_JOB_ID>` would cancel every cell of the sweep."""

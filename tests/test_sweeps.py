@@ -12,12 +12,14 @@ from __future__ import annotations
 import functools
 import json
 import multiprocessing
+import multiprocessing.resource_tracker
 import os
 import random
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -444,6 +446,41 @@ def test_ctrl_c_or_sigterm_ends_with_the_summary_and_one_line(tmp_path, data, se
     while _group_members(sweep.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _group_members(sweep.pid), [psutil.Process(pid).cmdline() for pid in _group_members(sweep.pid)]
+
+
+def test_a_cell_started_from_a_worker_thread_stops_on_sigterm(tmp_path, monkeypatch):
+    """A parallel sweep's worker threads hold Ctrl-C and SIGTERM blocked (harness.sweep.parallel), and a
+    process inherits its starter's mask: the cell unblocks them, so the parent's terminate() ends it through
+    its handler (exit 143, temp dirs removed) rather than a SIGKILL after isolation.STOP_GRACE_S."""
+    from fake_cells import hold_until_released
+
+    from harness.sweep import isolation
+
+    monkeypatch.setenv("COMPBENCH_FAKE_UNTIL", str(tmp_path / "never"))
+    # Started here first: a thread that starts the resource tracker unblocks both signals on its way
+    # (multiprocessing.resource_tracker), which is why a sweep's first cell escaped this and its later ones did not.
+    multiprocessing.resource_tracker.ensure_running()
+    started = {}
+
+    def start_from_a_worker_thread():
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        process = multiprocessing.get_context("spawn").Process(
+            target=isolation._child, args=(hold_until_released, None, "hash", {}, str(tmp_path / "record.json"), os.getpid()))
+        process.start()
+        started["process"] = process
+
+    worker = threading.Thread(target=start_from_a_worker_thread)
+    worker.start()
+    worker.join()
+    process = started["process"]
+    try:
+        process.terminate()  # pending while the child still imports, taken once _child unblocks it
+        process.join(isolation.STOP_GRACE_S)
+        assert process.exitcode == 128 + signal.SIGTERM, f"exit code {process.exitcode}: SIGTERM stayed blocked in the cell"
+    finally:
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 def test_a_cell_that_finished_is_recorded_when_the_sweep_is_interrupted(tmp_path, data, monkeypatch):

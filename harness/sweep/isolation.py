@@ -70,6 +70,10 @@ def _child(executor: Callable, cell, chash: str, fingerprints: dict, out_path: s
     _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C for both
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # unwinds with-blocks: the cell's temp dirs go
+    # A process inherits its starter's signal mask, and a parallel sweep's worker threads hold Ctrl-C and
+    # SIGTERM blocked (harness.sweep.parallel): unblocked here, or the parent's terminate() is never seen
+    # and the cell is SIGKILLed STOP_GRACE_S later, its temp dirs left behind.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     write_json_atomic(out_path, executor(cell, chash, fingerprints))
 
 
