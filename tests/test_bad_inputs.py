@@ -1,8 +1,9 @@
 """The bad-input catalogue: every kind of bad input fails with exactly one line, exit code 2, and
 leaves nothing behind (no results directory, no cache directory, no report folder).
 
-Each case runs the real CLI in a fresh process (as tests/test_cli.py does) against a tiny synthetic
-data root, so nothing here depends on the shared GLUE/SQuAD copies. The cases in test_cli.py
+Each case runs the real CLI's main() in this process (run_main: the interpreter start and the torch
+import are paid once, not per case; test_config_error_in_a_fresh_process checks that a fresh process
+behaves the same) against a tiny synthetic data root, so nothing here depends on the shared GLUE/SQuAD copies. The cases in test_cli.py
 count too; this file is the complete list in one place:
 
   config     unknown method / model / task / hardware / launcher, unknown field, unknown method
@@ -35,45 +36,23 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_runs import run_main
 from fake_cells import RTE_HEADER, RTE_ROWS, SQUAD, make_data
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPBENCH = [sys.executable, "-c", "from harness.cli import main; main()"]
-# Simulated full disk: the OS reports 1 MiB free wherever compbench looks.
-DISK_FULL = [sys.executable, "-c", (
-    "import collections, shutil; usage = collections.namedtuple('usage', 'total used free');"
-    "shutil.disk_usage = lambda path: usage(2**40, 2**40 - 2**20, 2**20);"
-    "from harness.cli import main; main()")]
 
 @pytest.fixture
 def data(tmp_path) -> Path:
     return make_data(tmp_path / "data")
 
 
-def run_cli(args, tmp_path, data_root, command=COMPBENCH, timeout=120):
+def run_cli(args, tmp_path, data_root, timeout=120):
     env = {**os.environ, "COMPBENCH_DATA_ROOT": str(data_root), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "COMPBENCH_CACHE": str(tmp_path / "cache")}
     results = tmp_path / "results"
-    return subprocess.run(command + [f"paths.results_dir={results}", *args], cwd=ROOT, env=env,
+    return subprocess.run(COMPBENCH + [f"paths.results_dir={results}", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout), results
-
-
-def run_main(args, tmp_path, data_root, monkeypatch, capsys, online=False):
-    """The same CLI in this process (config errors only: ~50 ms instead of a 0.8 s interpreter start).
-    online=True: as on a machine that can reach the Hub (nothing here contacts it: the input is refused first)."""
-    from harness import cli
-
-    for key, value in {"COMPBENCH_DATA_ROOT": str(data_root), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-                       "COMPBENCH_CACHE": str(tmp_path / "cache")}.items():
-        monkeypatch.setenv(key, value)
-    if online:
-        monkeypatch.delenv("HF_HUB_OFFLINE")
-        monkeypatch.delenv("HF_DATASETS_OFFLINE")
-    monkeypatch.setattr(sys, "argv", ["compbench", f"paths.results_dir={tmp_path / 'results'}", *args])
-    monkeypatch.setattr(cli, "hydra_main", lambda: pytest.fail("the bad input passed validation"))
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    return subprocess.CompletedProcess(args, exit_info.value.code, "", capsys.readouterr().err)
 
 
 def assert_one_line(proc, tmp_path, message, exact=True, code=2):
@@ -194,17 +173,17 @@ def test_cuda_without_gpu(tmp_path, data, monkeypatch, capsys):
 
 
 # ---------------------------------------------------------------------------------------- data
-def test_missing_data_file(tmp_path, data):
+def test_missing_data_file(tmp_path, data, monkeypatch, capsys):
     (data / "glue" / "rte" / "dev.tsv").unlink()
-    proc, _ = run_cli(["task=rte"], tmp_path, data)
+    proc = run_main(["task=rte"], tmp_path, data, monkeypatch, capsys)
     assert_one_line(proc, tmp_path, f"compbench: error: task.local: {data}/glue/rte/dev.tsv not found; set paths.data_root or "
                     "COMPBENCH_DATA_ROOT to the folder holding glue/ and squad_v1.1/; the Hub fallback is unavailable (HF_HUB_OFFLINE is set)")
 
 
-def test_truncated_tsv(tmp_path, data):
+def test_truncated_tsv(tmp_path, data, monkeypatch, capsys):
     text = RTE_HEADER + RTE_ROWS
     (data / "glue" / "rte" / "dev.tsv").write_text(text[: text.rindex("\t") - 3])  # cut inside the last row
-    proc, _ = run_cli(["task=rte"], tmp_path, data)
+    proc = run_main(["task=rte"], tmp_path, data, monkeypatch, capsys)
     assert_one_line(proc, tmp_path, "compbench: error: task.local: glue/rte/dev.tsv: last line does not parse (3 fields, expected 4); the file looks truncated")
 
 
@@ -223,68 +202,68 @@ def test_damage_in_the_middle_of_a_tsv(tmp_path, data, monkeypatch, capsys):
                     "['entailment', 'not_entailment'] nor ids below 2", exact=False)
 
 
-def test_tsv_with_wrong_header(tmp_path, data):
+def test_tsv_with_wrong_header(tmp_path, data, monkeypatch, capsys):
     (data / "glue" / "rte" / "train.tsv").write_text("idx\tpremise\thypothesis\tlabel\n" + RTE_ROWS)
-    proc, _ = run_cli(["task=rte"], tmp_path, data)
+    proc = run_main(["task=rte"], tmp_path, data, monkeypatch, capsys)
     assert_one_line(proc, tmp_path, "compbench: error: task.local: glue/rte/train.tsv: wrong header ['idx', 'premise', 'hypothesis', 'label']; "
                     "expected columns ['sentence1', 'sentence2', 'label'] (missing ['sentence1', 'sentence2'])")
 
 
-def test_empty_tsv(tmp_path, data):
+def test_empty_tsv(tmp_path, data, monkeypatch, capsys):
     (data / "glue" / "sst2" / "dev.tsv").write_text("")
-    proc, _ = run_cli(["task=sst2"], tmp_path, data)
+    proc = run_main(["task=sst2"], tmp_path, data, monkeypatch, capsys)
     assert_one_line(proc, tmp_path, "compbench: error: task.local: glue/sst2/dev.tsv: file is empty (truncated download?)")
 
 
-def test_undecodable_tsv(tmp_path, data):
+def test_undecodable_tsv(tmp_path, data, monkeypatch, capsys):
     (data / "glue" / "sst2" / "dev.tsv").write_bytes(b"sentence\tlabel\n\xff\xfe caf\xe9 \t1\n")
-    proc, _ = run_cli(["task=sst2"], tmp_path, data)
+    proc = run_main(["task=sst2"], tmp_path, data, monkeypatch, capsys)
     assert_one_line(proc, tmp_path, "compbench: error: task.local: glue/sst2/dev.tsv: line 2 cannot be decoded as utf-8 (invalid start byte); damaged or unparseable file")
 
 
-def test_squad_json_with_a_missing_field(tmp_path, data):
+def test_squad_json_with_a_missing_field(tmp_path, data, monkeypatch, capsys):
     broken = json.loads(json.dumps(SQUAD))
     del broken["data"][3]["paragraphs"][0]["qas"][0]["question"]
     (data / "squad_v1.1" / "dev-v1.1.json").write_text(json.dumps(broken))
-    proc, _ = run_cli(["task=squad_v1.1_devsplit"], tmp_path, data)
+    proc = run_main(["task=squad_v1.1_devsplit"], tmp_path, data, monkeypatch, capsys)
     assert_one_line(proc, tmp_path, "compbench: error: task.local: squad_v1.1/dev-v1.1.json: data[3].paragraphs[0].qas[0] is missing field 'question'; not a SQuAD v1.1 file")
 
 
-def test_truncated_squad_json(tmp_path, data):
+def test_truncated_squad_json(tmp_path, data, monkeypatch, capsys):
     text = json.dumps(SQUAD)
     (data / "squad_v1.1" / "dev-v1.1.json").write_text(text[: len(text) // 2])
-    proc, _ = run_cli(["task=squad_v1.1_devsplit"], tmp_path, data)
+    proc = run_main(["task=squad_v1.1_devsplit"], tmp_path, data, monkeypatch, capsys)
     assert_one_line(proc, tmp_path, "compbench: error: task.local: squad_v1.1/dev-v1.1.json: not valid JSON (", exact=False)
     assert proc.stderr.strip().splitlines()[-1].endswith("); truncated or unparseable file")
 
 
 # --------------------------------------------------------------------------------------- model
-def test_model_path_missing(tmp_path, data):
-    proc, _ = run_cli([f"model.path={tmp_path / 'nowhere'}"], tmp_path, data)
+def test_model_path_missing(tmp_path, data, monkeypatch, capsys):
+    proc = run_main([f"model.path={tmp_path / 'nowhere'}"], tmp_path, data, monkeypatch, capsys)
     assert_one_line(proc, tmp_path, f"compbench: error: model.path: {tmp_path / 'nowhere'} is not a directory")
 
 
-def test_model_directory_without_config(tmp_path, data):
+def test_model_directory_without_config(tmp_path, data, monkeypatch, capsys):
     model_dir = tmp_path / "model"
     model_dir.mkdir()
-    proc, _ = run_cli(["model=local", f"model.path={model_dir}"], tmp_path, data)
+    proc = run_main(["model=local", f"model.path={model_dir}"], tmp_path, data, monkeypatch, capsys)
     assert_one_line(proc, tmp_path, f"compbench: error: model.path: {model_dir} has no config.json")
 
 
-def test_model_directory_without_weights(tmp_path, data):
+def test_model_directory_without_weights(tmp_path, data, monkeypatch, capsys):
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     (model_dir / "config.json").write_text("{}")
-    proc, _ = run_cli(["model=local", f"model.path={model_dir}"], tmp_path, data)
+    proc = run_main(["model=local", f"model.path={model_dir}"], tmp_path, data, monkeypatch, capsys)
     assert_one_line(proc, tmp_path, f"compbench: error: model.path: {model_dir} has no weights (model.safetensors or pytorch_model.bin)")
 
 
-def test_pickle_only_weights_are_refused(tmp_path, data):
+def test_pickle_only_weights_are_refused(tmp_path, data, monkeypatch, capsys):
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     (model_dir / "config.json").write_text("{}")
     (model_dir / "pytorch_model.bin").write_bytes(b"\x80\x02 a pickle could run code on load")
-    proc, _ = run_cli(["model=local", f"model.path={model_dir}"], tmp_path, data)
+    proc = run_main(["model=local", f"model.path={model_dir}"], tmp_path, data, monkeypatch, capsys)
     assert_one_line(proc, tmp_path, f"compbench: error: model.allow_pickle: {model_dir} holds only pickle weights (pytorch_model.bin); "
                     "convert to safetensors or set model.allow_pickle=true")
 
@@ -344,15 +323,15 @@ def _unwritable_dir(tmp_path: Path) -> tuple[Path, Path]:
         return locked / "results", locked
 
 
-def test_unwritable_results_directory(tmp_path, data):
+def test_unwritable_results_directory(tmp_path, data, monkeypatch, capsys):
     target, anchor = _unwritable_dir(tmp_path)
-    proc, _ = run_cli([f"paths.results_dir={target}"], tmp_path, data)
+    proc = run_main([f"paths.results_dir={target}"], tmp_path, data, monkeypatch, capsys)
     (tmp_path / "locked").chmod(0o700)
     assert_one_line(proc, tmp_path, f"compbench: error: paths.results_dir: {target} is not writable (Permission denied in {anchor})")
     assert not target.exists()
 
 
-def test_unwritable_records_directory(tmp_path, data):
+def test_unwritable_records_directory(tmp_path, data, monkeypatch, capsys):
     """The results directory exists, but the records folder inside it refuses files."""
     target, anchor = _unwritable_dir(tmp_path)
     if anchor == Path("/sys"):
@@ -361,26 +340,33 @@ def test_unwritable_records_directory(tmp_path, data):
     (tmp_path / "locked").chmod(0o700)
     (results / "records").mkdir()
     (results / "records").chmod(0o500)
-    proc, _ = run_cli([f"paths.results_dir={results}"], tmp_path, data)
+    proc = run_main([f"paths.results_dir={results}"], tmp_path, data, monkeypatch, capsys)
     (results / "records").chmod(0o700)
     assert_one_line(proc, tmp_path, f"compbench: error: paths.results_dir: {results} is not writable (Permission denied in {results / 'records'})")
 
 
-def test_results_path_under_a_file(tmp_path, data):
+def test_results_path_under_a_file(tmp_path, data, monkeypatch, capsys):
     (tmp_path / "file").write_text("not a directory")
-    proc, _ = run_cli([f"paths.results_dir={tmp_path / 'file' / 'results'}"], tmp_path, data)
+    proc = run_main([f"paths.results_dir={tmp_path / 'file' / 'results'}"], tmp_path, data, monkeypatch, capsys)
     assert_one_line(proc, tmp_path, f"compbench: error: paths.results_dir: {tmp_path / 'file' / 'results'} cannot be created: {tmp_path / 'file'} is not a directory")
 
 
-def test_unwritable_cache_directory(tmp_path, data):
+def test_unwritable_cache_directory(tmp_path, data, monkeypatch, capsys):
     target, anchor = _unwritable_dir(tmp_path)
-    proc, _ = run_cli([f"paths.cache_dir={target}"], tmp_path, data)
+    proc = run_main([f"paths.cache_dir={target}"], tmp_path, data, monkeypatch, capsys)
     (tmp_path / "locked").chmod(0o700)
     assert_one_line(proc, tmp_path, f"compbench: error: paths.cache_dir: {target} is not writable (Permission denied in {anchor})")
 
 
-def test_disk_full_at_preflight(tmp_path, data):
-    proc, results = run_cli([], tmp_path, data, command=DISK_FULL)
+def test_disk_full_at_preflight(tmp_path, data, monkeypatch, capsys):
+    """Simulated: the OS reports 1 MiB free wherever compbench looks."""
+    import collections
+    import shutil
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(2**40, 2**40 - 2**20, 2**20))
+    proc = run_main([], tmp_path, data, monkeypatch, capsys)
+    results = tmp_path / "results"
     assert_one_line(proc, tmp_path, f"compbench: error: paths.results_dir: only 1 MiB free on the disk holding {results} (disk full?); "
                     "compbench needs at least 64 MiB")
 

@@ -249,16 +249,15 @@ def test_reports_keep_runtimes_apart_and_compare_them_with_pytorch_fp32():
      "pick another method, runtime or hardware (a -m sweep records this cell as unsupported)"),
     (["runtime=openvino"], 'compbench: error: runtime: openvino needs openvino, not installed: pip install -e ".[runtimes]"'),
 ])
-def test_cli_refuses_in_one_line_with_exit_2(args, message, tmp_path, data_root):
-    import os
-    import subprocess
-    import sys
+def test_cli_refuses_in_one_line_with_exit_2(args, message, tmp_path, data_root, monkeypatch, capsys):
+    import importlib.util
 
-    hide_openvino = "import importlib.util as u; f = u.find_spec; u.find_spec = lambda n, *a: None if n == 'openvino' else f(n, *a); "
-    code = (hide_openvino if "runtime=openvino" in args else "") + "from harness.cli import main; main()"
-    env = {**os.environ, "COMPBENCH_DATA_ROOT": str(data_root), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-c", code, *args, f"paths.results_dir={tmp_path / 'results'}", f"paths.cache_dir={tmp_path / 'cache'}"],
-                          capture_output=True, text=True, env=env, timeout=300)
+    from cli_runs import run_main
+
+    if "runtime=openvino" in args:  # as on a machine without it
+        find_spec = importlib.util.find_spec
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else find_spec(name, *a))
+    proc = run_main([*args, f"paths.cache_dir={tmp_path / 'cache'}"], tmp_path, data_root, monkeypatch, capsys)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == message and proc.stderr.count("compbench: error") == 1
     assert not (tmp_path / "results").exists()
