@@ -273,3 +273,73 @@ def test_batches_of_different_lengths_are_judged_by_the_canary_alone():
     assert judge(pairs, None, [], StabilityLimits(), np.median)["verdict"] == "unstable"
     report = judge(pairs, None, [], StabilityLimits(), np.median, uniform_inputs=False)
     assert report["verdict"] == "steady" and report["half_speedups"] == pytest.approx([1.5, 1.7])
+
+
+# ---------------------------------------------------------------- across processes: the speedup history
+def _machine_record(speedup: float, verdict: str = "clean", commit: str = "abc") -> dict:
+    """A cell's record as the sweep's parent sees it: which machine, which code, one interleaved entry."""
+    record = _record("clean", speedup)
+    record["latency"]["fixed"][0]["contention"] = {"verdict": verdict}
+    record["latency"]["contention"]["verdict"] = verdict
+    record.update(config_hash="c0ffee", environment={"fingerprint": "machine-x", "threads": 2, "git": {"commit": commit, "dirty": False}})
+    return record
+
+
+def _history_cell(tmp_path, retries: int = 2):
+    return SimpleNamespace(paths=SimpleNamespace(cache_dir=str(tmp_path / "cache")),
+                           measure=SimpleNamespace(fresh_process_retries=retries, latency_processes=1))
+
+
+def test_a_whole_process_slower_than_the_cells_earlier_runs_is_caught_and_run_again(tmp_path):
+    """The EPYC's case (issue 30): speedups 2.30, 2.24, 2.24 in three processes, then a process at 1.68
+    whose every block agrees with every other (clean inside). It is unstable with the figures, runs again
+    in a fresh process, and the record kept is the steady one, with the slow try listed."""
+    from harness.sweep.fresh_processes import run_timed
+
+    speedups = iter([2.297, 2.238, 2.235, 1.679, 2.246])
+    cell = _history_cell(tmp_path)
+    records = [run_timed(lambda c: _machine_record(next(speedups)), cell, "cell") for _ in range(4)]
+    assert [r["latency"]["contention"]["verdict"] for r in records] == ["clean"] * 4
+    assert "fresh_process_tries" not in records[2]["latency"]
+    tries = records[3]["latency"]["fresh_process_tries"]
+    assert [t["verdict"] for t in tries] == ["unstable", "clean"]
+    assert tries[0]["speedups"] == {"fixed bs=1 n=128": pytest.approx(1.679)}
+    assert tries[0]["reasons"] == ["fixed bs=1 n=128: speedup 1.679 is -25% from the median 2.238 of this cell's 3 earlier runs "
+                                   "on this machine (range 2.235 to 2.297; limit 6%)"]
+    assert records[3]["latency"]["fixed"][0]["speedup"]["value"] == pytest.approx(2.246)
+
+
+def test_a_speedup_that_stays_far_from_its_history_is_marked_with_the_figures(tmp_path):
+    from harness.measure import speedup_history
+
+    cache = str(tmp_path / "cache")
+    for value in (2.0, 2.1, 2.05):
+        speedup_history.remember(_machine_record(value), cache, {"fixed bs=1 n=128"})
+    slow = _machine_record(1.5)
+    assert speedup_history.judge_record(slow, cache)
+    entry = slow["latency"]["fixed"][0]
+    assert slow["latency"]["contention"]["verdict"] == "unstable" and entry["contention"]["verdict"] == "unstable"
+    assert entry["stability"]["verdict"] == "unstable"
+    assert entry["stability"]["history"] == {"runs": 3, "median": 2.05, "low": 2.0, "high": 2.1, "deviation": pytest.approx(-0.2683, abs=1e-4),
+                                             "limit": speedup_history.MAX_DEVIATION}
+    assert not speedup_history.judge_record(_machine_record(2.12), cache)  # within 6 % of 2.05
+    contended = _machine_record(1.5, verdict="contended")
+    assert not speedup_history.judge_record(contended, cache) and contended["latency"]["contention"]["verdict"] == "contended"
+    assert not speedup_history.judge_record(_machine_record(1.5, commit="def"), cache)  # other code: a history of its own
+
+
+def test_the_history_judges_only_after_enough_runs_and_keeps_the_recent_ones(tmp_path):
+    from harness.measure import speedup_history
+
+    cache = str(tmp_path / "cache")
+    for value in (2.0, 2.1):
+        speedup_history.remember(_machine_record(value), cache, {"fixed bs=1 n=128"})
+    assert not speedup_history.judge_record(_machine_record(1.0), cache)  # two earlier runs: not judged
+    speedup_history.remember(_machine_record(9.9), cache, set())  # disturbed inside its process: not remembered
+    for k in range(30):
+        speedup_history.remember(_machine_record(3.0 + k / 1000), cache, {"fixed bs=1 n=128"})
+    path = speedup_history.history_path(cache, _machine_record(1.0))
+    (values,) = speedup_history.read_history(path).values()
+    assert len(values) == speedup_history.KEEP and values[-1] == 3.029 and 9.9 not in values
+    # a lasting change of the machine moves the median over to it: the new level is no longer unstable
+    assert not speedup_history.judge_record(_machine_record(3.02), cache)

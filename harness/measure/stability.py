@@ -25,7 +25,9 @@ short to move a whole pass's average (issue 30: five fresh processes, every pass
 A pass timed alone (the baseline's own cell, no reference beside it) has no block pairs: its canary,
 timed every 0.2 s between calls, judges it alone. A pass failing either is `unstable`, with the
 figures; harness.measure.contention.until_clean re-measures it, and harness.sweep.fresh_processes
-re-runs the cell in a fresh process when it stays so.
+re-runs the cell in a fresh process when it stays so. A slowdown of a whole process that the canary
+does not feel is invisible here: harness.measure.speedup_history judges it against the cell's
+earlier runs on this machine.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, TypedDict
+from typing import NotRequired, Optional, TypedDict
 
 import numpy as np
 import torch
@@ -82,6 +84,9 @@ class StabilityReport(TypedDict):
     half_speedups: Optional[list]  # [first half, second half] speedup of the pass (None under 4 pairs)
     canary: Optional[dict]  # CanaryFigures; None when no canary ran (a CUDA pass: the block pairs alone judge it)
     limits: dict  # the StabilityLimits used
+    # harness.measure.speedup_history.HistoryFigures: present only when the sweep found this speedup far
+    # from the cell's earlier runs on this machine (set in the sweep's process, after the run)
+    history: NotRequired[dict]
 
 
 class Canary:

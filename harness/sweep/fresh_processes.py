@@ -4,7 +4,8 @@ Some slowdowns belong to a process, not to a moment: every block of it agrees wi
 and only another process shows the figure was off. Two ways out, both here:
 
 - **re-run while unstable**: a cell whose latency stays `unstable` after its in-process
-  re-measurements (harness.measure.stability) runs again in a fresh process, up to
+  re-measurements (harness.measure.stability), or whose speedup lies far from this cell's earlier
+  runs on this machine (harness.measure.speedup_history), runs again in a fresh process, up to
   `measure.fresh_process_retries` times; every try's figures stay in `latency.fresh_process_tries`.
 - **pool several processes**: with `measure.latency_processes` = K > 1, K - 1 more fresh processes
   time the same cell (latency only: accuracy, memory and the rest come from the first, measured on
@@ -22,6 +23,7 @@ import numpy as np
 
 # numpy only: this module runs in the sweep's parent, which never imports torch (an interrupt while
 # torch imports would print a traceback; tests/test_sweeps.py)
+from harness.measure import speedup_history
 from harness.measure.stats import block_pairs, bootstrap_ratios
 
 POOLED_DESIGN = ("median over fresh processes of each one's interleaved speedup; CI: percentile bootstrap that "
@@ -108,7 +110,18 @@ def pool(record: dict, others: list, n_bootstrap: int) -> None:
 def run_timed(run_once: Callable[[object], dict], cell, label: str) -> dict:
     """The cell in fresh processes: retried while unstable, then pooled over measure.latency_processes.
     `run_once(cell)`: one isolated run of `cell`, returning its record."""
-    record = until_steady(lambda: run_once(cell), label, cell.measure.fresh_process_retries)
+    cache_dir = getattr(getattr(cell, "paths", None), "cache_dir", None)
+
+    def judged(one_cell) -> dict:
+        """One run, its speedups judged against this cell's earlier runs here, then added to them."""
+        record = run_once(one_cell)
+        if cache_dir:
+            steady_inside = speedup_history.steady_labels(record)
+            speedup_history.judge_record(record, cache_dir)
+            speedup_history.remember(record, cache_dir, steady_inside)
+        return record
+
+    record = until_steady(lambda: judged(cell), label, cell.measure.fresh_process_retries)
     extra = cell.measure.latency_processes - 1
     if extra <= 0 or record.get("status") != "ok" or not _entries(record):
         return record
@@ -116,7 +129,7 @@ def run_timed(run_once: Callable[[object], dict], cell, label: str) -> dict:
     others: list = []
     for k in range(extra):
         print(f"[latency] {label}: fresh process {k + 2} of {cell.measure.latency_processes}", flush=True)
-        other = until_steady(lambda: run_once(alone), label, cell.measure.fresh_process_retries)
+        other = until_steady(lambda: judged(alone), label, cell.measure.fresh_process_retries)
         if other.get("status") == "ok":
             others.append(other)
     pool(record, others, cell.measure.bootstrap)

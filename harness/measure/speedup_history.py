@@ -1,0 +1,134 @@
+"""Does this run's speedup agree with this cell's earlier runs on this machine? (issue 30)
+
+Some slowdowns belong to a whole process: on the AVX-512 VNNI EPYC one fresh process in five gave
+1.68x where the others gave 2.0x to 2.4x, every block of it agreeing with every other and every
+pass judged clean. Nothing inside such a process can tell, and the canary only can when it slows
+too; another process can. So the sweep keeps, per machine, the speedups each timed cell gave in
+its earlier runs, and a run whose speedup lies further than `MAX_DEVIATION` from their median is
+`unstable` with the figures: harness.sweep.fresh_processes then runs it again in a fresh process,
+as it does for any unstable pass.
+
+The history is a file per machine fingerprint and thread count under the cache directory
+(`<cache_dir>/speedups/`), keyed by the cell's config hash, the code's commit and the entry's
+label, so a change to the method, its settings or the code starts a new history rather than
+being called unstable. It judges once `MIN_RUNS` earlier runs exist and keeps the last `KEEP`.
+Every run that was steady inside its own process is remembered, the ones this check flagged too:
+an outlier moves a median of several runs little, and a lasting change of the machine (a new
+kernel, a BIOS setting) moves the median over to it within a few runs instead of calling every
+later run unstable.
+
+Runs in the sweep's parent, which never imports torch: json and the standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from pathlib import Path
+from typing import Optional, TypedDict
+
+MAX_DEVIATION = 0.06  # |speedup / median of earlier runs - 1| beyond this is unstable; steady runs on machine C: CV 0.3-1.6 %
+MIN_RUNS = 3  # earlier runs needed before a run is judged against them
+KEEP = 20  # runs remembered per cell and setting
+
+
+class HistoryFigures(TypedDict):
+    runs: int  # earlier runs of this cell and setting on this machine
+    median: float  # their median speedup
+    low: float  # their lowest speedup
+    high: float  # their highest speedup
+    deviation: float  # this run's speedup / median - 1
+    limit: float  # MAX_DEVIATION
+
+
+def history_path(cache_dir: str, record: dict) -> Optional[Path]:
+    """This machine's file, or None for a record that does not say which machine made it."""
+    environment = record.get("environment") or {}
+    fingerprint, threads = environment.get("fingerprint"), environment.get("threads")
+    if not fingerprint or not threads:
+        return None
+    return Path(os.path.expanduser(cache_dir)) / "speedups" / f"{fingerprint}-t{threads}.json"
+
+
+def _key(record: dict, entry: dict) -> Optional[str]:
+    git = (record.get("environment") or {}).get("git") or {}
+    if not record.get("config_hash") or not entry.get("label"):
+        return None
+    return f"{record['config_hash']}|{git.get('commit', 'unknown')}{'+dirty' if git.get('dirty') else ''}|{entry['label']}"
+
+
+def _entries(record: dict) -> list:
+    """The record's interleaved entries that have a speedup."""
+    latency = record.get("latency") if isinstance(record.get("latency"), dict) else {}
+    return [e for key in ("fixed", "real_length") for e in latency.get(key) or [] if (e.get("speedup") or {}).get("value")]
+
+
+def read_history(path: Optional[Path]) -> dict:
+    if path is None:
+        return {}
+    try:
+        history = json.loads(path.read_text())
+        return history if isinstance(history, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _verdict(entry: dict) -> Optional[str]:
+    return (entry.get("contention") or {}).get("verdict")
+
+
+def judge_record(record: dict, cache_dir: str) -> list[str]:
+    """Judge each interleaved speedup of `record` against its history; mark the ones too far from it
+    unstable in place (entry, its stability report and the record's verdict) and return the reasons."""
+    if record.get("status") != "ok":
+        return []
+    history = read_history(history_path(cache_dir, record))
+    reasons = []
+    for entry in _entries(record):
+        earlier = history.get(_key(record, entry) or "", [])
+        if len(earlier) < MIN_RUNS or _verdict(entry) == "contended":
+            continue
+        value, median = float(entry["speedup"]["value"]), statistics.median(earlier)
+        deviation = value / median - 1
+        if abs(deviation) <= MAX_DEVIATION:
+            continue
+        reason = (f"{entry['label']}: speedup {value:.3f} is {deviation:+.0%} from the median {median:.3f} of this cell's "
+                  f"{len(earlier)} earlier runs on this machine (range {min(earlier):.3f} to {max(earlier):.3f}; limit {MAX_DEVIATION:.0%})")
+        reasons.append(reason)
+        stability = entry.setdefault("stability", {})
+        stability["verdict"] = "unstable"
+        stability.setdefault("reasons", []).append(reason)
+        stability["history"] = HistoryFigures(runs=len(earlier), median=round(median, 4), low=round(min(earlier), 4),
+                                              high=round(max(earlier), 4), deviation=round(deviation, 4), limit=MAX_DEVIATION)
+        entry.setdefault("contention", {})["verdict"] = "unstable"
+    if reasons:
+        record["latency"].setdefault("contention", {})
+        if record["latency"]["contention"].get("verdict") != "contended":
+            record["latency"]["contention"]["verdict"] = "unstable"
+    return reasons
+
+
+def remember(record: dict, cache_dir: str, steady_inside: set) -> None:
+    """Add the speedups of `record`'s entries whose labels are in `steady_inside` (the entries its own
+    process judged clean) to the history (atomically; a lost update between two sweeps loses one run)."""
+    path = history_path(cache_dir, record)
+    if path is None or record.get("status") != "ok":
+        return
+    from harness.record import write_json_atomic
+
+    history = read_history(path)
+    added = False
+    for entry in _entries(record):
+        key = _key(record, entry)
+        if key and entry["label"] in steady_inside:
+            history[key] = (history.get(key, []) + [round(float(entry["speedup"]["value"]), 4)])[-KEEP:]
+            added = True
+    if added:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, history)
+
+
+def steady_labels(record: dict) -> set:
+    """The labels of the entries the run's own process judged clean (before this history judged them)."""
+    return {e["label"] for e in _entries(record) if _verdict(e) == "clean"}
