@@ -281,7 +281,8 @@ def _machine_record(speedup: float, verdict: str = "clean", commit: str = "abc")
     record = _record("clean", speedup)
     record["latency"]["fixed"][0]["contention"] = {"verdict": verdict}
     record["latency"]["contention"]["verdict"] = verdict
-    record.update(config_hash="c0ffee", environment={"fingerprint": "machine-x", "threads": 2, "git": {"commit": commit, "dirty": False}})
+    record.update(config_hash="c0ffee", environment={"fingerprint": "machine-x", "threads": {"intra_op": 2, "inter_op": 1, "affinity": [0, 1]},
+                                                     "git": {"commit": commit, "dirty": False}})
     return record
 
 
@@ -339,6 +340,7 @@ def test_the_history_judges_only_after_enough_runs_and_keeps_the_recent_ones(tmp
     for k in range(30):
         speedup_history.remember(_machine_record(3.0 + k / 1000), cache, {"fixed bs=1 n=128"})
     path = speedup_history.history_path(cache, _machine_record(1.0))
+    assert path.name == "machine-x-t2.json"
     (values,) = speedup_history.read_history(path).values()
     assert len(values) == speedup_history.KEEP and values[-1] == 3.029 and 9.9 not in values
     # a lasting change of the machine moves the median over to it: the new level is no longer unstable

@@ -46,7 +46,9 @@ def history_path(cache_dir: str, record: dict) -> Optional[Path]:
     """This machine's file, or None for a record that does not say which machine made it."""
     environment = record.get("environment") or {}
     fingerprint, threads = environment.get("fingerprint"), environment.get("threads")
-    if not fingerprint or not threads:
+    if isinstance(threads, dict):  # a cell's record: {"intra_op": 2, "inter_op": 1, "affinity": [...], ...}
+        threads = threads.get("intra_op")
+    if not fingerprint or not isinstance(threads, int):
         return None
     return Path(os.path.expanduser(cache_dir)) / "speedups" / f"{fingerprint}-t{threads}.json"
 
