@@ -94,8 +94,8 @@ def footnotes(numeric: pd.DataFrame, tasks=()) -> list[str]:
         "(same process, inputs and threads), with its 95% bootstrap CI over block pairs; geometric mean over tasks. "
         "ᶜ: no interleaved timing in the record, so the ratio of two cells of the same machine timed apart. "
         "ᵏ: a timed pass stayed contended (other processes used the CPU) after its re-measurements. "
-        "ᵘ: a timed pass stayed unstable (a canary workload timed in the same blocks, or the blocks' own ratios, moved) "
-        "after its re-measurements and fresh-process tries. "
+        "ᵘ: a timed pass stayed unstable (a canary workload timed in the same blocks, the blocks' own ratios, or the "
+        "speedup against this cell's earlier runs on this machine moved) after its re-measurements and fresh-process tries. "
         "ᵐ: the method's compute depends on its input (early exit), so its speedup is baseline mean / method mean "
         "(cost per example) over the same seeded sample of ≥256 eval inputs (or the whole split), not a ratio of p50s. "
         "Never computed across machines.",
