@@ -6,12 +6,14 @@ pass judged clean. Nothing inside such a process can tell, and the canary only c
 too; another process can. So the sweep keeps, per machine, the speedups each timed cell gave in
 its earlier runs, and a run whose speedup lies further than `MAX_DEVIATION` from their median is
 `unstable` with the figures: harness.sweep.fresh_processes then runs it again in a fresh process,
-as it does for any unstable pass.
+as it does for any unstable pass. With only one or two earlier runs, which of them is off cannot be
+told yet, so only a run more than `MAX_DEVIATION` beyond all of them is unstable.
 
 The history is a file per machine fingerprint and thread count under the cache directory
 (`<cache_dir>/speedups/`), keyed by the cell's config hash, the code's commit and the entry's
 label, so a change to the method, its settings or the code starts a new history rather than
-being called unstable. It judges once `MIN_RUNS` earlier runs exist and keeps the last `KEEP`.
+being called unstable. It judges against the median from `MEDIAN_RUNS` earlier runs on, and keeps
+the last `KEEP`.
 Every run that was steady inside its own process is remembered, the ones this check flagged too:
 an outlier moves a median of several runs little, and a lasting change of the machine (a new
 kernel, a BIOS setting) moves the median over to it within a few runs instead of calling every
@@ -29,16 +31,17 @@ from pathlib import Path
 from typing import Optional, TypedDict
 
 MAX_DEVIATION = 0.06  # |speedup / median of earlier runs - 1| beyond this is unstable; steady runs on machine C: CV 0.3-1.6 %
-MIN_RUNS = 3  # earlier runs needed before a run is judged against them
+MEDIAN_RUNS = 3  # from this many earlier runs, judge against their median (one odd run among them moves it little)
 KEEP = 20  # runs remembered per cell and setting
 
 
 class HistoryFigures(TypedDict):
     runs: int  # earlier runs of this cell and setting on this machine
+    rule: str  # "median": |speedup / median - 1| > limit (MEDIAN_RUNS or more runs); "range": beyond all of them by the limit
     median: float  # their median speedup
     low: float  # their lowest speedup
     high: float  # their highest speedup
-    deviation: float  # this run's speedup / median - 1
+    deviation: float  # this run's speedup / median - 1 ("median"), or / the nearest earlier run - 1 ("range")
     limit: float  # MAX_DEVIATION
 
 
@@ -89,20 +92,26 @@ def judge_record(record: dict, cache_dir: str) -> list[str]:
     reasons = []
     for entry in _entries(record):
         earlier = history.get(_key(record, entry) or "", [])
-        if len(earlier) < MIN_RUNS or _verdict(entry) == "contended":
+        if not earlier or _verdict(entry) == "contended":
             continue
-        value, median = float(entry["speedup"]["value"]), statistics.median(earlier)
-        deviation = value / median - 1
+        value, median, low, high = float(entry["speedup"]["value"]), statistics.median(earlier), min(earlier), max(earlier)
+        rule = "median" if len(earlier) >= MEDIAN_RUNS else "range"
+        if rule == "median":
+            deviation = value / median - 1
+            against = f"from the median {median:.3f} of this cell's {len(earlier)} earlier runs on this machine (range {low:.3f} to {high:.3f}"
+        else:
+            deviation = value / high - 1 if value > high else value / low - 1 if value < low else 0.0
+            runs = " and ".join(f"{v:.3f}" for v in earlier)
+            against = f"beyond this cell's {len(earlier)} earlier run{'s' if len(earlier) > 1 else ''} on this machine ({runs}"
         if abs(deviation) <= MAX_DEVIATION:
             continue
-        reason = (f"{entry['label']}: speedup {value:.3f} is {deviation:+.0%} from the median {median:.3f} of this cell's "
-                  f"{len(earlier)} earlier runs on this machine (range {min(earlier):.3f} to {max(earlier):.3f}; limit {MAX_DEVIATION:.0%})")
+        reason = f"{entry['label']}: speedup {value:.3f} is {deviation:+.0%} {against}; limit {MAX_DEVIATION:.0%})"
         reasons.append(reason)
         stability = entry.setdefault("stability", {})
         stability["verdict"] = "unstable"
         stability.setdefault("reasons", []).append(reason)
-        stability["history"] = HistoryFigures(runs=len(earlier), median=round(median, 4), low=round(min(earlier), 4),
-                                              high=round(max(earlier), 4), deviation=round(deviation, 4), limit=MAX_DEVIATION)
+        stability["history"] = HistoryFigures(runs=len(earlier), rule=rule, median=round(median, 4), low=round(low, 4),
+                                              high=round(high, 4), deviation=round(deviation, 4), limit=MAX_DEVIATION)
         entry.setdefault("contention", {})["verdict"] = "unstable"
     if reasons:
         record["latency"].setdefault("contention", {})
