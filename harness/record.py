@@ -111,8 +111,11 @@ class LatencySection(TypedDict, total=False):
     # unstable and it ran again in fresh processes (measure.fresh_process_retries; issue 30)
     fresh_process_tries: list
     # [FreshProcessTry] of every process that timed the cell, its own first: present only with
-    # measure.latency_processes > 1 (each speedup's `pooled` holds the figure)
+    # measure.latency_processes > 1, or pooled_because (each speedup's `pooled` holds the figure)
     processes: list
+    # why more processes than measure.latency_processes timed it: present only for a cell's first run on a
+    # machine whose processes have disagreed before (harness.measure.speedup_history.FIRST_RUN_PROCESSES)
+    pooled_because: str
     input_dependent_compute: bool  # the method declared input-dependent compute (Method.input_dependent_compute)
     speedup_statistic: str  # "mean" when it did (speedups are ratios of mean latencies), else "p50"
 

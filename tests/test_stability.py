@@ -357,7 +357,7 @@ def test_the_history_keeps_the_recent_runs_and_follows_a_lasting_change(tmp_path
         speedup_history.remember(_machine_record(3.0 + k / 1000), cache, {"fixed bs=1 n=128"})
     path = speedup_history.history_path(cache, _machine_record(1.0))
     assert path.name == "machine-x-t2.json"
-    (values,) = speedup_history.read_history(path).values()
+    (values,) = speedup_history.read_history(path)["runs"].values()
     assert len(values) == speedup_history.KEEP and values[-1] == 3.029 and 9.9 not in values
     # a lasting change of the machine moves the median over to it: the new level is no longer unstable
     assert not speedup_history.judge_record(_machine_record(3.02), cache)
@@ -374,3 +374,66 @@ def test_the_epyc_first_try_replayed(tmp_path):
     assert ["fresh_process_tries" in r["latency"] for r in records] == [False, True, False, False, False]
     assert [t["speedups"]["fixed bs=1 n=128"] for t in records[1]["latency"]["fresh_process_tries"]] == pytest.approx([2.422, 2.250])
     assert [r["latency"]["fixed"][0]["speedup"]["value"] for r in records] == pytest.approx([1.954, 2.250, 2.289, 2.213, 2.205])
+
+
+def _pooled_cell(tmp_path, latency_processes: int = 1):
+    @dataclasses.dataclass
+    class Measure:
+        fresh_process_retries: int = 0
+        latency_processes: int = 1
+        bootstrap: int = 200
+        accuracy: bool = True
+        memory: bool = True
+        energy: bool = True
+        flops: bool = True
+
+    @dataclasses.dataclass
+    class Cell:
+        measure: Measure
+        paths: SimpleNamespace
+
+    return Cell(Measure(latency_processes=latency_processes), SimpleNamespace(cache_dir=str(tmp_path / "cache")))
+
+
+def _timed_record(method_ms: float, config_hash: str) -> dict:
+    record = _interleaved_record(method_ms)
+    record["latency"]["fixed"][0]["contention"] = {"verdict": "clean"}
+    record.update(config_hash=config_hash, environment={"fingerprint": "machine-x", "threads": {"intra_op": 2},
+                                                        "git": {"commit": "abc", "dirty": False}})
+    return record
+
+
+@pytest.mark.parametrize("disagreed, processes", [(False, 1), (True, 3)])
+def test_a_cells_first_run_is_pooled_only_on_a_machine_whose_processes_disagreed(tmp_path, disagreed, processes):
+    """Nothing can judge a cell's first run on a machine. Where an earlier cell's processes disagreed (a run the
+    history flagged), the first run of a new cell is timed in three fresh processes and pooled; where they never
+    did, it costs one process."""
+    from harness.measure import speedup_history
+    from harness.sweep.fresh_processes import run_timed
+
+    cache = str(tmp_path / "cache")
+    earlier = [10.0, 10.1, 10.0] + ([13.0] if disagreed else [10.05])  # another cell: 1.5x, then 1.15x in one process
+    for ms in earlier:
+        record = _timed_record(ms, "other-cell")
+        steady = speedup_history.steady_labels(record)
+        speedup_history.judge_record(record, cache)
+        speedup_history.remember(record, cache, steady)
+    assert speedup_history.read_history(speedup_history.history_path(cache, record))["disagreements"] == int(disagreed)
+    calls = []
+
+    def run_once(one_cell):
+        calls.append(one_cell)
+        return _timed_record([10.0, 10.4, 10.2][len(calls) - 1], "new-cell")
+
+    cell = _pooled_cell(tmp_path)
+    result = run_timed(run_once, cell, "cell")
+    assert len(calls) == processes
+    if disagreed:
+        assert result["latency"]["fixed"][0]["speedup"]["pooled"]["processes"] == 3
+        assert result["latency"]["pooled_because"].startswith("the cell's first run on a machine whose processes have disagreed")
+        assert not calls[1].measure.accuracy  # the extra processes time latency only
+        calls.clear()
+        run_timed(run_once, cell, "cell")  # its second run: judged against the three, one process
+        assert len(calls) == 1
+    else:
+        assert "pooled" not in result["latency"]["fixed"][0]["speedup"] and "pooled_because" not in result["latency"]

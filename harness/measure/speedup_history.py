@@ -19,6 +19,12 @@ an outlier moves a median of several runs little, and a lasting change of the ma
 kernel, a BIOS setting) moves the median over to it within a few runs instead of calling every
 later run unstable.
 
+A cell's first run on a machine has nothing to be judged against. The file also counts the runs
+this check flagged (`disagreements`): on a machine whose processes have disagreed before, a cell's
+first run is timed in `FIRST_RUN_PROCESSES` fresh processes and pooled (harness.sweep.fresh_processes),
+which gives a figure that does not hang on one process and fills the cell's history at once. On a
+machine whose processes agree that never happens, and a cell costs one process.
+
 Runs in the sweep's parent, which never imports torch: json and the standard library only.
 """
 
@@ -33,6 +39,7 @@ from typing import Optional, TypedDict
 MAX_DEVIATION = 0.06  # |speedup / median of earlier runs - 1| beyond this is unstable; steady runs on machine C: CV 0.3-1.6 %
 MEDIAN_RUNS = 3  # from this many earlier runs, judge against their median (one odd run among them moves it little)
 KEEP = 20  # runs remembered per cell and setting
+FIRST_RUN_PROCESSES = 3  # a cell's first run on a machine whose processes have disagreed: pooled over this many
 
 
 class HistoryFigures(TypedDict):
@@ -70,13 +77,16 @@ def _entries(record: dict) -> list:
 
 
 def read_history(path: Optional[Path]) -> dict:
-    if path is None:
-        return {}
-    try:
-        history = json.loads(path.read_text())
-        return history if isinstance(history, dict) else {}
-    except (OSError, ValueError):
-        return {}
+    """{"runs": {key: [speedup, ...]}, "disagreements": runs this check flagged on this machine}."""
+    history: dict = {}
+    if path is not None:
+        try:
+            history = json.loads(path.read_text())
+        except (OSError, ValueError):
+            pass
+    runs = history.get("runs") if isinstance(history, dict) else None
+    disagreements = history.get("disagreements") if isinstance(history, dict) else None
+    return {"runs": runs if isinstance(runs, dict) else {}, "disagreements": disagreements if isinstance(disagreements, int) else 0}
 
 
 def _verdict(entry: dict) -> Optional[str]:
@@ -88,7 +98,7 @@ def judge_record(record: dict, cache_dir: str) -> list[str]:
     unstable in place (entry, its stability report and the record's verdict) and return the reasons."""
     if record.get("status") != "ok":
         return []
-    history = read_history(history_path(cache_dir, record))
+    history = read_history(history_path(cache_dir, record))["runs"]
     reasons = []
     for entry in _entries(record):
         earlier = history.get(_key(record, entry) or "", [])
@@ -122,7 +132,8 @@ def judge_record(record: dict, cache_dir: str) -> list[str]:
 
 def remember(record: dict, cache_dir: str, steady_inside: set) -> None:
     """Add the speedups of `record`'s entries whose labels are in `steady_inside` (the entries its own
-    process judged clean) to the history (atomically; a lost update between two sweeps loses one run)."""
+    process judged clean) to the history, and count the run if judge_record flagged it (atomically; a
+    lost update between two sweeps loses one run)."""
     path = history_path(cache_dir, record)
     if path is None or record.get("status") != "ok":
         return
@@ -133,8 +144,11 @@ def remember(record: dict, cache_dir: str, steady_inside: set) -> None:
     for entry in _entries(record):
         key = _key(record, entry)
         if key and entry["label"] in steady_inside:
-            history[key] = (history.get(key, []) + [round(float(entry["speedup"]["value"]), 4)])[-KEEP:]
+            history["runs"][key] = (history["runs"].get(key, []) + [round(float(entry["speedup"]["value"]), 4)])[-KEEP:]
             added = True
+    if any("history" in (entry.get("stability") or {}) for entry in _entries(record)):
+        history["disagreements"] += 1
+        added = True
     if added:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, history)
@@ -143,3 +157,11 @@ def remember(record: dict, cache_dir: str, steady_inside: set) -> None:
 def steady_labels(record: dict) -> set:
     """The labels of the entries the run's own process judged clean (before this history judged them)."""
     return {e["label"] for e in _entries(record) if _verdict(e) == "clean"}
+
+
+def first_run_on_a_disagreeing_machine(record: dict, cache_dir: str) -> bool:
+    """`record` is its cell's first run on this machine (no earlier speedup of any of its settings),
+    and this machine's processes have disagreed before. Call it before remember() adds the run."""
+    history = read_history(history_path(cache_dir, record))
+    keys = [_key(record, entry) for entry in _entries(record)]
+    return history["disagreements"] > 0 and bool(keys) and not any(history["runs"].get(key) for key in keys if key)

@@ -7,7 +7,8 @@ and only another process shows the figure was off. Two ways out, both here:
   re-measurements (harness.measure.stability), or whose speedup lies far from this cell's earlier
   runs on this machine (harness.measure.speedup_history), runs again in a fresh process, up to
   `measure.fresh_process_retries` times; every try's figures stay in `latency.fresh_process_tries`.
-- **pool several processes**: with `measure.latency_processes` = K > 1, K - 1 more fresh processes
+- **pool several processes**: with `measure.latency_processes` = K > 1 (or K = 3 for a cell's first
+  run on a machine whose processes have disagreed before: speedup_history), K - 1 more fresh processes
   time the same cell (latency only: accuracy, memory and the rest come from the first, measured on
   its artifact), and each interleaved speedup gets `speedup.pooled`: the median of the K
   processes' speedups with a CI from a two-level bootstrap (processes, then block pairs inside
@@ -111,27 +112,39 @@ def run_timed(run_once: Callable[[object], dict], cell, label: str) -> dict:
     """The cell in fresh processes: retried while unstable, then pooled over measure.latency_processes.
     `run_once(cell)`: one isolated run of `cell`, returning its record."""
     cache_dir = getattr(getattr(cell, "paths", None), "cache_dir", None)
+    first: dict = {}  # "pool": the cell's first run here, on a machine whose processes have disagreed
 
     def judged(one_cell) -> dict:
         """One run, its speedups judged against this cell's earlier runs here, then added to them."""
         record = run_once(one_cell)
         if cache_dir:
+            if not first:
+                first["pool"] = speedup_history.first_run_on_a_disagreeing_machine(record, cache_dir)
             steady_inside = speedup_history.steady_labels(record)
             speedup_history.judge_record(record, cache_dir)
             speedup_history.remember(record, cache_dir, steady_inside)
         return record
 
     record = until_steady(lambda: judged(cell), label, cell.measure.fresh_process_retries)
-    extra = cell.measure.latency_processes - 1
+    processes = cell.measure.latency_processes
+    pooled_because = None
+    if first.get("pool") and processes < speedup_history.FIRST_RUN_PROCESSES:
+        processes = speedup_history.FIRST_RUN_PROCESSES
+        pooled_because = (f"the cell's first run on a machine whose processes have disagreed before (speedup history): "
+                          f"timed in {processes} fresh processes rather than {cell.measure.latency_processes}")
+        print(f"[latency] {label}: {pooled_because}", flush=True)
+    extra = processes - 1
     if extra <= 0 or record.get("status") != "ok" or not _entries(record):
         return record
     alone = latency_only(cell)
     others: list = []
     for k in range(extra):
-        print(f"[latency] {label}: fresh process {k + 2} of {cell.measure.latency_processes}", flush=True)
+        print(f"[latency] {label}: fresh process {k + 2} of {processes}", flush=True)
         other = until_steady(lambda: judged(alone), label, cell.measure.fresh_process_retries)
         if other.get("status") == "ok":
             others.append(other)
     pool(record, others, cell.measure.bootstrap)
+    if pooled_because:
+        record["latency"]["pooled_because"] = pooled_because
     return record
 
