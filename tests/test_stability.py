@@ -187,6 +187,26 @@ def _interleaved_record(method_ms: float, pairs: int = 6, block: int = 4) -> dic
                                         "speedup_statistic": "p50"}}
 
 
+def _pooled_cell(cache_dir=None, latency_processes: int = 1, bootstrap: int = 200):
+    """A cell as run_timed reads it; a dataclass, since the pooled processes' copy is made with dataclasses.replace."""
+    @dataclasses.dataclass
+    class Measure:
+        fresh_process_retries: int = 0
+        latency_processes: int = 1
+        bootstrap: int = 200
+        accuracy: bool = True
+        memory: bool = True
+        energy: bool = True
+        flops: bool = True
+
+    @dataclasses.dataclass
+    class Cell:
+        measure: Measure
+        paths: SimpleNamespace
+
+    return Cell(Measure(latency_processes=latency_processes, bootstrap=bootstrap), SimpleNamespace(cache_dir=cache_dir))
+
+
 def test_a_speedup_pooled_over_fresh_processes_carries_their_spread():
     """Three processes, each steady inside (every block pair agrees), that disagree with each other:
     the pooled CI spans them, where each one's own CI would be a point."""
@@ -199,21 +219,7 @@ def test_a_speedup_pooled_over_fresh_processes_carries_their_spread():
         seen.append(cell)
         return next(records)
 
-    @dataclasses.dataclass
-    class Measure:
-        fresh_process_retries: int = 0
-        latency_processes: int = 3
-        bootstrap: int = 400
-        accuracy: bool = True
-        memory: bool = True
-        energy: bool = True
-        flops: bool = True
-
-    @dataclasses.dataclass
-    class Cell:
-        measure: Measure
-
-    cell = Cell(Measure())
+    cell = _pooled_cell(latency_processes=3, bootstrap=400)
     record = fresh_processes.run_timed(run_once, cell, "cell")
     pooled = record["latency"]["fixed"][0]["speedup"]["pooled"]
     assert pooled["processes"] == 3 and pooled["value"] == pytest.approx(15.0 / 10.2)
@@ -376,25 +382,6 @@ def test_the_epyc_first_try_replayed(tmp_path):
     assert [r["latency"]["fixed"][0]["speedup"]["value"] for r in records] == pytest.approx([1.954, 2.250, 2.289, 2.213, 2.205])
 
 
-def _pooled_cell(tmp_path, latency_processes: int = 1):
-    @dataclasses.dataclass
-    class Measure:
-        fresh_process_retries: int = 0
-        latency_processes: int = 1
-        bootstrap: int = 200
-        accuracy: bool = True
-        memory: bool = True
-        energy: bool = True
-        flops: bool = True
-
-    @dataclasses.dataclass
-    class Cell:
-        measure: Measure
-        paths: SimpleNamespace
-
-    return Cell(Measure(latency_processes=latency_processes), SimpleNamespace(cache_dir=str(tmp_path / "cache")))
-
-
 def _timed_record(method_ms: float, config_hash: str) -> dict:
     record = _interleaved_record(method_ms)
     record["latency"]["fixed"][0]["contention"] = {"verdict": "clean"}
@@ -425,7 +412,7 @@ def test_a_cells_first_run_is_pooled_only_on_a_machine_whose_processes_disagreed
         calls.append(one_cell)
         return _timed_record([10.0, 10.4, 10.2][len(calls) - 1], "new-cell")
 
-    cell = _pooled_cell(tmp_path)
+    cell = _pooled_cell(cache)
     result = run_timed(run_once, cell, "cell")
     assert len(calls) == processes
     if disagreed:

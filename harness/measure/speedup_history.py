@@ -93,12 +93,31 @@ def _verdict(entry: dict) -> Optional[str]:
     return (entry.get("contention") or {}).get("verdict")
 
 
+def observe(record: dict, cache_dir: str) -> bool:
+    """What the sweep does with each timed run, reading and writing the file once: judge `record`
+    against its history (judge_record), add it (remember), and return whether it was its cell's first
+    run on this machine while this machine's processes had disagreed before."""
+    path = history_path(cache_dir, record)
+    if path is None or record.get("status") != "ok":
+        return False
+    history = read_history(path)
+    keys = [key for key in (_key(record, entry) for entry in _entries(record)) if key]
+    first_on_a_disagreeing_machine = history["disagreements"] > 0 and bool(keys) and not any(history["runs"].get(k) for k in keys)
+    steady_inside = steady_labels(record)
+    _judge(record, history["runs"])
+    _add(record, history, steady_inside, path)
+    return first_on_a_disagreeing_machine
+
+
 def judge_record(record: dict, cache_dir: str) -> list[str]:
     """Judge each interleaved speedup of `record` against its history; mark the ones too far from it
     unstable in place (entry, its stability report and the record's verdict) and return the reasons."""
     if record.get("status") != "ok":
         return []
-    history = read_history(history_path(cache_dir, record))["runs"]
+    return _judge(record, read_history(history_path(cache_dir, record))["runs"])
+
+
+def _judge(record: dict, history: dict) -> list[str]:
     reasons = []
     for entry in _entries(record):
         earlier = history.get(_key(record, entry) or "", [])
@@ -137,9 +156,12 @@ def remember(record: dict, cache_dir: str, steady_inside: set) -> None:
     path = history_path(cache_dir, record)
     if path is None or record.get("status") != "ok":
         return
+    _add(record, read_history(path), steady_inside, path)
+
+
+def _add(record: dict, history: dict, steady_inside: set, path: Path) -> None:
     from harness.record import write_json_atomic
 
-    history = read_history(path)
     added = False
     for entry in _entries(record):
         key = _key(record, entry)
@@ -158,10 +180,3 @@ def steady_labels(record: dict) -> set:
     """The labels of the entries the run's own process judged clean (before this history judged them)."""
     return {e["label"] for e in _entries(record) if _verdict(e) == "clean"}
 
-
-def first_run_on_a_disagreeing_machine(record: dict, cache_dir: str) -> bool:
-    """`record` is its cell's first run on this machine (no earlier speedup of any of its settings),
-    and this machine's processes have disagreed before. Call it before remember() adds the run."""
-    history = read_history(history_path(cache_dir, record))
-    keys = [_key(record, entry) for entry in _entries(record)]
-    return history["disagreements"] > 0 and bool(keys) and not any(history["runs"].get(key) for key in keys if key)

@@ -118,11 +118,8 @@ def run_timed(run_once: Callable[[object], dict], cell, label: str) -> dict:
         """One run, its speedups judged against this cell's earlier runs here, then added to them."""
         record = run_once(one_cell)
         if cache_dir:
-            if not first:
-                first["pool"] = speedup_history.first_run_on_a_disagreeing_machine(record, cache_dir)
-            steady_inside = speedup_history.steady_labels(record)
-            speedup_history.judge_record(record, cache_dir)
-            speedup_history.remember(record, cache_dir, steady_inside)
+            first_on_a_disagreeing_machine = speedup_history.observe(record, cache_dir)
+            first.setdefault("pool", first_on_a_disagreeing_machine)
         return record
 
     record = until_steady(lambda: judged(cell), label, cell.measure.fresh_process_retries)
